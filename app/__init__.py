@@ -1,0 +1,1 @@
+"""PhotoAtlas desktop application (Qt)."""

@@ -1,0 +1,29 @@
+"""Entry point of the ``photoatlas`` console script.
+
+A subcommand other than ``gui`` goes straight to the headless CLI without importing Qt,
+so ``photoatlas index`` works on a server with no display and no Qt libraries.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+HEADLESS_COMMANDS = {"index", "export", "similar", "-h", "--help"}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in HEADLESS_COMMANDS:
+        from core.cli import main as cli_main
+
+        return cli_main(args)
+    if args and args[0] == "gui":
+        args = args[1:]
+    from app.gui import run_gui
+
+    return run_gui(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""PhotoAtlas core: the Qt-free engine (scan, decode, train, embed, map, search)."""

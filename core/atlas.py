@@ -1,0 +1,69 @@
+"""The 2-D map: UMAP layout, HDBSCAN clusters and each cluster's most central photos."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import MapConfig
+
+
+@dataclass(frozen=True)
+class Atlas:
+    xy: np.ndarray  # (N, 2) float32
+    cluster: np.ndarray  # (N,) int64, -1 = noise
+    representatives: dict[int, list[int]]  # cluster -> row indices, most central first
+
+
+def default_min_cluster_size(n: int) -> int:
+    """Clusters that stay meaningful from 100 to 100,000 photos."""
+    return max(5, round(math.sqrt(n) / 2))
+
+
+def layout(embeddings: np.ndarray, cfg: MapConfig) -> np.ndarray:
+    """UMAP of unit-norm embeddings (N, D) to (N, 2) float32 (cosine metric)."""
+    n = len(embeddings)
+    if n < 4:
+        # Too few points for a neighbour graph: spread them on a line, in input order.
+        return np.stack([np.arange(n, dtype=np.float32), np.zeros(n, np.float32)], 1)
+    import umap
+
+    reducer = umap.UMAP(n_neighbors=min(cfg.n_neighbors, n - 1), min_dist=cfg.min_dist,
+                        metric="cosine", random_state=cfg.seed, init="spectral" if n > 10
+                        else "random")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # n_jobs / spectral-init chatter from umap-learn
+        return reducer.fit_transform(embeddings).astype(np.float32)
+
+
+def cluster(xy: np.ndarray, cfg: MapConfig) -> np.ndarray:
+    """HDBSCAN on the map layout, so clusters match what the user sees: (N,) labels, -1 noise."""
+    n = len(xy)
+    size = cfg.min_cluster_size or default_min_cluster_size(n)
+    if n < max(size, 5):
+        return np.full(n, -1, np.int64)
+    from sklearn.cluster import HDBSCAN
+
+    return HDBSCAN(min_cluster_size=size, min_samples=min(size, 10), copy=True).fit_predict(xy).astype(
+        np.int64)
+
+
+def representatives(embeddings: np.ndarray, labels: np.ndarray, per_cluster: int = 9
+                    ) -> dict[int, list[int]]:
+    """Rows closest to each cluster's mean embedding, most central first."""
+    reps: dict[int, list[int]] = {}
+    for c in np.unique(labels[labels >= 0]):
+        rows = np.flatnonzero(labels == c)
+        centre = embeddings[rows].mean(0)
+        order = np.argsort(-(embeddings[rows] @ centre))
+        reps[int(c)] = rows[order[:per_cluster]].tolist()
+    return reps
+
+
+def build_atlas(embeddings: np.ndarray, cfg: MapConfig) -> Atlas:
+    xy = layout(embeddings, cfg)
+    labels = cluster(xy, cfg)
+    return Atlas(xy, labels, representatives(embeddings, labels))

@@ -1,0 +1,153 @@
+"""SimCLR views made on the training device, a whole batch at a time.
+
+Every sample gets its own random crop box, flip, colour jitter, grayscale and blur
+drawn from an explicit ``torch.Generator``; no per-image Python loop, no PIL.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torchvision.ops import roi_align
+
+# Rec. 601 luma weights, as torchvision's grayscale uses.
+_LUMA = torch.tensor([0.299, 0.587, 0.114])
+# RGB <-> YIQ: a hue shift is a rotation of the (I, Q) chroma plane.
+_RGB2YIQ = torch.tensor([[0.299, 0.587, 0.114],
+                         [0.596, -0.274, -0.322],
+                         [0.211, -0.523, 0.312]])
+_YIQ2RGB = torch.linalg.inv(_RGB2YIQ)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Strengths of the SimCLR augmentations (Chen et al. 2020 defaults, s = 1 jitter)."""
+
+    min_scale: float = 0.2
+    max_scale: float = 1.0
+    flip_p: float = 0.5
+    jitter_p: float = 0.8
+    brightness: float = 0.4
+    contrast: float = 0.4
+    saturation: float = 0.4
+    hue: float = 0.1
+    gray_p: float = 0.2
+    blur_p: float = 0.5
+    blur_min_resolution: int = 96
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_scale <= self.max_scale <= 1:
+            raise ValueError("need 0 < min_scale <= max_scale <= 1")
+        for name in ("flip_p", "jitter_p", "gray_p", "blur_p"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be a probability in [0, 1]")
+        if not 0 <= self.hue <= 0.5:
+            raise ValueError("hue must be in [0, 0.5]")
+
+
+def _uniform(n: int, low: float, high: float, gen: torch.Generator) -> torch.Tensor:
+    return low + (high - low) * torch.rand(n, generator=gen)
+
+
+def crop_boxes(n: int, size: int, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
+    """Random-resized-crop boxes (n, 4) as x1, y1, x2, y2 inside a size x size image:
+    area fraction in [min_scale, max_scale], aspect ratio in [3/4, 4/3]."""
+    area = _uniform(n, cfg.min_scale, cfg.max_scale, gen) * size * size
+    log_ratio = _uniform(n, math.log(3 / 4), math.log(4 / 3), gen)
+    ratio = torch.exp(log_ratio)
+    w = torch.sqrt(area * ratio).clamp(1, size)
+    h = torch.sqrt(area / ratio).clamp(1, size)
+    x1 = torch.rand(n, generator=gen) * (size - w)
+    y1 = torch.rand(n, generator=gen) * (size - h)
+    return torch.stack([x1, y1, x1 + w, y1 + h], dim=1)
+
+
+def _blend(a: torch.Tensor, b: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """factor * a + (1 - factor) * b, per sample, clamped to [0, 1]."""
+    f = factor.view(-1, 1, 1, 1)
+    return (f * a + (1 - f) * b).clamp_(0, 1)
+
+
+def _gray(x: torch.Tensor) -> torch.Tensor:
+    return (x * _LUMA.to(x).view(1, 3, 1, 1)).sum(1, keepdim=True)
+
+
+def color_jitter(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
+    """Brightness, contrast, saturation and hue jitter with per-sample factors,
+    each sample jittered with probability ``jitter_p``. x: (N, 3, H, W) in [0, 1]."""
+    n = x.shape[0]
+    apply = (torch.rand(n, generator=gen) < cfg.jitter_p).to(x.device)
+
+    def factors(strength: float) -> torch.Tensor:
+        f = _uniform(n, max(0.0, 1 - strength), 1 + strength, gen).to(x)
+        return torch.where(apply, f, torch.ones_like(f))
+
+    x = (x * factors(cfg.brightness).view(-1, 1, 1, 1)).clamp_(0, 1)
+    mean = _gray(x).mean(dim=(1, 2, 3), keepdim=True)
+    x = _blend(x, mean.expand_as(x), factors(cfg.contrast))
+    x = _blend(x, _gray(x).expand_as(x), factors(cfg.saturation))
+    if cfg.hue > 0:
+        angle = _uniform(n, -cfg.hue, cfg.hue, gen).to(x) * 2 * math.pi
+        angle = torch.where(apply, angle, torch.zeros_like(angle))
+        cos, sin = torch.cos(angle), torch.sin(angle)
+        rot = torch.zeros(n, 3, 3, dtype=x.dtype, device=x.device)
+        rot[:, 0, 0] = 1
+        rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = cos, -sin, sin, cos
+        m = _YIQ2RGB.to(x) @ rot @ _RGB2YIQ.to(x)  # (n, 3, 3)
+        x = torch.einsum("nij,njhw->nihw", m, x).clamp_(0, 1)
+    return x
+
+
+def gaussian_blur(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
+    """Separable Gaussian blur, sigma in [0.1, 2.0] * size / 224, kernel ~10% of the image;
+    each sample blurred with probability ``blur_p``. x: (N, C, H, W)."""
+    n, c, h, w = x.shape
+    scale = h / 224
+    sigma = _uniform(n, 0.1 * scale, 2.0 * scale, gen).clamp_min(1e-3)
+    sigma = torch.where(torch.rand(n, generator=gen) < cfg.blur_p, sigma, torch.full_like(sigma,
+                        1e-3))
+    radius = max(1, int(0.05 * h))
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernel = torch.exp(-offsets.view(1, -1) ** 2 / (2 * sigma.view(-1, 1) ** 2))
+    kernel = (kernel / kernel.sum(1, keepdim=True)).to(x)  # (n, k)
+    kernel = kernel.repeat_interleave(c, dim=0)  # one kernel per (sample, channel)
+    flat = x.reshape(1, n * c, h, w)
+    flat = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="reflect"),
+                    kernel.view(n * c, 1, 1, -1), groups=n * c)
+    flat = F.conv2d(F.pad(flat, (0, 0, radius, radius), mode="reflect"),
+                    kernel.view(n * c, 1, -1, 1), groups=n * c)
+    return flat.view(n, c, h, w)
+
+
+def simclr_view(
+    pixels: torch.Tensor, resolution: int, cfg: AugmentConfig, gen: torch.Generator
+) -> torch.Tensor:
+    """One augmented view of a uint8 batch (N, 3, S, S) on any device -> float (N, 3, R, R)
+    in [0, 1] at ``resolution`` R."""
+    n, _, size, _ = pixels.shape
+    x = pixels.float().div_(255)
+    boxes = crop_boxes(n, size, cfg, gen)
+    rois = torch.cat([torch.arange(n, dtype=torch.float32).view(-1, 1), boxes], 1).to(x)
+    # sampling_ratio 2: 2x2 samples per output pixel average away most aliasing.
+    x = roi_align(x, rois, output_size=resolution, spatial_scale=1.0, sampling_ratio=2,
+                  aligned=True)
+    flip = (torch.rand(n, generator=gen) < cfg.flip_p).to(x.device).view(-1, 1, 1, 1)
+    x = torch.where(flip, x.flip(3), x)
+    x = color_jitter(x, cfg, gen)
+    gray = (torch.rand(n, generator=gen) < cfg.gray_p).to(x.device).view(-1, 1, 1, 1)
+    x = torch.where(gray, _gray(x).expand_as(x), x)
+    if resolution >= cfg.blur_min_resolution and cfg.blur_p > 0:
+        x = gaussian_blur(x, cfg, gen)
+    return x
+
+
+def resize_batch(pixels: torch.Tensor, resolution: int) -> torch.Tensor:
+    """Deterministic view for embedding: uint8 (N, 3, S, S) -> float (N, 3, R, R) in [0, 1]."""
+    x = pixels.float().div_(255)
+    if x.shape[-1] != resolution:
+        x = F.interpolate(x, size=(resolution, resolution), mode="bilinear",
+                          antialias=x.shape[-1] > resolution, align_corners=False)
+    return x.clamp_(0, 1)

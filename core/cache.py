@@ -1,0 +1,124 @@
+"""Decode every photo once into a uint8 pixel cache (memmap, N x 3 x S x S) and thumbnails."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .catalog import Catalog, ImageRow
+from .decode import DecodeError, load_rgb, square_pixels, thumbnail
+from .jobs import CancelToken, EtaClock, Progress, ProgressCallback, no_progress
+
+THUMBNAIL_SIZE = 192
+_CHUNK = 64
+
+
+class PixelCache:
+    """An append-only file of uint8 rows of shape (3, S, S), read back as a memmap."""
+
+    def __init__(self, path: Path, size: int) -> None:
+        self.path = path
+        self.size = size
+        self.row_bytes = 3 * size * size
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(exist_ok=True)
+        # A process killed mid-append leaves a partial row: drop it.
+        whole = path.stat().st_size // self.row_bytes * self.row_bytes
+        if path.stat().st_size != whole:
+            os.truncate(path, whole)
+
+    @property
+    def rows(self) -> int:
+        return self.path.stat().st_size // self.row_bytes
+
+    def append(self, pixels: list[np.ndarray]) -> list[int]:
+        """Append (3, S, S) uint8 arrays; return their row numbers once on disk."""
+        with open(self.path, "ab") as f:
+            first = f.tell() // self.row_bytes
+            for p in pixels:
+                f.write(np.ascontiguousarray(p, dtype=np.uint8).tobytes())
+            f.flush()
+            os.fsync(f.fileno())
+        return list(range(first, first + len(pixels)))
+
+    def array(self) -> np.ndarray:
+        """Read-only memmap of every row: (rows, 3, S, S) uint8."""
+        rows = self.rows
+        if rows == 0:
+            return np.zeros((0, 3, self.size, self.size), np.uint8)
+        return np.memmap(self.path, np.uint8, "r", shape=(rows, 3, self.size, self.size))
+
+
+@dataclass
+class DecodeResult:
+    decoded: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _decode_one(row: ImageRow, size: int, thumb_dir: Path):
+    try:
+        image = load_rgb(row.path, size)
+        pixels = square_pixels(image, size)
+        thumb_path = thumb_dir / f"{row.id}.jpg"
+        tmp = thumb_path.with_suffix(".tmp")
+        thumbnail(image, THUMBNAIL_SIZE).save(tmp, "JPEG", quality=85)
+        os.replace(tmp, thumb_path)
+        return row, pixels, image.size, None
+    except DecodeError as exc:
+        return row, None, None, str(exc)
+
+
+def decode_pending(
+    catalog: Catalog,
+    cache: PixelCache,
+    thumb_dir: Path,
+    cancel: CancelToken | None = None,
+    progress: ProgressCallback = no_progress,
+    workers: int | None = None,
+) -> DecodeResult:
+    """Decode every 'pending' photo into the cache (Pillow releases the GIL: a thread pool)."""
+    cancel = cancel or CancelToken()
+    thumb_dir.mkdir(parents=True, exist_ok=True)
+    pending = catalog.images(status="pending")
+    result = DecodeResult()
+    clock = EtaClock()
+    with ThreadPoolExecutor(workers or os.cpu_count() or 2) as pool:
+        for start in range(0, len(pending), _CHUNK):
+            cancel.check()
+            chunk = pending[start:start + _CHUNK]
+            outcomes = list(pool.map(lambda r: _decode_one(r, cache.size, thumb_dir), chunk))
+            good = [(row, px, wh) for row, px, wh, err in outcomes if err is None]
+            bad = [(row.id, err) for row, px, wh, err in outcomes if err is not None]
+            rows = cache.append([px for _, px, _ in good])
+            catalog.record_decoded(
+                (row.id, r, wh[0], wh[1]) for (row, _, wh), r in zip(good, rows))
+            catalog.record_failed(bad)
+            result.decoded += len(good)
+            result.failed += [(row.path, err) for row, _, _, err in outcomes if err is not None]
+            done = start + len(chunk)
+            progress(Progress("decode", done, len(pending), f"{done}/{len(pending)} photos",
+                              {"failed": len(result.failed)}, clock.eta(done, len(pending))))
+    return result
+
+
+class CachedRows:
+    """The cache rows of a subset of photos, indexable like an (N, 3, S, S) uint8 array
+    without copying the whole subset into memory."""
+
+    def __init__(self, cache: np.ndarray, rows: np.ndarray) -> None:
+        self.cache = cache
+        self.rows = np.asarray(rows, np.int64)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.rows), *self.cache.shape[1:])
+
+    def __getitem__(self, index) -> np.ndarray:
+        return np.asarray(self.cache[self.rows[index]])

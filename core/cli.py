@@ -1,0 +1,163 @@
+"""The headless command line: ``photoatlas index | export | similar``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .config import DEVICES, MapConfig, TrainConfig
+from .jobs import Cancelled, CancelToken, Progress
+from .library import Library, LibraryError, default_library_dir, save_npz_atomic
+from .model import BACKBONES
+
+
+class TqdmProgress:
+    """Shows one tqdm bar per stage on stderr."""
+
+    def __init__(self) -> None:
+        from tqdm import tqdm
+
+        self._tqdm = tqdm
+        self._bars: dict[str, object] = {}
+
+    def __call__(self, event: Progress) -> None:
+        bar = self._bars.get(event.stage)
+        if bar is None:
+            for other in self._bars.values():
+                other.close()
+            self._bars.clear()
+            # Time-budgeted training has no step total: show a percentage of the budget.
+            total = event.total if event.total > 0 else 100
+            bar = self._tqdm(total=total, desc=f"{event.stage:>7}", unit=""
+                             if event.total <= 0 else "it", dynamic_ncols=True,
+                             file=sys.stderr)
+            self._bars[event.stage] = bar
+        done = event.done if event.total > 0 else round(100 * event.values.get("fraction", 0))
+        bar.n = min(done, bar.total)
+        bar.set_postfix_str(event.message, refresh=False)
+        bar.refresh()
+
+    def close(self) -> None:
+        for bar in self._bars.values():
+            bar.close()
+        self._bars.clear()
+
+
+def _library_arg(parser: argparse.ArgumentParser, required: bool) -> None:
+    parser.add_argument("--library", type=Path, required=required,
+                        default=None if required else default_library_dir(),
+                        help="library folder (catalog, cache, runs)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="photoatlas", description=(
+        "Organize photo folders with no labels: train, map and search your own photos."))
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ix = sub.add_parser("index", help="scan, decode, train, embed and map photo folders")
+    ix.add_argument("folders", nargs="+", type=Path)
+    _library_arg(ix, required=False)
+    budget = ix.add_mutually_exclusive_group()
+    budget.add_argument("--minutes", type=float, help="training time budget (default 5)")
+    budget.add_argument("--epochs", type=int, help="training epochs instead of a time budget")
+    ix.add_argument("--device", choices=DEVICES, default="auto")
+    ix.add_argument("--backbone", choices=BACKBONES, default=None,
+                    help="encoder (default efficientnet_lite0; resnet18 from scratch)")
+    ix.add_argument("--from-scratch", action="store_true",
+                    help="random initial weights instead of ImageNet-pretrained ones")
+    ix.add_argument("--resolution", type=int, help="training resolution in px")
+    ix.add_argument("--batch-size", type=int)
+    ix.add_argument("--temperature", type=float, default=TrainConfig.temperature)
+    ix.add_argument("--seed", type=int, default=0)
+    ix.add_argument("--report", type=Path, help="also write the run report to this JSON file")
+
+    ex = sub.add_parser("export", help="write paths, embeddings, xy and clusters to a .npz")
+    _library_arg(ex, required=True)
+    ex.add_argument("--out", type=Path, required=True)
+
+    si = sub.add_parser("similar", help="the photos most similar to IMAGE")
+    _library_arg(si, required=True)
+    si.add_argument("image", type=Path)
+    si.add_argument("-k", type=int, default=10)
+    si.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    return parser
+
+
+def _index(args: argparse.Namespace) -> int:
+    backbone = args.backbone or ("resnet18" if args.from_scratch else "efficientnet_lite0")
+    cfg = TrainConfig(backbone=backbone, pretrained=not args.from_scratch,
+                      resolution=args.resolution, batch_size=args.batch_size,
+                      temperature=args.temperature, minutes=args.minutes, epochs=args.epochs,
+                      device=args.device, seed=args.seed)
+    from .pipeline import index_library
+
+    progress = TqdmProgress()
+    with Library(args.library) as library:
+        try:
+            report = index_library(library, args.folders, cfg, MapConfig(seed=args.seed),
+                                   CancelToken(), progress)
+        finally:
+            progress.close()
+    if args.report:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text(json.dumps(report, indent=2))
+    images, training = report["images"], report["training"]
+    print(f"{images['embedded']} photos embedded, {images['failed']} could not be read; "
+          f"{report['clusters']} clusters; device {report['device']}; "
+          f"{training['epochs']} epochs at {training['images_per_s']} images/s")
+    for item in images["failed_files"]:
+        print(f"  skipped {item['path']}: {item['reason']}")
+    if "verdict" in report["check"]:
+        print(report["check"]["verdict"])
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    out: Path = args.out
+    if out.suffix != ".npz":
+        raise ValueError(f"--out must end in .npz, got {out}")
+    if out.exists():
+        raise ValueError(f"{out} already exists; choose another name")
+    with Library(args.library, create=False) as library:
+        run = library.current_run()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_npz_atomic(out, paths=run.paths.astype(str), embeddings=run.embeddings, xy=run.xy,
+                    cluster=run.cluster)
+    print(f"wrote {len(run.paths)} photos to {out}")
+    return 0
+
+
+def _similar(args: argparse.Namespace) -> int:
+    from .pipeline import similar_to_file
+
+    with Library(args.library, create=False) as library:
+        matches = similar_to_file(library, args.image, args.k)
+    if args.json:
+        print(json.dumps([{"path": p, "score": round(s, 6)} for p, s in matches], indent=2))
+    else:
+        for path, score in matches:
+            print(f"{score:.4f}  {path}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = {"index": _index, "export": _export, "similar": _similar}[args.command]
+    try:
+        return handler(args)
+    except Cancelled:
+        print("cancelled; run the same command again to resume", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    except (LibraryError, ValueError, FileNotFoundError) as exc:
+        print(f"photoatlas: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""Frozen, validated configurations for training and mapping."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, replace
+
+from .augment import AugmentConfig
+from .loss import OBJECTIVES
+from .model import BACKBONES
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+OPTIMIZERS = ("adamw", "sgd")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train. Fields left ``None`` are filled per device by ``resolved()``."""
+
+    backbone: str = "efficientnet_lite0"
+    pretrained: bool = True
+    resolution: int | None = None
+    batch_size: int | None = None
+    temperature: float = 0.2
+    objective: str = "ntxent"
+    optimizer: str = "adamw"
+    lr: float | None = None
+    weight_decay: float | None = None
+    warmup_fraction: float = 0.1
+    freeze_stages: int | None = None
+    minutes: float | None = None
+    epochs: int | None = None
+    device: str = "auto"
+    seed: int = 0
+    checkpoint_every_s: float = 120.0
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self) -> None:
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"unknown backbone {self.backbone!r}; choose one of {BACKBONES}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"unknown objective {self.objective!r}; choose one of {OBJECTIVES}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {OPTIMIZERS}")
+        if self.device not in DEVICES:
+            raise ValueError(f"unknown device {self.device!r}; choose one of {DEVICES}")
+        if self.resolution is not None and not 16 <= self.resolution <= 1024:
+            raise ValueError(f"resolution must be in 16..1024 px, got {self.resolution}")
+        if self.batch_size is not None and self.batch_size < 2:
+            raise ValueError(f"batch_size must be at least 2, got {self.batch_size}")
+        if not self.temperature > 0 or not math.isfinite(self.temperature):
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
+        if self.lr is not None and not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if not 0 <= self.warmup_fraction < 1:
+            raise ValueError("warmup_fraction must be in [0, 1)")
+        if self.minutes is not None and self.epochs is not None:
+            raise ValueError("give either minutes or epochs, not both")
+        if self.minutes is not None and not self.minutes >= 0:
+            raise ValueError(f"minutes must be >= 0, got {self.minutes}")
+        if self.epochs is not None and self.epochs < 0:
+            raise ValueError(f"epochs must be >= 0, got {self.epochs}")
+        if self.freeze_stages is not None and self.freeze_stages < 0:
+            raise ValueError("freeze_stages must be >= 0")
+
+    def resolved(self, device_type: str) -> TrainConfig:
+        """Fill unset fields with the defaults measured for this device type and start."""
+        fast = device_type in ("cuda", "mps")
+        if self.pretrained:
+            defaults = dict(resolution=224 if fast else 160, batch_size=256 if fast else 64,
+                            lr=1e-4, weight_decay=0.05, freeze_stages=0 if fast else 5)
+        else:
+            defaults = dict(resolution=128 if fast else 64, batch_size=512 if fast else 256,
+                            lr=2e-3, weight_decay=1e-4, freeze_stages=0)
+        budget = {} if self.minutes is not None or self.epochs is not None else {"minutes": 5.0}
+        filled = {k: v for k, v in defaults.items() if getattr(self, k) is None}
+        return replace(self, **filled, **budget)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class MapConfig:
+    """UMAP layout and HDBSCAN clustering."""
+
+    n_neighbors: int = 15
+    min_dist: float = 0.1
+    min_cluster_size: int | None = None  # None: grows with the number of photos
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.n_neighbors < 2:
+            raise ValueError("n_neighbors must be at least 2")
+        if not 0 <= self.min_dist <= 1:
+            raise ValueError("min_dist must be in [0, 1]")
+        if self.min_cluster_size is not None and self.min_cluster_size < 2:
+            raise ValueError("min_cluster_size must be at least 2")
+

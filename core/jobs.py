@@ -1,0 +1,69 @@
+"""Progress events and cooperative cancellation shared by every long job."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+class Cancelled(Exception):
+    """Raised inside a job when its CancelToken was set."""
+
+
+class CancelToken:
+    """A flag a job checks between steps; set it from any thread to stop the job."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def check(self) -> None:
+        """Raise Cancelled when cancellation was requested."""
+        if self._event.is_set():
+            raise Cancelled()
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One progress event of a stage: `done` of `total` units, plus stage-specific values."""
+
+    stage: str
+    done: int
+    total: int
+    message: str = ""
+    values: dict[str, float] = field(default_factory=dict)
+    eta_s: float | None = None
+
+    @property
+    def fraction(self) -> float:
+        return min(1.0, self.done / self.total) if self.total > 0 else 0.0
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+def no_progress(_event: Progress) -> None:
+    """Default callback: ignore progress."""
+
+
+class EtaClock:
+    """Estimates the remaining seconds of a stage from its rate so far."""
+
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+    def eta(self, done: int, total: int) -> float | None:
+        if done <= 0 or total <= 0:
+            return None
+        return self.elapsed() / done * max(0, total - done)

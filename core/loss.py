@@ -1,0 +1,157 @@
+"""Contrastive objectives: NT-Xent (SimCLR), InfoNCE with explicit negatives, triplet margin.
+
+All losses take L2-normalisable embeddings and return a scalar tensor.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _check_finite(name: str, tensor: torch.Tensor) -> None:
+    if not torch.isfinite(tensor).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+
+
+class NTXentLoss(nn.Module):
+    """Normalised temperature-scaled cross entropy of SimCLR (Chen et al. 2020).
+
+    Given two views ``z_a, z_b`` of shape (N, D), the 2N embeddings are compared by
+    cosine similarity; each view's positive is its twin and the other 2N-2 views are
+    negatives. Returns L = 1/2N * sum_k [l(2k-1, 2k) + l(2k, 2k-1)], a scalar.
+    """
+
+    def __init__(self, temperature: float = 0.2) -> None:
+        super().__init__()
+        if not temperature > 0 or not math.isfinite(temperature):
+            raise ValueError(f"temperature must be a positive finite number, got {temperature}")
+        self.temperature = float(temperature)
+
+    def forward(self, z_a: torch.Tensor, z_b: torch.Tensor) -> torch.Tensor:
+        if z_a.ndim != 2 or z_a.shape != z_b.shape:
+            raise ValueError(
+                f"z_a and z_b must both have shape (N, D), got {tuple(z_a.shape)} "
+                f"and {tuple(z_b.shape)}"
+            )
+        n = z_a.shape[0]
+        if n < 2:
+            raise ValueError(f"NT-Xent needs at least 2 pairs per batch, got N={n}")
+        _check_finite("z_a", z_a)
+        _check_finite("z_b", z_b)
+        # Float32 for the similarity matrix: bf16/fp16 logits / 0.1 lose too much precision.
+        z = F.normalize(torch.cat([z_a, z_b]).float(), dim=1)
+        logits = z @ z.T / self.temperature
+        self_mask = torch.eye(2 * n, dtype=torch.bool, device=z.device)
+        logits = logits.masked_fill(self_mask, float("-inf"))
+        targets = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
+        return F.cross_entropy(logits, targets)
+
+
+class InfoNCELoss(nn.Module):
+    """InfoNCE with explicit negatives (van den Oord et al. 2018).
+
+    ``anchor`` (N, D), ``positive`` (N, D), ``negatives`` (N, K, D) or (K, D) shared
+    by all anchors. Each anchor classifies its positive among 1 + K candidates.
+    """
+
+    def __init__(self, temperature: float = 0.2) -> None:
+        super().__init__()
+        if not temperature > 0 or not math.isfinite(temperature):
+            raise ValueError(f"temperature must be a positive finite number, got {temperature}")
+        self.temperature = float(temperature)
+
+    def forward(
+        self, anchor: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor
+    ) -> torch.Tensor:
+        if anchor.ndim != 2 or anchor.shape != positive.shape:
+            raise ValueError(
+                f"anchor and positive must both have shape (N, D), got {tuple(anchor.shape)} "
+                f"and {tuple(positive.shape)}"
+            )
+        if negatives.ndim == 2:
+            negatives = negatives.unsqueeze(0).expand(anchor.shape[0], -1, -1)
+        if negatives.ndim != 3 or negatives.shape[0] != anchor.shape[0] or (
+            negatives.shape[2] != anchor.shape[1]
+        ):
+            raise ValueError(
+                f"negatives must have shape (N, K, D) or (K, D), got {tuple(negatives.shape)}"
+            )
+        if negatives.shape[1] < 1:
+            raise ValueError("InfoNCE needs at least one negative")
+        for name, t in (("anchor", anchor), ("positive", positive), ("negatives", negatives)):
+            _check_finite(name, t)
+        a = F.normalize(anchor.float(), dim=-1)
+        p = F.normalize(positive.float(), dim=-1)
+        neg = F.normalize(negatives.float(), dim=-1)
+        pos_logit = (a * p).sum(-1, keepdim=True)
+        neg_logits = torch.einsum("nd,nkd->nk", a, neg)
+        logits = torch.cat([pos_logit, neg_logits], dim=1) / self.temperature
+        return F.cross_entropy(logits, torch.zeros(a.shape[0], dtype=torch.long, device=a.device))
+
+
+class TripletLoss(nn.Module):
+    """Triplet margin loss on cosine distance: mean(max(0, d(a,p) - d(a,n) + margin)).
+
+    ``anchor``, ``positive``, ``negative``: each (N, D).
+    """
+
+    def __init__(self, margin: float = 0.2) -> None:
+        super().__init__()
+        if not margin > 0 or not math.isfinite(margin):
+            raise ValueError(f"margin must be a positive finite number, got {margin}")
+        self.margin = float(margin)
+
+    def forward(
+        self, anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor
+    ) -> torch.Tensor:
+        if anchor.ndim != 2 or not (anchor.shape == positive.shape == negative.shape):
+            raise ValueError(
+                "anchor, positive and negative must share shape (N, D), got "
+                f"{tuple(anchor.shape)}, {tuple(positive.shape)}, {tuple(negative.shape)}"
+            )
+        for name, t in (("anchor", anchor), ("positive", positive), ("negative", negative)):
+            _check_finite(name, t)
+        a, p, n = (F.normalize(t.float(), dim=-1) for t in (anchor, positive, negative))
+        d_ap = 1 - (a * p).sum(-1)
+        d_an = 1 - (a * n).sum(-1)
+        return F.relu(d_ap - d_an + self.margin).mean()
+
+
+class PairObjective(nn.Module):
+    """Adapts any objective to the two-view batches of the training loop.
+
+    NT-Xent uses the views directly; InfoNCE uses the other photos' second views as
+    explicit negatives; triplet takes the batch-hardest other photo as the negative.
+    Input: ``z_a, z_b`` of shape (N, D). Output: scalar loss.
+    """
+
+    def __init__(self, objective: str, temperature: float, margin: float = 0.2) -> None:
+        super().__init__()
+        if objective not in OBJECTIVES:
+            raise ValueError(f"unknown objective {objective!r}; choose one of {OBJECTIVES}")
+        self.objective = objective
+        self.ntxent = NTXentLoss(temperature)
+        self.infonce = InfoNCELoss(temperature)
+        self.triplet = TripletLoss(margin)
+
+    def forward(self, z_a: torch.Tensor, z_b: torch.Tensor) -> torch.Tensor:
+        if self.objective == "ntxent":
+            return self.ntxent(z_a, z_b)
+        n = z_a.shape[0]
+        if n < 2:
+            raise ValueError(f"{self.objective} needs at least 2 pairs per batch, got N={n}")
+        others = ~torch.eye(n, dtype=torch.bool, device=z_a.device)
+        if self.objective == "infonce":
+            negatives = z_b.unsqueeze(0).expand(n, -1, -1)[others].view(n, n - 1, -1)
+            return self.infonce(z_a, z_b, negatives)
+        with torch.no_grad():
+            sims = F.normalize(z_a.float(), dim=1) @ F.normalize(z_b.float(), dim=1).T
+            hardest = sims.masked_fill(~others, float("-inf")).argmax(dim=1)
+        return self.triplet(z_a, z_b, z_b[hardest])
+
+
+OBJECTIVES = ("ntxent", "infonce", "triplet")

