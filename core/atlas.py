@@ -47,8 +47,8 @@ def cluster(xy: np.ndarray, cfg: MapConfig) -> np.ndarray:
         return np.full(n, -1, np.int64)
     from sklearn.cluster import HDBSCAN
 
-    return HDBSCAN(min_cluster_size=size, min_samples=min(size, 10), copy=True).fit_predict(xy).astype(
-        np.int64)
+    hdbscan = HDBSCAN(min_cluster_size=size, min_samples=min(size, 10), copy=True)
+    return hdbscan.fit_predict(xy).astype(np.int64)
 
 
 def representatives(embeddings: np.ndarray, labels: np.ndarray, per_cluster: int = 9

@@ -55,9 +55,13 @@ def _uniform(n: int, low: float, high: float, gen: torch.Generator) -> torch.Ten
 def crop_boxes(n: int, size: int, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
     """Random-resized-crop boxes (n, 4) as x1, y1, x2, y2 inside a size x size image:
     area fraction in [min_scale, max_scale], aspect ratio in [3/4, 4/3]."""
-    area = _uniform(n, cfg.min_scale, cfg.max_scale, gen) * size * size
-    log_ratio = _uniform(n, math.log(3 / 4), math.log(4 / 3), gen)
-    ratio = torch.exp(log_ratio)
+    scale = _uniform(n, cfg.min_scale, cfg.max_scale, gen)
+    # Keep the aspect ratio where a crop of this area fits inside the image, so that the
+    # area is never trimmed below min_scale.
+    low = torch.clamp(torch.log(scale), min=math.log(3 / 4))
+    high = torch.clamp(-torch.log(scale), max=math.log(4 / 3))
+    ratio = torch.exp(low + (high - low) * torch.rand(n, generator=gen))
+    area = scale * size * size
     w = torch.sqrt(area * ratio).clamp(1, size)
     h = torch.sqrt(area / ratio).clamp(1, size)
     x1 = torch.rand(n, generator=gen) * (size - w)
@@ -119,7 +123,7 @@ def gaussian_blur(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> 
                     kernel.view(n * c, 1, 1, -1), groups=n * c)
     flat = F.conv2d(F.pad(flat, (0, 0, radius, radius), mode="reflect"),
                     kernel.view(n * c, 1, -1, 1), groups=n * c)
-    return flat.view(n, c, h, w)
+    return flat.view(n, c, h, w).clamp_(0, 1)
 
 
 def simclr_view(

@@ -67,7 +67,7 @@ def _decode_one(row: ImageRow, size: int, thumb_dir: Path):
         tmp = thumb_path.with_suffix(".tmp")
         thumbnail(image, THUMBNAIL_SIZE).save(tmp, "JPEG", quality=85)
         os.replace(tmp, thumb_path)
-        return row, pixels, image.size, None
+        return row, pixels, image.info["original_size"], None
     except DecodeError as exc:
         return row, None, None, str(exc)
 
@@ -95,7 +95,7 @@ def decode_pending(
             bad = [(row.id, err) for row, px, wh, err in outcomes if err is not None]
             rows = cache.append([px for _, px, _ in good])
             catalog.record_decoded(
-                (row.id, r, wh[0], wh[1]) for (row, _, wh), r in zip(good, rows))
+                (row.id, r, wh[0], wh[1]) for (row, _, wh), r in zip(good, rows, strict=True))
             catalog.record_failed(bad)
             result.decoded += len(good)
             result.failed += [(row.path, err) for row, _, _, err in outcomes if err is not None]

@@ -31,14 +31,15 @@ class TqdmProgress:
             self._bars.clear()
             # Time-budgeted training has no step total: show a percentage of the budget.
             total = event.total if event.total > 0 else 100
-            bar = self._tqdm(total=total, desc=f"{event.stage:>7}", unit=""
-                             if event.total <= 0 else "it", dynamic_ncols=True,
-                             file=sys.stderr)
+            bar = self._tqdm(total=total, desc=f"{event.stage:>7}",
+                             unit="%" if event.total <= 0 else "photo" if event.stage != "train"
+                             else "step", dynamic_ncols=True, file=sys.stderr)
             self._bars[event.stage] = bar
         done = event.done if event.total > 0 else round(100 * event.values.get("fraction", 0))
-        bar.n = min(done, bar.total)
-        bar.set_postfix_str(event.message, refresh=False)
-        bar.refresh()
+        bar.update(max(0, min(done, bar.total) - bar.n))
+        bar.set_postfix_str(event.message, refresh=True)
+        if bar.n >= bar.total:
+            bar.close()
 
     def close(self) -> None:
         for bar in self._bars.values():

@@ -11,6 +11,8 @@ from PIL import Image, ImageOps
 
 # Refuse files that claim more pixels than this (about 16k x 16k) before decoding them.
 MAX_PIXELS = 268_000_000
+_ORIENTATION_TAG = 0x0112
+_TRANSPOSED_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 
 
 class DecodeError(Exception):
@@ -53,6 +55,7 @@ def load_rgb(path: str | Path, min_side: int) -> Image.Image:
     path = Path(path)
     image = _open_checked(path)
     try:
+        original_size = image.size
         if image.format == "JPEG":
             w, h = image.size
             scale = min(w, h) / max(1, min_side)
@@ -60,22 +63,26 @@ def load_rgb(path: str | Path, min_side: int) -> Image.Image:
                 image.draft("RGB", (max(1, int(w / scale)), max(1, int(h / scale))))
         image.seek(0)  # first frame of animations
         image.load()
-        image = ImageOps.exif_transpose(image)
-        return _to_rgb(image)
-    except DecodeError:
-        raise
+        if image.getexif().get(_ORIENTATION_TAG, 1) in _TRANSPOSED_ORIENTATIONS:
+            original_size = original_size[::-1]
+        rgb = _to_rgb(ImageOps.exif_transpose(image))
+        rgb.info["original_size"] = original_size
+        return rgb
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
         raise DecodeError(f"corrupt or truncated image: {exc}") from exc
     except MemoryError as exc:
         raise DecodeError("image too large to decode in memory") from exc
+    finally:
+        image.close()
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
     """Convert any mode (16-bit, CMYK, palette, alpha, grayscale) to 8-bit RGB on white."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(image, dtype=np.float64)
-        top = arr.max() if arr.size else 0
-        scaled = arr / (65535.0 if top > 255 else 255.0) * 255.0
+        # 16-bit sources span 0..65535; a plain 32-bit "I" image may hold 8-bit values.
+        sixteen = image.mode.startswith("I;16") or (arr.size and arr.max() > 255)
+        scaled = arr / (65535.0 if sixteen else 255.0) * 255.0
         image = Image.fromarray(np.clip(scaled, 0, 255).astype(np.uint8), "L")
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")

@@ -14,7 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-BACKBONES = ("efficientnet_lite0", "resnet18", "resnet50")
+BACKBONES = ("efficientnet_lite0", "resnet18", "resnet50", "resnet18_half")
+# Backbones with ImageNet weights; resnet18_half exists only for training from scratch.
+PRETRAINED_BACKBONES = ("efficientnet_lite0", "resnet18", "resnet50")
 
 # (expand ratio, kernel, stride, out channels, repeats) per stage of EfficientNet-Lite0.
 _LITE0_STAGES = (
@@ -130,10 +132,13 @@ class ResNetEncoder(nn.Module):
         super().__init__()
         import torchvision
 
-        net = getattr(torchvision.models, name)(weights=None)
+        if name == "resnet18_half":
+            net = _half_width_resnet18()
+        else:
+            net = getattr(torchvision.models, name)(weights=None)
         if low_res_stem:
             # Small photos: a 3x3 stride-1 stem keeps the spatial detail a 7x7/2 stem throws away.
-            net.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+            net.conv1 = nn.Conv2d(3, net.conv1.out_channels, 3, 1, 1, bias=False)
         self.net = net
         self.feature_dim = net.fc.in_features
         net.fc = nn.Identity()
@@ -146,6 +151,30 @@ class ResNetEncoder(nn.Module):
     def trunk(self) -> list[nn.Module]:
         n = self.net
         return [nn.ModuleList([n.conv1, n.bn1]), n.layer1, n.layer2, n.layer3, n.layer4]
+
+
+def _half_width_resnet18() -> nn.Module:
+    """ResNet-18's layout with half its channels (32-256): a quarter of the compute, for
+    training from scratch where a CPU can afford many more epochs of it."""
+    from torchvision.models.resnet import BasicBlock, ResNet
+
+    net = ResNet(BasicBlock, [2, 2, 2, 2])
+    widths, inplanes = (32, 64, 128, 256), 32
+    net.conv1 = nn.Conv2d(3, inplanes, 7, 2, 3, bias=False)
+    net.bn1 = nn.BatchNorm2d(inplanes)
+    for i, width in enumerate(widths):
+        blocks = []
+        for j in range(2):
+            stride = 2 if i > 0 and j == 0 else 1
+            down = None
+            if stride != 1 or inplanes != width:
+                down = nn.Sequential(nn.Conv2d(inplanes, width, 1, stride, bias=False),
+                                     nn.BatchNorm2d(width))
+            blocks.append(BasicBlock(inplanes, width, stride, down))
+            inplanes = width
+        setattr(net, f"layer{i + 1}", nn.Sequential(*blocks))
+    net.fc = nn.Linear(inplanes, 1000)
+    return net
 
 
 class ProjectionHead(nn.Module):
@@ -180,20 +209,27 @@ class SimCLRModel(nn.Module):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.encoder.features(x).float(), dim=1)
 
-    def freeze_stages(self, count: int) -> None:
-        """Freeze the first ``count`` trunk modules: no gradients, BatchNorm statistics kept."""
+    def freeze_stages(self, count: int, keep_bn_stats: bool = False) -> None:
+        """Freeze the first ``count`` trunk modules (no gradients, BatchNorm in eval mode).
+
+        ``keep_bn_stats`` also keeps every encoder BatchNorm's running statistics: adapting a
+        pretrained encoder on small batches of augmented views would otherwise drift them.
+        """
+        self.frozen_stages = count
+        self.keep_bn_stats = keep_bn_stats
         for i, module in enumerate(self.encoder.trunk()):
-            frozen = i < count
             for p in module.parameters():
-                p.requires_grad_(not frozen)
-            module.train(not frozen and self.training)
-            module._photoatlas_frozen = frozen  # train() below keeps these in eval mode
+                p.requires_grad_(i >= count)
+        self.train(self.training)
 
     def train(self, mode: bool = True) -> SimCLRModel:
         super().train(mode)
-        for module in self.encoder.trunk():
-            if getattr(module, "_photoatlas_frozen", False):
-                module.eval()
+        for module in self.encoder.trunk()[: getattr(self, "frozen_stages", 0)]:
+            module.eval()
+        if getattr(self, "keep_bn_stats", False):
+            for module in self.encoder.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
         return self
 
 
@@ -212,6 +248,8 @@ def build_encoder(
     """
     if backbone not in BACKBONES:
         raise ValueError(f"unknown backbone {backbone!r}; choose one of {BACKBONES}")
+    if pretrained and backbone not in PRETRAINED_BACKBONES:
+        raise ValueError(f"{backbone} has no pretrained weights; use it with --from-scratch")
     if backbone == "efficientnet_lite0":
         enc = EfficientNetLite0()
         if pretrained and load_weights:

@@ -184,6 +184,6 @@ def similar_to_file(library: Library, image: Path, k: int) -> list[tuple[str, fl
         pixels = square_pixels(load_rgb(image, CACHE_SIZE), CACHE_SIZE)[None]
         query = embed_pixels(model, pixels, resolution, device)
     idx, scores = NeighborIndex(run.embeddings).query(query, k + len(known))
-    pairs = [(str(run.paths[i]), float(s)) for i, s in zip(idx[0], scores[0])
+    pairs = [(str(run.paths[i]), float(s)) for i, s in zip(idx[0], scores[0], strict=True)
              if str(run.paths[i]) != resolved]
     return pairs[:k]

@@ -62,7 +62,7 @@ def neighbor_agreement(a: np.ndarray, b: np.ndarray, k: int = 10) -> float:
         return 1.0
     na, _ = NeighborIndex(a).query(a, k, exclude_self=True)
     nb, _ = NeighborIndex(b).query(b, k, exclude_self=True)
-    overlap = [len(set(x) & set(y)) for x, y in zip(na.tolist(), nb.tolist())]
+    overlap = [len(set(x) & set(y)) for x, y in zip(na.tolist(), nb.tolist(), strict=True)]
     inter = np.asarray(overlap, np.float64)
     return float(np.mean(inter / (2 * k - inter)))
 
@@ -79,7 +79,7 @@ def uniformity(x: np.ndarray, max_rows: int = 2000) -> float:
 
 
 def measure(model: SimCLRModel, pixels: np.ndarray, resolution: int, device: torch.device,
-            seed: int, max_photos: int = 1500) -> EmbeddingQuality:
+            seed: int, max_photos: int = 600) -> EmbeddingQuality:
     """Label-free quality of ``model`` at ``resolution`` on (a fixed sample of) ``pixels``."""
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(len(pixels), min(max_photos, len(pixels)), replace=False))

@@ -121,7 +121,7 @@ def train(
     budget_s = None if cfg.minutes is None else cfg.minutes * 60.0
 
     model.to(device)
-    model.freeze_stages(cfg.freeze_stages)
+    model.freeze_stages(cfg.freeze_stages, keep_bn_stats=cfg.pretrained)
     channels_last = device.type == "cuda"
     if channels_last:
         model.to(memory_format=torch.channels_last)

@@ -1,0 +1,68 @@
+"""Leave-one-out k-NN accuracy of embeddings against folder names (measurement only).
+
+    python bench/knn_quality.py --export out.npz            # an export of `photoatlas`
+    python bench/knn_quality.py --untrained FOLDER [--resolution 224] [--backbone NAME]
+
+The parent folder name of each photo is its category: PhotoAtlas itself never reads it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from core.search import knn_accuracy  # noqa: E402
+
+
+def labels_from_paths(paths: np.ndarray) -> np.ndarray:
+    names = [Path(str(p)).parent.name for p in paths]
+    _, labels = np.unique(names, return_inverse=True)
+    return labels
+
+
+def untrained_embeddings(folder: Path, backbone: str, resolution: int
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    import torch
+
+    from core.decode import load_rgb, square_pixels
+    from core.embed import embed_pixels
+    from core.library import CACHE_SIZE
+    from core.model import build_model
+    from core.scan import iter_photo_files
+
+    paths = np.array(sorted(p for p, _, _ in iter_photo_files(folder, [])))
+    pixels = np.stack([square_pixels(load_rgb(p, CACHE_SIZE), CACHE_SIZE) for p in paths])
+    model = build_model(backbone, pretrained=True, resolution=resolution)
+    return paths, embed_pixels(model, pixels, resolution, torch.device("cpu"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--export", type=Path, help="an .npz written by `photoatlas export`")
+    source.add_argument("--untrained", type=Path, help="embed this folder, no training")
+    parser.add_argument("--backbone", default="efficientnet_lite0")
+    parser.add_argument("--resolution", type=int, default=224)
+    parser.add_argument("-k", type=int, nargs="+", default=[1, 5])
+    args = parser.parse_args()
+    if args.export:
+        with np.load(args.export) as data:
+            paths, embeddings = data["paths"], data["embeddings"]
+    else:
+        paths, embeddings = untrained_embeddings(args.untrained, args.backbone, args.resolution)
+    labels = labels_from_paths(paths)
+    result = {"photos": len(paths), "categories": int(labels.max() + 1)}
+    result.update({f"knn{k}_top1": round(knn_accuracy(embeddings, labels, k), 4)
+                   for k in args.k})
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

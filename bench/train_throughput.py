@@ -1,0 +1,132 @@
+"""Training images/s: PhotoAtlas's cached, on-device-augmented loop versus the usual
+per-image PIL-transform DataLoader pipeline, same model, resolution, batch and loss, one run.
+
+    python bench/train_throughput.py FOLDER [--backbone resnet18] [--from-scratch]
+        [--resolution 32] [--batch-size 256] [--steps 12] [--workers 2] [--device cpu]
+
+Prints one JSON line: images/s of each pipeline and their ratio (ours / baseline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from core.cache import CachedRows, decode_pending  # noqa: E402
+from core.config import TrainConfig  # noqa: E402
+from core.library import Library  # noqa: E402
+from core.loss import NTXentLoss  # noqa: E402
+from core.model import build_model  # noqa: E402
+from core.scan import iter_photo_files, scan_folders  # noqa: E402
+from core.train import pick_device, train  # noqa: E402
+
+
+class TwoViews:
+    """The usual SimCLR dataset: open the file with PIL and transform it twice."""
+
+    def __init__(self, paths: list[str], resolution: int) -> None:
+        from torchvision import transforms as T
+
+        self.paths = paths
+        blur = [T.RandomApply([T.GaussianBlur(max(3, resolution // 10 * 2 + 1))], p=0.5)]
+        self.transform = T.Compose([
+            T.RandomResizedCrop(resolution, scale=(0.2, 1.0)),
+            T.RandomHorizontalFlip(),
+            T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
+            T.RandomGrayscale(p=0.2),
+            *(blur if resolution >= 96 else []),
+            T.ToTensor(),
+        ])
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        from PIL import Image
+
+        with Image.open(self.paths[i]) as im:
+            image = im.convert("RGB")
+        return self.transform(image), self.transform(image)
+
+
+def baseline_images_per_s(paths: list[str], cfg: TrainConfig, steps: int, workers: int,
+                          device: torch.device) -> float:
+    model = build_model(cfg.backbone, cfg.pretrained, cfg.resolution).to(device).train()
+    model.freeze_stages(cfg.freeze_stages)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
+                                  lr=cfg.lr, weight_decay=cfg.weight_decay)
+    loss_fn = NTXentLoss(cfg.temperature)
+    loader = torch.utils.data.DataLoader(
+        TwoViews(paths, cfg.resolution), batch_size=cfg.batch_size, shuffle=True,
+        num_workers=workers, drop_last=True, persistent_workers=workers > 0,
+        generator=torch.Generator().manual_seed(cfg.seed))
+    done, t0 = 0, None
+    while done < steps + 1:
+        for a, b in loader:
+            z = model(torch.cat([a, b]).to(device))
+            loss = loss_fn(*z.chunk(2))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            done += 1
+            if done == 1:
+                t0 = time.monotonic()  # the first step pays for worker start-up
+            if done == steps + 1:
+                break
+    return steps * cfg.batch_size / (time.monotonic() - t0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--backbone", default="resnet18")
+    parser.add_argument("--from-scratch", action="store_true")
+    parser.add_argument("--resolution", type=int)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    device = pick_device(args.device)
+    base = TrainConfig(backbone=args.backbone, pretrained=not args.from_scratch,
+                       resolution=args.resolution, batch_size=args.batch_size, device=args.device)
+    cfg = base.resolved(device.type)
+    paths = sorted(p for p, _, _ in iter_photo_files(args.folder, []))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        with Library(Path(tmp) / "lib") as library:
+            scan_folders(library.catalog, [args.folder])
+            decode_pending(library.catalog, library.pixels, library.thumb_dir)
+            ok = library.catalog.images(status="ok")
+            pixels = CachedRows(library.pixels.array(), np.array([r.cache_row for r in ok]))
+            steps_per_epoch = len(ok) // cfg.batch_size
+            epochs = max(1, -(-(args.steps + 1) // steps_per_epoch))
+            run_cfg = TrainConfig(**{**cfg.__dict__, "minutes": None, "epochs": epochs})
+            stamps: list[tuple[int, float]] = []
+            model = build_model(cfg.backbone, cfg.pretrained, cfg.resolution)
+            train(model, pixels, run_cfg, Path(tmp),
+                  progress=lambda e: stamps.append((e.done, time.monotonic())))
+    # Skip the first step (warm-up) as for the baseline.
+    (s0, t0), (s1, t1) = stamps[0], stamps[min(len(stamps) - 1, args.steps)]
+    ours = (s1 - s0) * cfg.batch_size / (t1 - t0)
+    baseline = baseline_images_per_s(paths, cfg, args.steps, args.workers, device)
+    print(json.dumps({"backbone": cfg.backbone, "pretrained": cfg.pretrained,
+                      "resolution": cfg.resolution, "batch_size": cfg.batch_size,
+                      "device": str(device), "photos": len(paths),
+                      "photoatlas_images_per_s": round(ours, 1),
+                      "dataloader_images_per_s": round(baseline, 1),
+                      "ratio": round(ours / baseline, 2)}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""The engine in core/ never imports Qt; the headless CLI path never imports Qt either."""
+
+from __future__ import annotations
+
+import json
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+QT_MODULES = ("PySide6", "shiboken6", "pyqtgraph")
+
+_REPORT_QT = f"""
+import json, sys
+loaded = sorted(m for m in sys.modules if m.split('.')[0] in {QT_MODULES!r})
+print(json.dumps(loaded))
+"""
+
+
+def _run_fresh(code: str) -> list[str]:
+    """Run ``code`` + the Qt report in a fresh interpreter; return the Qt modules loaded."""
+    proc = subprocess.run([sys.executable, "-c", code + _REPORT_QT], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _core_modules() -> list[str]:
+    return sorted(f"core.{m.name}" for m in pkgutil.iter_modules([str(REPO_ROOT / "core")]))
+
+
+def test_core_modules_discovered():
+    modules = _core_modules()
+    for expected in ("core.loss", "core.model", "core.cli", "core.scan", "core.train"):
+        assert expected in modules
+
+
+def test_core_imports_no_qt():
+    imports = "\n".join(f"import {name}" for name in ["core", *_core_modules()])
+    loaded = _run_fresh(imports + "\n")
+    assert loaded == [], f"core pulled in Qt modules: {loaded}"
+
+
+def test_headless_cli_path_imports_no_qt():
+    code = (
+        "import app.__main__\n"
+        "import core.cli\n"
+        "parser = core.cli.build_parser()\n"
+        "args = parser.parse_args(['index', '/tmp/photos', '--epochs', '1'])\n"
+        "assert args.command == 'index'\n"
+        "try:\n"
+        "    app.__main__.main(['--help'])\n"
+        "except SystemExit as exc:\n"
+        "    assert exc.code == 0\n"
+    )
+    loaded = _run_fresh(code)
+    assert loaded == [], f"the headless CLI path pulled in Qt modules: {loaded}"
