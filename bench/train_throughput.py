@@ -89,7 +89,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", type=Path)
-    parser.add_argument("--backbone", default="resnet18")
+    parser.add_argument("--backbone", help="default: the app's default for this start")
     parser.add_argument("--from-scratch", action="store_true")
     parser.add_argument("--resolution", type=int)
     parser.add_argument("--batch-size", type=int)

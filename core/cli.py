@@ -8,9 +8,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .config import DEVICES, MapConfig, TrainConfig
+from .config import DEVICES, OPTIMIZERS, MapConfig, TrainConfig
 from .jobs import Cancelled, CancelToken, Progress
 from .library import Library, LibraryError, default_library_dir, save_npz_atomic
+from .loss import OBJECTIVES
 from .model import BACKBONES
 
 
@@ -66,12 +67,18 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--epochs", type=int, help="training epochs instead of a time budget")
     ix.add_argument("--device", choices=DEVICES, default="auto")
     ix.add_argument("--backbone", choices=BACKBONES, default=None,
-                    help="encoder (default efficientnet_lite0; resnet18 from scratch)")
+                    help="encoder (default efficientnet_lite0; from scratch resnet18, or "
+                    "resnet18_half on a CPU)")
     ix.add_argument("--from-scratch", action="store_true",
                     help="random initial weights instead of ImageNet-pretrained ones")
     ix.add_argument("--resolution", type=int, help="training resolution in px")
     ix.add_argument("--batch-size", type=int)
     ix.add_argument("--temperature", type=float, default=TrainConfig.temperature)
+    ix.add_argument("--lr", type=float, help="peak learning rate")
+    ix.add_argument("--optimizer", choices=OPTIMIZERS, default=TrainConfig.optimizer)
+    ix.add_argument("--objective", choices=OBJECTIVES, default=TrainConfig.objective)
+    ix.add_argument("--freeze-stages", type=int,
+                    help="encoder stages kept frozen, counted from the input")
     ix.add_argument("--seed", type=int, default=0)
     ix.add_argument("--report", type=Path, help="also write the run report to this JSON file")
 
@@ -88,10 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _index(args: argparse.Namespace) -> int:
-    backbone = args.backbone or ("resnet18" if args.from_scratch else "efficientnet_lite0")
-    cfg = TrainConfig(backbone=backbone, pretrained=not args.from_scratch,
+    cfg = TrainConfig(backbone=args.backbone, pretrained=not args.from_scratch,
                       resolution=args.resolution, batch_size=args.batch_size,
-                      temperature=args.temperature, minutes=args.minutes, epochs=args.epochs,
+                      temperature=args.temperature, lr=args.lr, optimizer=args.optimizer,
+                      objective=args.objective, freeze_stages=args.freeze_stages,
+                      minutes=args.minutes, epochs=args.epochs,
                       device=args.device, seed=args.seed)
     from .pipeline import index_library
 

@@ -141,8 +141,17 @@ def test_train_config_device_defaults_differ():
     assert cpu.resolution <= gpu.resolution and cpu.batch_size <= gpu.batch_size
 
 
+def test_default_backbone_follows_start_and_device():
+    assert TrainConfig(pretrained=False).resolved("cpu").backbone == "resnet18_half"
+    assert TrainConfig(pretrained=False).resolved("cuda").backbone == "resnet18"
+    assert TrainConfig(pretrained=False, backbone="resnet50").resolved("cpu").backbone == (
+        "resnet50")
+    with pytest.raises(ValueError, match="no pretrained weights"):
+        TrainConfig(pretrained=True, backbone="resnet18_half")
+
+
 def test_train_config_to_dict():
-    d = TrainConfig().to_dict()
+    d = TrainConfig().resolved("cpu").to_dict()
     assert d["backbone"] == "efficientnet_lite0"
     assert d["augment"] == dataclasses.asdict(AugmentConfig())
 
