@@ -2,6 +2,8 @@
 
     python bench/knn_quality.py --export out.npz            # an export of `photoatlas`
     python bench/knn_quality.py --untrained FOLDER [--resolution 224] [--backbone NAME]
+    python bench/knn_quality.py --trained LIBRARY   # the newest run's trained weights, even
+                                                    # when the check kept the start encoder
 
 The parent folder name of each photo is its category: PhotoAtlas itself never reads it.
 """
@@ -42,12 +44,36 @@ def untrained_embeddings(folder: Path, backbone: str, resolution: int
     return paths, embed_pixels(model, pixels, resolution, torch.device("cpu"))
 
 
+def trained_embeddings(library_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Embed a library's photos with its newest run's trained encoder (from the checkpoint)."""
+    import torch
+
+    from core.cache import CachedRows
+    from core.embed import embed_pixels
+    from core.library import Library
+    from core.model import build_model
+    from core.train import CHECKPOINT_NAME
+
+    with Library(library_dir, create=False) as library:
+        run = library.current_run()
+        cfg = run.report["config"]
+        model = build_model(cfg["backbone"], cfg["pretrained"], cfg["resolution"],
+                            load_weights=False)
+        state = torch.load(library.run_dir(run.run_id) / CHECKPOINT_NAME, map_location="cpu",
+                           weights_only=True)
+        model.load_state_dict(state["model"])
+        rows = {r.id: r.cache_row for r in library.catalog.images(status="ok")}
+        pixels = CachedRows(library.pixels.array(), np.array([rows[i] for i in run.image_ids]))
+        return run.paths, embed_pixels(model, pixels, cfg["resolution"], torch.device("cpu"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--export", type=Path, help="an .npz written by `photoatlas export`")
     source.add_argument("--untrained", type=Path, help="embed this folder, no training")
+    source.add_argument("--trained", type=Path, help="a library: its newest run's weights")
     parser.add_argument("--backbone", default="efficientnet_lite0")
     parser.add_argument("--resolution", type=int, default=224)
     parser.add_argument("-k", type=int, nargs="+", default=[1, 5])
@@ -55,6 +81,8 @@ def main() -> None:
     if args.export:
         with np.load(args.export) as data:
             paths, embeddings = data["paths"], data["embeddings"]
+    elif args.trained:
+        paths, embeddings = trained_embeddings(args.trained)
     else:
         paths, embeddings = untrained_embeddings(args.untrained, args.backbone, args.resolution)
     labels = labels_from_paths(paths)

@@ -126,13 +126,20 @@ def gaussian_blur(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> 
     return flat.view(n, c, h, w).clamp_(0, 1)
 
 
-def simclr_view(
-    pixels: torch.Tensor, resolution: int, cfg: AugmentConfig, gen: torch.Generator
-) -> torch.Tensor:
-    """One augmented view of a uint8 batch (N, 3, S, S) on any device -> float (N, 3, R, R)
-    in [0, 1] at ``resolution`` R."""
-    n, _, size, _ = pixels.shape
-    x = pixels.float().div_(255)
+def _source(pixels: torch.Tensor, resolution: int) -> torch.Tensor:
+    """uint8 (N, 3, S, S) -> float in [0, 1], first shrunk (antialiased) to 4x the output
+    resolution when the cache is larger: crops then cost a fraction of the full-size work."""
+    size = pixels.shape[-1]
+    if size > 4 * resolution:
+        small = F.interpolate(pixels.float(), size=(4 * resolution, 4 * resolution),
+                              mode="bilinear", antialias=True, align_corners=False)
+        return small.div_(255).clamp_(0, 1)
+    return pixels.float().div_(255)
+
+
+def _view(x: torch.Tensor, resolution: int, cfg: AugmentConfig, gen: torch.Generator
+          ) -> torch.Tensor:
+    n, _, size, _ = x.shape
     boxes = crop_boxes(n, size, cfg, gen)
     rois = torch.cat([torch.arange(n, dtype=torch.float32).view(-1, 1), boxes], 1).to(x)
     # sampling_ratio 2: 2x2 samples per output pixel average away most aliasing.
@@ -146,6 +153,23 @@ def simclr_view(
     if resolution >= cfg.blur_min_resolution and cfg.blur_p > 0:
         x = gaussian_blur(x, cfg, gen)
     return x
+
+
+def simclr_view(
+    pixels: torch.Tensor, resolution: int, cfg: AugmentConfig, gen: torch.Generator
+) -> torch.Tensor:
+    """One augmented view of a uint8 batch (N, 3, S, S) on any device -> float (N, 3, R, R)
+    in [0, 1] at ``resolution`` R."""
+    return _view(_source(pixels, resolution), resolution, cfg, gen)
+
+
+def simclr_pair(
+    pixels: torch.Tensor, resolution: int, cfg: AugmentConfig, gen: torch.Generator
+) -> torch.Tensor:
+    """Both SimCLR views of a uint8 batch (N, 3, S, S): float (2N, 3, R, R), first all view A,
+    then all view B (row i and row N + i are the two views of photo i)."""
+    x = _source(pixels, resolution)
+    return torch.cat([_view(x, resolution, cfg, gen), _view(x, resolution, cfg, gen)])
 
 
 def resize_batch(pixels: torch.Tensor, resolution: int) -> torch.Tensor:

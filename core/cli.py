@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .config import DEVICES, OPTIMIZERS, MapConfig, TrainConfig
+from .decode import DecodeError
 from .jobs import Cancelled, CancelToken, Progress
 from .library import Library, LibraryError, default_library_dir, save_npz_atomic
 from .loss import OBJECTIVES
@@ -163,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume", file=sys.stderr)
         return 130
-    except (LibraryError, ValueError, FileNotFoundError) as exc:
+    except (LibraryError, DecodeError, ValueError, OSError) as exc:
         print(f"photoatlas: error: {exc}", file=sys.stderr)
         return 2
 

@@ -87,7 +87,7 @@ class TrainConfig:
         else:
             # On a CPU a half-width ResNet-18 at 32 px gets many more epochs in the same
             # minutes than wider or sharper models, and that is what pays from scratch.
-            defaults = dict(resolution=128 if fast else 32, batch_size=256,
+            defaults = dict(resolution=128 if fast else 32, batch_size=256 if fast else 128,
                             lr=2e-3 if fast else 1e-3, weight_decay=1e-4, freeze_stages=0)
         budget = {} if self.minutes is not None or self.epochs is not None else {"minutes": 5.0}
         filled = {k: v for k, v in defaults.items() if getattr(self, k) is None}

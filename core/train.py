@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .augment import simclr_view
+from .augment import simclr_pair
 from .config import TrainConfig
 from .jobs import Cancelled, CancelToken, Progress, ProgressCallback, no_progress
 from .loss import PairObjective
@@ -161,47 +162,60 @@ def train(
     images_seen = 0
     order = order_rng.permutation(n)
     position = (step % steps_per_epoch) * batch
-    while training_progress() < 1.0:
-        try:
-            cancel.check()
-        except Cancelled:
-            result.cancelled = True
-            break
+
+    def next_views() -> torch.Tensor:
+        nonlocal order, position
         if position + batch > n:
             order, position = order_rng.permutation(n), 0
         idx = np.sort(order[position:position + batch])
         position += batch
         uint8 = torch.from_numpy(np.ascontiguousarray(pixels[idx])).to(device, non_blocking=True)
-        for group in optimizer.param_groups:
-            group["lr"] = cfg.lr * lr_factor(training_progress(), cfg.warmup_fraction)
-        view_a = simclr_view(uint8, cfg.resolution, cfg.augment, gen)
-        view_b = simclr_view(uint8, cfg.resolution, cfg.augment, gen)
-        views = torch.cat([view_a, view_b])
+        views = simclr_pair(uint8, cfg.resolution, cfg.augment, gen)
         if channels_last:
             views = views.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
-                             enabled=amp_dtype is not None):
-            z = model(views)
-        loss = objective(*z.float().chunk(2))
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        step += 1
-        images_seen += len(idx)
-        result.losses.append(float(loss.detach()))
-        now = time.monotonic()
-        rate = images_seen / max(1e-9, now - t0)
-        frac = training_progress()
-        eta = (1 - frac) * budget_s if budget_s is not None else (
-            (total_steps - step) * batch / max(rate, 1e-9))
-        progress(Progress("train", step, total_steps or 0,
-                          f"epoch {step / steps_per_epoch:.2f}  loss {result.losses[-1]:.4f}",
-                          {"loss": result.losses[-1], "images_per_s": rate,
-                           "epoch": step / steps_per_epoch, "fraction": frac}, eta))
-        if now - last_save >= cfg.checkpoint_every_s:
-            save()
-            last_save = now
+        return views
+
+    # The next batch is read and augmented on a side thread while this one trains
+    # (torch releases the GIL), so the data path overlaps the model's compute.
+    prefetch = ThreadPoolExecutor(1)
+    upcoming = prefetch.submit(next_views)
+    try:
+        while training_progress() < 1.0:
+            try:
+                cancel.check()
+            except Cancelled:
+                result.cancelled = True
+                break
+            views = upcoming.result()
+            upcoming = prefetch.submit(next_views)
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.lr * lr_factor(training_progress(), cfg.warmup_fraction)
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
+                                 enabled=amp_dtype is not None):
+                z = model(views)
+            loss = objective(*z.float().chunk(2))
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            step += 1
+            images_seen += len(views) // 2
+            result.losses.append(float(loss.detach()))
+            now = time.monotonic()
+            rate = images_seen / max(1e-9, now - t0)
+            frac = training_progress()
+            eta = (1 - frac) * budget_s if budget_s is not None else (
+                (total_steps - step) * batch / max(rate, 1e-9))
+            progress(Progress("train", step, total_steps or 0,
+                              f"epoch {step / steps_per_epoch:.2f}  loss {result.losses[-1]:.4f}",
+                              {"loss": result.losses[-1], "images_per_s": rate,
+                               "epoch": step / steps_per_epoch, "fraction": frac}, eta))
+            if now - last_save >= cfg.checkpoint_every_s:
+                save()
+                last_save = now
+    finally:
+        upcoming.cancel()
+        prefetch.shutdown(wait=True)
     save()
     result.steps = step
     result.epochs = step / steps_per_epoch

@@ -18,6 +18,7 @@ from core.augment import (
     crop_boxes,
     gaussian_blur,
     resize_batch,
+    simclr_pair,
     simclr_view,
 )
 
@@ -129,6 +130,26 @@ def test_full_scale_crop_is_plain_resize(real_pixels):
     plain = resize_batch(real_pixels, 96)
     assert (out - plain).abs().mean() < 0.015
     assert (out - plain).abs().max() < 0.3
+
+
+def test_small_views_from_a_large_cache_match_a_plain_resize(photo_dir):
+    """A 224 px cache is shrunk before cropping 32 px views: still a faithful resize."""
+    files = sorted((photo_dir / "n03888257").glob("*.JPEG"))[:4]
+    big = torch.from_numpy(np.stack([np.asarray(Image.open(f).convert("RGB").resize(
+        (224, 224))).transpose(2, 0, 1) for f in files]))
+    cfg = AugmentConfig(**OFF, min_scale=1.0, max_scale=1.0)
+    out = simclr_view(big, 32, cfg, _gen(0))
+    assert (out - resize_batch(big, 32)).abs().mean() < 0.01
+
+
+def test_simclr_pair_rows_are_two_views_of_the_same_photo(real_pixels):
+    pair = simclr_pair(real_pixels, 64, AugmentConfig(**OFF, min_scale=1.0), _gen(0))
+    assert pair.shape == (8, 3, 64, 64)
+    # With no randomness left, view A and view B of photo i are identical, and photos differ.
+    assert torch.allclose(pair[:4], pair[4:], atol=1e-6)
+    assert not torch.allclose(pair[0], pair[2])
+    different = simclr_pair(real_pixels, 64, AugmentConfig(), _gen(0))
+    assert not torch.allclose(different[:4], different[4:])
 
 
 def test_crop_boxes_respect_area_and_aspect():

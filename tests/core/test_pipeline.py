@@ -100,6 +100,11 @@ def test_similar_in_library_and_outside_file(indexed: tuple[Path, dict], photos:
                      "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert len(listed) == 3 and {"path", "score"} <= set(listed[0])
+    # A query that is not an image, or not there: a clear error, no traceback.
+    assert cli_main(["similar", "--library", str(library_dir), str(photos / "garbage.jpg")]) == 2
+    assert "not an image" in capsys.readouterr().err
+    assert cli_main(["similar", "--library", str(library_dir), str(photos / "nope.jpg")]) == 2
+    assert "does not exist" in capsys.readouterr().err
 
 
 def test_cancelled_training_resumes_from_its_checkpoint(photos: Path, tmp_path: Path) -> None:
