@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+OBJECTIVES = ("ntxent", "infonce", "triplet")
+
 
 def _check_finite(name: str, tensor: torch.Tensor) -> None:
     if not torch.isfinite(tensor).all():
@@ -153,5 +155,3 @@ class PairObjective(nn.Module):
             hardest = sims.masked_fill(~others, float("-inf")).argmax(dim=1)
         return self.triplet(z_a, z_b, z_b[hardest])
 
-
-OBJECTIVES = ("ntxent", "infonce", "triplet")

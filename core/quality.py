@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from .augment import AugmentConfig, simclr_view
+from .augment import AugmentConfig, simclr_pair
 from .model import SimCLRModel
 from .search import NeighborIndex
 from .train import autocast_dtype
@@ -46,12 +46,11 @@ def _embed_views(model: SimCLRModel, pixels: np.ndarray, resolution: int,
     views_a, views_b = [], []
     for start in range(0, len(pixels), batch_size):
         chunk = torch.from_numpy(np.ascontiguousarray(pixels[start:start + batch_size]))
-        chunk = chunk.to(device)
-        for views in (views_a, views_b):
-            x = simclr_view(chunk, resolution, CHECK_AUGMENT, gen)
-            with torch.autocast(device.type, dtype=amp or torch.float32,
-                                enabled=amp is not None):
-                views.append(model.embed(x).cpu().numpy().astype(np.float32))
+        pair = simclr_pair(chunk.to(device), resolution, CHECK_AUGMENT, gen)
+        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            a, b = model.embed(pair).cpu().numpy().astype(np.float32).reshape(2, len(chunk), -1)
+        views_a.append(a)
+        views_b.append(b)
     return np.concatenate(views_a), np.concatenate(views_b)
 
 
