@@ -44,8 +44,10 @@ def untrained_embeddings(folder: Path, backbone: str, resolution: int
     return paths, embed_pixels(model, pixels, resolution, torch.device("cpu"))
 
 
-def trained_embeddings(library_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Embed a library's photos with its newest run's trained encoder (from the checkpoint)."""
+def trained_embeddings(library_dir: Path, resolution: int | None
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Embed a library's photos with its newest run's trained encoder (from the checkpoint),
+    at ``resolution`` or else the one it trained at."""
     import torch
 
     from core.cache import CachedRows
@@ -64,7 +66,8 @@ def trained_embeddings(library_dir: Path) -> tuple[np.ndarray, np.ndarray]:
         model.load_state_dict(state["model"])
         rows = {r.id: r.cache_row for r in library.catalog.images(status="ok")}
         pixels = CachedRows(library.pixels.array(), np.array([rows[i] for i in run.image_ids]))
-        return run.paths, embed_pixels(model, pixels, cfg["resolution"], torch.device("cpu"))
+        return run.paths, embed_pixels(model, pixels, resolution or cfg["resolution"],
+                                       torch.device("cpu"))
 
 
 def main() -> None:
@@ -75,16 +78,18 @@ def main() -> None:
     source.add_argument("--untrained", type=Path, help="embed this folder, no training")
     source.add_argument("--trained", type=Path, help="a library: its newest run's weights")
     parser.add_argument("--backbone", default="efficientnet_lite0")
-    parser.add_argument("--resolution", type=int, default=224)
+    parser.add_argument("--resolution", type=int,
+                        help="embedding resolution (untrained: 224; trained: its own)")
     parser.add_argument("-k", type=int, nargs="+", default=[1, 5])
     args = parser.parse_args()
     if args.export:
         with np.load(args.export) as data:
             paths, embeddings = data["paths"], data["embeddings"]
     elif args.trained:
-        paths, embeddings = trained_embeddings(args.trained)
+        paths, embeddings = trained_embeddings(args.trained, args.resolution)
     else:
-        paths, embeddings = untrained_embeddings(args.untrained, args.backbone, args.resolution)
+        paths, embeddings = untrained_embeddings(args.untrained, args.backbone,
+                                                 args.resolution or 224)
     labels = labels_from_paths(paths)
     result = {"photos": len(paths), "categories": int(labels.max() + 1)}
     result.update({f"knn{k}_top1": round(knn_accuracy(embeddings, labels, k), 4)
