@@ -25,13 +25,16 @@ from .library import (
     write_json_atomic,
 )
 from .model import SimCLRModel, build_model
-from .quality import measure
+from .quality import measure, neighborhood_overlap
 from .scan import scan_folders
 from .train import describe_device, pick_device, save_atomic, train
 
 ENCODER_NAME = "encoder.pt"
-# The adapted encoder must beat the start by this much neighbour agreement to be kept.
+# The adapted encoder must beat the start by this much neighbour agreement to be kept ...
 KEEP_MARGIN = 0.01
+# ... and keep at least this much of the start's neighbourhoods (a trust region: see
+# core.quality.neighborhood_overlap for the measurements behind it).
+MIN_OVERLAP = 0.5
 
 
 @dataclass
@@ -104,14 +107,21 @@ def index_library(
         if start_model is not None:
             before = measure(start_model, pixels, CACHE_SIZE, device, cfg.seed)
             check["before"] = before.to_dict()
-            helped = after.neighbor_agreement >= before.neighbor_agreement + KEEP_MARGIN
+            overlap = neighborhood_overlap(start_model, CACHE_SIZE, model, cfg.resolution,
+                                           pixels, device, cfg.seed)
+            check["overlap_with_start"] = overlap
+            gained = after.neighbor_agreement >= before.neighbor_agreement + KEEP_MARGIN
+            helped = gained and overlap >= MIN_OVERLAP
             check["kept"] = "adapted" if helped else "start"
             if not helped:
                 kept_model, kept_resolution = start_model, CACHE_SIZE
+            reason = "" if helped or not gained else (
+                f", but it kept only {overlap:.2f} of the starting encoder's neighbourhoods "
+                f"(at least {MIN_OVERLAP} needed)")
             check["verdict"] = (
                 f"training {'helped' if helped else 'did not help'}: neighbour agreement "
-                f"{before.neighbor_agreement:.3f} before, {after.neighbor_agreement:.3f} after; "
-                f"keeping the {'adapted' if helped else 'starting'} encoder")
+                f"{before.neighbor_agreement:.3f} before, {after.neighbor_agreement:.3f} after"
+                f"{reason}; keeping the {'adapted' if helped else 'starting'} encoder")
         else:
             check["kept"] = "adapted"
     cancel.check()

@@ -137,3 +137,21 @@ def test_folder_without_photos_is_a_clear_error(tmp_path: Path, capsys) -> None:
                      "--epochs", "1", "--device", "cpu"])
     assert code == 2
     assert "needs at least 2" in capsys.readouterr().err
+
+
+def test_check_keeps_the_start_when_adaptation_replaces_its_neighbourhoods(
+        photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Higher augmentation agreement alone is not enough: an adapted encoder that kept
+    little of the start's neighbourhoods is refused (the trust region of the check)."""
+    import core.pipeline as pipeline
+    from core.quality import EmbeddingQuality
+
+    scores = iter([EmbeddingQuality(0.9, 0.1, -1.0), EmbeddingQuality(0.5, 0.2, -2.0)])
+    monkeypatch.setattr(pipeline, "measure", lambda *args, **kwargs: next(scores))
+    monkeypatch.setattr(pipeline, "neighborhood_overlap", lambda *args, **kwargs: 0.2)
+    with Library(tmp_path / "lib") as library:
+        report = index_library(library, [photos], TrainConfig(**TINY), MapConfig())
+    check = report["check"]
+    assert check["kept"] == "start" and check["overlap_with_start"] == 0.2
+    assert "kept only 0.20 of the starting encoder's neighbourhoods" in check["verdict"]
+    assert report["embedding"]["resolution"] == 224
