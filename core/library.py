@@ -78,9 +78,6 @@ class Library:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def thumbnail_path(self, image_id: int) -> Path:
-        return self.thumb_dir / f"{image_id}.jpg"
-
     def current_run(self) -> RunArtifacts:
         """The newest finished run's embeddings, map and clusters."""
         run = self.catalog.get_meta("current_run")

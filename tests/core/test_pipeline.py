@@ -47,7 +47,7 @@ def indexed(photos: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pat
 
 def test_index_reports_every_stage_and_each_bad_file(indexed: tuple[Path, dict]) -> None:
     _, report = indexed
-    assert report["images"]["found"] == 27
+    assert report["images"]["found"] == 27 and report["images"]["new_or_changed"] == 27
     assert report["images"]["embedded"] == 24
     reasons = {Path(f["path"]).name: f["reason"] for f in report["images"]["failed_files"]}
     assert set(reasons) == {"empty.jpg", "garbage.jpg", "truncated.jpg"}
