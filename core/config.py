@@ -80,7 +80,7 @@ class TrainConfig:
         if self.pretrained:
             # Measured on a 2-core CPU: adaptation helps only at the resolution it trains at,
             # and the encoder is best at 224 px, so train there and leave only the last
-            # stages trainable to afford it (see README, "Choosing the defaults").
+            # stages trainable to afford it (see README, "Measurements").
             frozen = _FROZEN_STAGES["fast" if fast else "cpu"][backbone]
             defaults = dict(resolution=224, batch_size=256 if fast else 64, lr=1e-4,
                             weight_decay=0.05, freeze_stages=frozen)

@@ -201,6 +201,8 @@ class SimCLRModel(nn.Module):
         super().__init__()
         self.encoder = encoder
         self.head = head
+        self.frozen_stages = 0
+        self.keep_bn_stats = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.encoder.features(x))
@@ -224,9 +226,9 @@ class SimCLRModel(nn.Module):
 
     def train(self, mode: bool = True) -> SimCLRModel:
         super().train(mode)
-        for module in self.encoder.trunk()[: getattr(self, "frozen_stages", 0)]:
+        for module in self.encoder.trunk()[: self.frozen_stages]:
             module.eval()
-        if getattr(self, "keep_bn_stats", False):
+        if self.keep_bn_stats:
             for module in self.encoder.modules():
                 if isinstance(module, nn.modules.batchnorm._BatchNorm):
                     module.eval()
