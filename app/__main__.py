@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-HEADLESS_COMMANDS = {"index", "export", "similar", "-h", "--help"}
+HEADLESS_COMMANDS = {"index", "update", "export", "similar", "-h", "--help"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""The PhotoAtlas main window (the GUI issue builds the panels out from here)."""
+"""Start the PhotoAtlas window: ``photoatlas gui [FOLDER ...] [--library DIR]``."""
 
 from __future__ import annotations
 
@@ -6,65 +6,57 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QApplication, QLabel, QMainWindow, QMessageBox
+from PySide6.QtGui import QColor, QIcon, QPalette
+from PySide6.QtWidgets import QApplication, QStyleFactory
 
 from core.library import default_library_dir
 
+from .main_window import MainWindow
 
-class MainWindow(QMainWindow):
-    """Top-level window: menus, a central view and a status bar."""
+RESOURCES = Path(__file__).resolve().parents[1] / "resources"
 
-    def __init__(self, library_dir: Path, folders: Sequence[Path] = ()) -> None:
-        super().__init__()
-        self.library_dir = library_dir
-        self.folders = list(folders)
-        self.setWindowTitle("PhotoAtlas")
-        self.resize(1100, 750)
-        self.placeholder = QLabel(self._welcome_text())
-        self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.placeholder.setWordWrap(True)
-        self.setCentralWidget(self.placeholder)
-        self._build_menus()
-        self.statusBar().showMessage(f"Library: {library_dir}  ·  {self._device_text()}")
 
-    def _welcome_text(self) -> str:
-        if self.folders:
-            listed = "<br>".join(str(f) for f in self.folders)
-            return f"<h2>PhotoAtlas</h2><p>Folders to organize:<br>{listed}</p>"
-        return ("<h2>PhotoAtlas</h2><p>Organize your photo folders with no labels.</p>"
-                "<p>Index a folder from a terminal with <tt>photoatlas index FOLDER</tt>.</p>")
+def apply_theme(app: QApplication) -> None:
+    """Fusion with a dark palette (photos read best on dark grey) plus resources/style.qss."""
+    app.setStyle(QStyleFactory.create("Fusion"))
+    palette = QPalette()
+    colors = {
+        QPalette.ColorRole.Window: "#202327", QPalette.ColorRole.WindowText: "#e3e5e8",
+        QPalette.ColorRole.Base: "#1b1d21", QPalette.ColorRole.AlternateBase: "#24272c",
+        QPalette.ColorRole.Text: "#e3e5e8", QPalette.ColorRole.Button: "#2b2f35",
+        QPalette.ColorRole.ButtonText: "#e3e5e8", QPalette.ColorRole.Highlight: "#2f6fb0",
+        QPalette.ColorRole.HighlightedText: "#ffffff", QPalette.ColorRole.ToolTipBase: "#2b2f35",
+        QPalette.ColorRole.ToolTipText: "#e3e5e8", QPalette.ColorRole.PlaceholderText: "#7c828c",
+    }
+    for role, color in colors.items():
+        palette.setColor(role, QColor(color))
+    palette.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text, QColor("#6b7079"))
+    palette.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.ButtonText,
+                     QColor("#6b7079"))
+    app.setPalette(palette)
+    style = RESOURCES / "style.qss"
+    if style.is_file():
+        app.setStyleSheet(style.read_text(encoding="utf-8"))
+    app.setWindowIcon(QIcon(str(RESOURCES / "icon.svg")))
 
-    @staticmethod
-    def _device_text() -> str:
-        from core.train import describe_device, pick_device
 
-        return describe_device(pick_device("auto"))
-
-    def _build_menus(self) -> None:
-        file_menu = self.menuBar().addMenu("&File")
-        quit_action = QAction("&Quit", self)
-        quit_action.setShortcut(QKeySequence.StandardKey.Quit)
-        quit_action.triggered.connect(self.close)
-        file_menu.addAction(quit_action)
-        help_menu = self.menuBar().addMenu("&Help")
-        about = QAction("&About PhotoAtlas", self)
-        about.triggered.connect(self._about)
-        help_menu.addAction(about)
-
-    def _about(self) -> None:
-        QMessageBox.about(self, "About PhotoAtlas",
-                          "PhotoAtlas organizes photo folders with no labels: it adapts an "
-                          "image encoder to your photos, maps them and finds similar ones.")
+def make_app() -> QApplication:
+    app = QApplication.instance() or QApplication(["photoatlas"])
+    app.setOrganizationName("PhotoAtlas")
+    app.setApplicationName("PhotoAtlas")
+    apply_theme(app)
+    return app
 
 
 def run_gui(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(prog="photoatlas gui")
-    parser.add_argument("folders", nargs="*", type=Path)
-    parser.add_argument("--library", type=Path, default=default_library_dir())
+    parser = argparse.ArgumentParser(prog="photoatlas gui",
+                                     description="Open the PhotoAtlas window.")
+    parser.add_argument("folders", nargs="*", type=Path, help="photo folders to add")
+    parser.add_argument("--library", type=Path, default=None,
+                        help="library folder (default: the last one opened, else "
+                        f"{default_library_dir()})")
     args = parser.parse_args(list(argv))
-    app = QApplication.instance() or QApplication(["photoatlas"])
+    app = make_app()
     window = MainWindow(args.library, args.folders)
     window.show()
     return app.exec()

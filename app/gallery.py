@@ -1,0 +1,92 @@
+"""A thumbnail grid (QListView + model) over any list of map rows, thumbnails loaded lazily
+off the GUI thread. Used for a cluster or selection, and for a photo's similar photos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, QSize, Qt
+from PySide6.QtGui import QColor, QPixmap
+from PySide6.QtWidgets import QAbstractItemView, QListView, QWidget
+
+from .thumbnails import ThumbnailStore
+
+ROW_ROLE = Qt.ItemDataRole.UserRole + 1
+ICON_SIDE = 128
+
+
+class PhotoListModel(QAbstractListModel):
+    """Photos as (map row, image id, path, optional score) with lazily loaded thumbnails."""
+
+    def __init__(self, thumbnails: ThumbnailStore) -> None:
+        super().__init__()
+        self.thumbnails = thumbnails
+        self.rows = np.zeros(0, np.int64)
+        self.image_ids = np.zeros(0, np.int64)
+        self.paths: list[str] = []
+        self.scores: list[float] | None = None
+        self._row_of_id: dict[int, int] = {}
+        self._placeholder = QPixmap(ICON_SIDE, ICON_SIDE)
+        self._placeholder.fill(QColor(45, 48, 54))
+        thumbnails.loaded.connect(self._loaded)
+
+    def set_photos(self, rows: np.ndarray, image_ids: np.ndarray, paths: list[str],
+                   scores: list[float] | None = None) -> None:
+        self.beginResetModel()
+        self.rows = np.asarray(rows, np.int64)
+        self.image_ids = np.asarray(image_ids, np.int64)
+        self.paths = list(paths)
+        self.scores = scores
+        self._row_of_id = {int(i): n for n, i in enumerate(self.image_ids)}
+        self.endResetModel()
+
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008, N802
+        return 0 if parent.isValid() else len(self.rows)
+
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = 0):
+        if not index.isValid():
+            return None
+        n = index.row()
+        if role == Qt.ItemDataRole.DisplayRole:
+            name = Path(self.paths[n]).name
+            return f"{self.scores[n]:.3f}  {name}" if self.scores is not None else name
+        if role == Qt.ItemDataRole.DecorationRole:
+            pix = self.thumbnails.pixmap(int(self.image_ids[n]))
+            if pix is None:
+                return self._placeholder
+            return pix.scaled(ICON_SIDE, ICON_SIDE, Qt.AspectRatioMode.KeepAspectRatio,
+                              Qt.TransformationMode.SmoothTransformation)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return self.paths[n]
+        if role == ROW_ROLE:
+            return int(self.rows[n])
+        return None
+
+    def _loaded(self, key: object) -> None:
+        n = self._row_of_id.get(key) if isinstance(key, int) else None
+        if n is not None:
+            index = self.index(n)
+            self.dataChanged.emit(index, index, [Qt.ItemDataRole.DecorationRole])
+
+
+class PhotoGrid(QListView):
+    """Icon-mode grid of a PhotoListModel; only visible items ask for thumbnails."""
+
+    def __init__(self, thumbnails: ThumbnailStore, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.photos = PhotoListModel(thumbnails)
+        self.setModel(self.photos)
+        self.setViewMode(QListView.ViewMode.IconMode)
+        self.setIconSize(QSize(ICON_SIDE, ICON_SIDE))
+        self.setGridSize(QSize(ICON_SIDE + 24, ICON_SIDE + 36))
+        self.setResizeMode(QListView.ResizeMode.Adjust)
+        self.setMovement(QListView.Movement.Static)
+        self.setUniformItemSizes(True)
+        self.setLayoutMode(QListView.LayoutMode.Batched)
+        self.setWordWrap(False)
+        self.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+
+    def selected_rows(self) -> list[int]:
+        return [int(i.data(ROW_ROLE)) for i in self.selectionModel().selectedIndexes()]

@@ -1,0 +1,662 @@
+"""The PhotoAtlas main window: menus, toolbar, the map in the middle, docked panels around it.
+
+The window owns the Session (the model) and starts every long job through app.worker;
+jobs open their own Library on their thread (an SQLite connection belongs to one thread).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QSettings, Qt, QUrl
+from PySide6.QtGui import (
+    QAction,
+    QActionGroup,
+    QCloseEvent,
+    QDesktopServices,
+    QDragEnterEvent,
+    QDropEvent,
+    QKeySequence,
+)
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMenu,
+    QMessageBox,
+    QProgressBar,
+    QWidget,
+)
+
+from core.config import MapConfig, TrainConfig
+from core.jobs import CancelToken, Progress, ProgressCallback
+from core.library import Library, LibraryError, default_library_dir
+from core.organize import CopyReport, copy_photos, write_paths_csv
+
+from .clusters_panel import ClustersPanel
+from .gallery import ROW_ROLE, PhotoGrid
+from .library_panel import LibraryPanel
+from .map_view import MapLabel, MapView
+from .session import COLOR_MODES, Session
+from .similar_panel import SimilarPanel
+from .thumbnails import ThumbnailStore
+from .training_panel import TrainingPanel, connect_worker, format_seconds
+from .worker import Worker
+
+MAX_RECENT = 8
+SHORTCUTS = (
+    ("Ctrl+O", "Add a photo folder"), ("Ctrl+Shift+O", "Open a library"),
+    ("Ctrl+T", "Start training"), ("Ctrl+E", "Copy the selection to a folder"),
+    ("Ctrl+Shift+F", "Find photos similar to a file"), ("F / Home", "Fit the map"),
+    ("+ / −, wheel", "Zoom the map"), ("Drag", "Pan (or lasso / rectangle in those modes)"),
+    ("P / L / R", "Pan, lasso or rectangle mode"), ("Ctrl/Shift + click or drag",
+                                                   "Add to the selection"),
+    ("Esc", "Clear the selection"), ("Double-click", "Open the photo in your viewer"),
+)
+
+
+def reveal_in_file_manager(path: str) -> None:
+    """Show ``path`` selected in the system file manager (its folder where that is all the
+    platform offers)."""
+    if sys.platform == "darwin":
+        subprocess.Popen(["open", "-R", path])
+    elif os.name == "nt":
+        subprocess.Popen(["explorer", "/select,", path])
+    else:
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(Path(path).parent)))
+
+
+class MainWindow(QMainWindow):
+    """Top-level window. ``library_dir`` opens at start; ``folders`` are added to it."""
+
+    def __init__(self, library_dir: Path | None = None, folders: Sequence[Path] = (),
+                 settings: QSettings | None = None) -> None:
+        super().__init__()
+        self.settings = settings or QSettings()
+        self.setWindowTitle("PhotoAtlas")
+        self.setAcceptDrops(True)
+        self.setDockNestingEnabled(True)
+        self.session = Session()
+        self.thumbnails = ThumbnailStore(parent=self)
+        self.workers: set[Worker] = set()
+        self.training: Worker | None = None
+        self.color_mode = "cluster"
+
+        self.map = MapView(self.thumbnails)
+        self.setCentralWidget(self.map)
+        self.library_panel = LibraryPanel(self.session)
+        self.training_panel = TrainingPanel()
+        self.similar_panel = SimilarPanel(self.session, self.thumbnails)
+        self.clusters_panel = ClustersPanel(self.session, self.thumbnails)
+        self.gallery = PhotoGrid(self.thumbnails)
+        self.docks = {
+            "library": self._dock("Library", self.library_panel,
+                                  Qt.DockWidgetArea.LeftDockWidgetArea),
+            "training": self._dock("Training", self.training_panel,
+                                   Qt.DockWidgetArea.LeftDockWidgetArea),
+            "similar": self._dock("Similar photos", self.similar_panel,
+                                  Qt.DockWidgetArea.RightDockWidgetArea),
+            "clusters": self._dock("Clusters", self.clusters_panel,
+                                   Qt.DockWidgetArea.RightDockWidgetArea),
+            "gallery": self._dock("Gallery", self.gallery,
+                                  Qt.DockWidgetArea.BottomDockWidgetArea),
+        }
+        self.tabifyDockWidget(self.docks["library"], self.docks["training"])
+        self.docks["training"].raise_()
+        self.tabifyDockWidget(self.docks["similar"], self.docks["clusters"])
+        self.docks["similar"].raise_()
+        self.resizeDocks([self.docks["training"], self.docks["similar"]], [340, 380],
+                         Qt.Orientation.Horizontal)
+        self.resizeDocks([self.docks["gallery"]], [190], Qt.Orientation.Vertical)
+
+        self._build_actions()
+        self._build_menus()
+        self._build_toolbar()
+        self._build_status_bar()
+        self._connect()
+        self.resize(1400, 900)
+        geometry = self.settings.value("window/geometry")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        state = self.settings.value("window/state")
+        if state is not None:
+            self.restoreState(state)
+
+        self.open_library(Path(library_dir or self._last_library() or default_library_dir()))
+        for folder in folders:
+            self.add_folder(Path(folder), scan=False)
+        if folders and self.session.library is not None:
+            self.rescan()
+
+    # construction -------------------------------------------------------------------------
+    def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"dock-{title}")
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _action(self, text: str, slot, shortcut: str | QKeySequence.StandardKey | None = None,
+                tip: str = "") -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        if tip:
+            action.setStatusTip(tip)
+            action.setToolTip(tip)
+        action.triggered.connect(slot)
+        return action
+
+    def _build_actions(self) -> None:
+        self.add_folder_action = self._action("&Add folder…", self.choose_folder, "Ctrl+O",
+                                              "Add a folder of photos to the library")
+        self.open_library_action = self._action("&Open library…", self.choose_library,
+                                                "Ctrl+Shift+O", "Open another library")
+        self.train_action = self._action("&Train", self._train_clicked, "Ctrl+T",
+                                         "Learn your photos, then embed and map them")
+        self.copy_action = self._action("&Export selection to folder…", self.choose_copy_target,
+                                        "Ctrl+E", "Copy the selected photos into a folder")
+        self.csv_action = self._action("Export selection as &CSV…", self.choose_csv_target,
+                                       tip="Save the selected photos' paths as CSV")
+        self.similar_file_action = self._action(
+            "Find similar to a &file…", self.choose_similar_file, "Ctrl+Shift+F",
+            "Find the library's photos most like any image file")
+        self.quit_action = self._action("&Quit", self.close, QKeySequence.StandardKey.Quit)
+        self.fit_action = self._action("&Fit map", self.map.fit, "Home", "Show the whole map")
+        self.mode_actions = QActionGroup(self)
+        for mode, label, key in (("pan", "Pan", "P"), ("lasso", "Lasso", "L"),
+                                 ("rect", "Rectangle", "R")):
+            action = self._action(label, lambda _c=False, m=mode: self.map.set_mode(m), key,
+                                  f"{label} mode on the map")
+            action.setCheckable(True)
+            action.setChecked(mode == "pan")
+            self.mode_actions.addAction(action)
+
+    def _build_menus(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        file_menu.addAction(self.add_folder_action)
+        file_menu.addAction(self.open_library_action)
+        self.recent_menu = QMenu("&Recent libraries", self)
+        file_menu.addMenu(self.recent_menu)
+        file_menu.addSeparator()
+        file_menu.addAction(self.similar_file_action)
+        file_menu.addAction(self.copy_action)
+        file_menu.addAction(self.csv_action)
+        file_menu.addSeparator()
+        file_menu.addAction(self.quit_action)
+        self._fill_recent_menu()
+
+        view_menu = self.menuBar().addMenu("&View")
+        view_menu.addAction(self.fit_action)
+        view_menu.addActions(self.mode_actions.actions())
+        color_menu = view_menu.addMenu("&Colour by")
+        self.color_actions = QActionGroup(self)
+        for mode in COLOR_MODES:
+            action = self._action(mode.capitalize(),
+                                  lambda _c=False, m=mode: self.set_color_mode(m))
+            action.setCheckable(True)
+            action.setChecked(mode == self.color_mode)
+            self.color_actions.addAction(action)
+            color_menu.addAction(action)
+        view_menu.addSeparator()
+        for dock in self.docks.values():
+            view_menu.addAction(dock.toggleViewAction())
+
+        help_menu = self.menuBar().addMenu("&Help")
+        help_menu.addAction(self._action("&Keyboard shortcuts", self.show_shortcuts, "F1"))
+        help_menu.addAction(self._action("&About PhotoAtlas", self.show_about))
+
+    def _build_toolbar(self) -> None:
+        bar = self.addToolBar("Main")
+        bar.setObjectName("toolbar-main")
+        bar.setMovable(False)
+        bar.addAction(self.add_folder_action)
+        bar.addAction(self.train_action)
+        bar.addSeparator()
+        bar.addActions(self.mode_actions.actions())
+        bar.addAction(self.fit_action)
+        bar.addWidget(QLabel("  Colour by "))
+        self.color_box = QComboBox()
+        self.color_box.addItems([m.capitalize() for m in COLOR_MODES])
+        self.color_box.currentIndexChanged.connect(
+            lambda i: self.set_color_mode(COLOR_MODES[i]))
+        bar.addWidget(self.color_box)
+        bar.addSeparator()
+        bar.addAction(self.similar_file_action)
+        bar.addAction(self.copy_action)
+
+    def _build_status_bar(self) -> None:
+        status = self.statusBar()
+        self.counts_label = QLabel("")
+        self.selection_label = QLabel("")
+        self.job_label = QLabel("")
+        self.job_bar = QProgressBar()
+        self.job_bar.setMaximumWidth(160)
+        self.job_bar.setRange(0, 1000)
+        self.job_bar.hide()
+        from .training_panel import detected_devices
+
+        self.device_label = QLabel(detected_devices()[0][1].removeprefix("Automatic (")[:-1])
+        status.addWidget(self.counts_label)
+        status.addWidget(self.selection_label)
+        status.addPermanentWidget(self.job_label)
+        status.addPermanentWidget(self.job_bar)
+        status.addPermanentWidget(self.device_label)
+
+    def _connect(self) -> None:
+        s = self.session
+        s.map_changed.connect(self._map_changed)
+        s.selection_changed.connect(self._selection_changed)
+        s.names_changed.connect(self._refresh_colors)
+        s.library_changed.connect(self._update_counts)
+        self.map.selection_requested.connect(s.select)
+        self.map.open_requested.connect(self.open_row)
+        self.library_panel.add_requested.connect(self.choose_folder)
+        self.library_panel.rescan_requested.connect(self.rescan)
+        self.training_panel.start_requested.connect(self.start_training)
+        self.training_panel.cancel_requested.connect(self.cancel_training)
+        self.similar_panel.find_file_requested.connect(self.choose_similar_file)
+        self.similar_panel.open_requested.connect(self.open_row)
+        self.gallery.doubleClicked.connect(lambda i: self.open_row(int(i.data(ROW_ROLE))))
+        self.gallery.clicked.connect(lambda i: s.set_current(int(i.data(ROW_ROLE))))
+        for view in (self.gallery, self.similar_panel.grid):
+            view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+            view.customContextMenuRequested.connect(
+                lambda pos, v=view: self._photo_menu(v.indexAt(pos).data(ROW_ROLE),
+                                                     v.viewport().mapToGlobal(pos)))
+        self.map.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.map.customContextMenuRequested.connect(
+            lambda pos: self._photo_menu(self.map.row_at(pos), self.map.mapToGlobal(pos)))
+
+    # library ------------------------------------------------------------------------------
+    def open_library(self, root: Path) -> bool:
+        try:
+            self.session.open_library(root)
+        except (LibraryError, OSError) as exc:
+            self.show_error("Cannot open this library", str(exc))
+            return False
+        self.thumbnails.set_thumb_dir(self.session.library.thumb_dir)
+        self._remember_library(self.session.library.root)
+        self.setWindowTitle(f"PhotoAtlas — {self.session.library.root.name}")
+        self.statusBar().showMessage(f"Opened library {self.session.library.root}", 5000)
+        return True
+
+    def choose_library(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open or create a PhotoAtlas library")
+        if folder:
+            self.open_library(Path(folder))
+
+    def choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Add a folder of photos")
+        if folder:
+            self.add_folder(Path(folder))
+
+    def add_folder(self, folder: Path, scan: bool = True) -> Worker | None:
+        """Add ``folder`` to the library and (with ``scan``) read its photos in the
+        background; returns that job's worker."""
+        if self.session.library is None:
+            self.show_error("No library open", "Open or create a library first.")
+            return None
+        folder = folder.expanduser().resolve()
+        if not folder.is_dir():
+            self.show_error("Not a folder", f"{folder} is not a folder that can be read.")
+            return None
+        self.session.library.catalog.add_folder(folder)
+        self.library_panel.refresh()
+        return self.rescan() if scan else None
+
+    def library_folders(self) -> list[Path]:
+        if self.session.library is None:
+            return []
+        return [Path(p) for _, p in self.session.library.catalog.folders()]
+
+    def rescan(self) -> Worker | None:
+        """Find new, changed and removed photos and read the new ones (no training)."""
+        root, folders = self.session.root, self.library_folders()
+        if root is None or not folders:
+            return None
+
+        def job(cancel: CancelToken, progress: ProgressCallback):
+            from core.cache import decode_pending
+            from core.scan import scan_folders
+
+            with Library(root) as library:
+                scan = scan_folders(library.catalog, folders, cancel, progress)
+                decode_pending(library.catalog, library.pixels, library.thumb_dir, cancel,
+                               progress)
+                return scan
+
+        return self.run_job(job, "rescan", on_result=lambda _scan: self._after_rescan())
+
+    def _after_rescan(self) -> None:
+        self.library_panel.refresh()
+        self._update_counts()
+
+    # training -----------------------------------------------------------------------------
+    def _train_clicked(self) -> None:
+        self.docks["training"].show()
+        self.docks["training"].raise_()
+        try:
+            cfg = self.training_panel.config()
+        except ValueError as exc:
+            self.show_error("These training settings do not work together", str(exc))
+            return
+        self.start_training(cfg)
+
+    def start_training(self, cfg: TrainConfig) -> Worker | None:
+        if self.training is not None:
+            return None
+        root, folders = self.session.root, self.library_folders()
+        if root is None or not folders:
+            self.show_error("Nothing to train on", "Add a folder of photos first.")
+            return None
+
+        def job(cancel: CancelToken, progress: ProgressCallback) -> dict:
+            from core.pipeline import index_library
+
+            with Library(root) as library:
+                return index_library(library, folders, cfg, MapConfig(seed=cfg.seed), cancel,
+                                     progress)
+
+        worker = Worker(job, "training")
+        self.training = worker
+        self.training_panel.run_started(cfg)
+        connect_worker(self.training_panel, worker, self._training_done)
+        worker.errored.connect(lambda message, _tb: self.show_error("Training stopped", message))
+        worker.finished.connect(self._training_finished)
+        self._launch(worker)
+        return worker
+
+    def cancel_training(self) -> None:
+        if self.training is not None:
+            self.training.cancel()
+            self.training_panel.stage.setText("Cancelling after this step…")
+
+    def _training_done(self, report: dict) -> None:
+        self.session.reload_map()
+        self.statusBar().showMessage(
+            f"Mapped {report['images']['embedded']} photos into {report['clusters']} clusters",
+            10000)
+
+    def _training_finished(self) -> None:
+        self.training = None
+        self.library_panel.refresh()
+        self._update_counts()
+
+    # jobs ---------------------------------------------------------------------------------
+    def run_job(self, job, name: str, on_result=None) -> Worker:
+        """Run a short background job with the status-bar progress bar."""
+        worker = Worker(job, name)
+        worker.progress.connect(self._job_progress)
+        if on_result is not None:
+            worker.returned.connect(on_result)
+        worker.errored.connect(lambda message, _tb: self.show_error(
+            f"{name.capitalize()} failed", message))
+        worker.finished.connect(self._job_finished)
+        self.job_label.setText(f"{name.capitalize()}…")
+        self.job_bar.setValue(0)
+        self.job_bar.show()
+        self._launch(worker)
+        return worker
+
+    def _launch(self, worker: Worker) -> None:
+        self.workers.add(worker)
+        worker.thread.finished.connect(lambda: self.workers.discard(worker))
+        worker.start()
+
+    def _job_progress(self, event: Progress) -> None:
+        self.job_bar.setValue(int(1000 * event.fraction))
+        eta = f", {format_seconds(event.eta_s)} left" if event.eta_s is not None else ""
+        self.job_label.setText(f"{event.stage}: {event.message}{eta}")
+
+    def _job_finished(self) -> None:
+        if not any(w is not self.training and w.is_running() for w in self.workers):
+            self.job_bar.hide()
+            self.job_label.setText("")
+
+    # map and selection --------------------------------------------------------------------
+    def _map_changed(self) -> None:
+        data = self.session.data
+        if data is None:
+            self.map.set_points(np.zeros((0, 2)), np.zeros(0, np.uint32), np.zeros(0, np.int64),
+                                np.zeros(0, str), [])
+        else:
+            self.map.set_points(data.run.xy, self.session.colors(self.color_mode),
+                                data.run.image_ids, data.run.paths, self._labels())
+        self.clusters_panel.refresh()
+        self._update_counts()
+
+    def _labels(self) -> list[MapLabel]:
+        data = self.session.data
+        if data is None or self.color_mode != "cluster":
+            return []
+        colors = self.session.colors("cluster")
+        labels = []
+        for cluster in data.cluster_sizes():
+            rows = data.rows_of_cluster(cluster)
+            x, y = np.median(data.run.xy[rows], axis=0)
+            labels.append(MapLabel(float(x), float(y), self.session.cluster_name(cluster),
+                                   int(colors[rows[0]])))
+        return labels
+
+    def set_color_mode(self, mode: str) -> None:
+        self.color_mode = mode
+        self.color_box.blockSignals(True)
+        self.color_box.setCurrentIndex(COLOR_MODES.index(mode))
+        self.color_box.blockSignals(False)
+        for action in self.color_actions.actions():
+            action.setChecked(action.text().lower() == mode)
+        self._refresh_colors()
+
+    def _refresh_colors(self) -> None:
+        if self.session.data is not None:
+            self.map.set_colors(self.session.colors(self.color_mode), self._labels())
+
+    def _selection_changed(self) -> None:
+        s = self.session
+        self.map.set_selection(s.selection, s.current)
+        n = len(s.selection)
+        self.selection_label.setText(f"{n} selected" if n else "")
+        self.copy_action.setEnabled(n > 0)
+        self.csv_action.setEnabled(n > 0)
+        if s.data is not None:
+            rows = s.selection[:5000]  # a grid of more is not browsable anyway
+            self.gallery.photos.set_photos(rows, s.data.run.image_ids[rows],
+                                           [str(p) for p in s.data.run.paths[rows]])
+            more = f" (first {len(rows)})" if n > len(rows) else ""
+            self.docks["gallery"].setWindowTitle(f"Gallery — {n} photos{more}" if n else
+                                                 "Gallery")
+        if s.current >= 0:
+            self.docks["similar"].raise_()
+
+    def _update_counts(self) -> None:
+        library = self.session.library
+        if library is None:
+            self.counts_label.setText("No library")
+            return
+        counts = library.catalog.counts()
+        data = self.session.data
+        parts = [f"{counts.get('ok', 0):,} photos"]
+        if data is not None:
+            parts.append(f"{len(data.cluster_sizes())} clusters")
+        if counts.get("pending"):
+            parts.append(f"{counts['pending']:,} to read")
+        if counts.get("failed"):
+            parts.append(f"{counts['failed']:,} unreadable")
+        self.counts_label.setText("  ·  ".join(parts))
+
+    def selected_paths(self) -> list[str]:
+        data = self.session.data
+        if data is None:
+            return []
+        return [str(p) for p in data.run.paths[self.session.selection]]
+
+    # similar to a file --------------------------------------------------------------------
+    def choose_similar_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Find photos similar to…")
+        if path:
+            self.find_similar_to_file(Path(path))
+
+    def find_similar_to_file(self, image: Path) -> Worker | None:
+        root = self.session.root
+        if root is None or self.session.data is None:
+            self.show_error("No map yet", "Train on your photos first.")
+            return None
+        k = self.similar_panel.k.value()
+
+        def job(cancel: CancelToken, progress: ProgressCallback):
+            from core.pipeline import similar_to_file
+
+            with Library(root, create=False) as library:
+                return similar_to_file(library, image, k)
+
+        def show(matches: list[tuple[str, float]]) -> None:
+            self.docks["similar"].show()
+            self.docks["similar"].raise_()
+            self.similar_panel.show_external(str(image), matches)
+
+        return self.run_job(job, "similar", on_result=show)
+
+    # organize -----------------------------------------------------------------------------
+    def choose_copy_target(self) -> None:
+        if not len(self.session.selection):
+            return
+        folder = QFileDialog.getExistingDirectory(self, "Copy the selected photos into…")
+        if folder:
+            self.copy_selection_to(Path(folder))
+
+    def copy_selection_to(self, target: Path) -> Worker | None:
+        paths = self.selected_paths()
+        if not paths:
+            return None
+
+        def job(cancel: CancelToken, progress: ProgressCallback) -> CopyReport:
+            return copy_photos(paths, target, cancel, progress)
+
+        def done(report: CopyReport) -> None:
+            details = "\n".join(f"{Path(p).name}: {why}" for p, why in report.failed[:20])
+            self.show_info("Copy finished", report.summary().capitalize() + ".", details)
+
+        return self.run_job(job, "copy", on_result=done)
+
+    def choose_csv_target(self) -> None:
+        if not len(self.session.selection):
+            return
+        path, _ = QFileDialog.getSaveFileName(self, "Export selection as CSV", "selection.csv",
+                                              "CSV files (*.csv)")
+        if path:
+            self.export_csv(Path(path))
+
+    def export_csv(self, path: Path) -> None:
+        data = self.session.data
+        rows = self.session.selection
+        if data is None or not len(rows):
+            return
+        records = [{"path": str(data.run.paths[r]), "cluster": int(data.run.cluster[r]),
+                    "cluster_name": self.session.cluster_name(int(data.run.cluster[r]))
+                    if data.run.cluster[r] >= 0 else "", "x": float(data.run.xy[r, 0]),
+                    "y": float(data.run.xy[r, 1])} for r in rows]
+        try:
+            write_paths_csv(records, path)
+        except (OSError, ValueError) as exc:
+            self.show_error("Cannot export the selection", str(exc))
+            return
+        self.statusBar().showMessage(f"Wrote {len(records)} photos to {path}", 8000)
+
+    def open_row(self, row: int) -> None:
+        if self.session.data is not None and row >= 0:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.session.data.run.paths[row])))
+
+    def _photo_menu(self, row, global_pos) -> None:
+        if row is None or row < 0 or self.session.data is None:
+            return
+        path = str(self.session.data.run.paths[row])
+        menu = QMenu(self)
+        menu.addAction("Open", lambda: self.open_row(row))
+        menu.addAction("Show in file manager", lambda: reveal_in_file_manager(path))
+        menu.addAction("Find similar", lambda: self.session.select([row], "replace"))
+        if len(self.session.selection):
+            menu.addSeparator()
+            menu.addAction(self.copy_action)
+            menu.addAction(self.csv_action)
+        menu.exec(global_pos)
+
+    # drag and drop ------------------------------------------------------------------------
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt override
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt override
+        paths = [Path(u.toLocalFile()) for u in event.mimeData().urls() if u.isLocalFile()]
+        folders = [p for p in paths if p.is_dir()]
+        files = [p for p in paths if p.is_file()]
+        for folder in folders:
+            self.add_folder(folder, scan=False)
+        if folders:
+            self.rescan()
+        if files:
+            self.find_similar_to_file(files[0])
+        event.acceptProposedAction()
+
+    # settings -----------------------------------------------------------------------------
+    def recent_libraries(self) -> list[str]:
+        value = self.settings.value("libraries/recent", [])
+        return [value] if isinstance(value, str) else list(value or [])
+
+    def _last_library(self) -> str | None:
+        recent = self.recent_libraries()
+        return recent[0] if recent else None
+
+    def _remember_library(self, root: Path) -> None:
+        recent = [str(root)] + [r for r in self.recent_libraries() if r != str(root)]
+        self.settings.setValue("libraries/recent", recent[:MAX_RECENT])
+        self._fill_recent_menu()
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        for root in self.recent_libraries():
+            self.recent_menu.addAction(root, lambda r=root: self.open_library(Path(r)))
+        self.recent_menu.setEnabled(bool(self.recent_libraries()))
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
+        self.settings.setValue("window/geometry", self.saveGeometry())
+        self.settings.setValue("window/state", self.saveState())
+        for worker in list(self.workers):
+            worker.cancel()
+        for worker in list(self.workers):
+            worker.wait()
+        self.thumbnails.wait_idle()
+        self.session.close_library()
+        super().closeEvent(event)
+
+    # messages -----------------------------------------------------------------------------
+    def show_error(self, title: str, message: str) -> None:
+        box = QMessageBox(QMessageBox.Icon.Warning, title, message, parent=self)
+        box.setWindowModality(Qt.WindowModality.WindowModal)
+        box.open()
+
+    def show_info(self, title: str, message: str, details: str = "") -> None:
+        box = QMessageBox(QMessageBox.Icon.Information, title, message, parent=self)
+        if details:
+            box.setDetailedText(details)
+        box.setWindowModality(Qt.WindowModality.WindowModal)
+        box.open()
+
+    def show_shortcuts(self) -> None:
+        rows = "".join(f"<tr><td><b>{k}</b></td><td>&nbsp;&nbsp;{what}</td></tr>"
+                       for k, what in SHORTCUTS)
+        self.show_info("Keyboard shortcuts", f"<table>{rows}</table>")
+
+    def show_about(self) -> None:
+        QMessageBox.about(self, "About PhotoAtlas",
+                          "<h3>PhotoAtlas</h3><p>Organizes photo folders with no labels: it "
+                          "adapts an image encoder to your own photos with contrastive "
+                          "learning, maps them and finds similar ones.</p><p>Your photos are "
+                          "only ever read.</p>")

@@ -1,0 +1,452 @@
+"""The map: every photo a point at its UMAP position, drawn in one numpy pass.
+
+Points are rasterised into a uint32 image with vectorised index writes (one write per
+pixel of the dot's footprint, for all points at once), so a frame at 100,000 points costs a
+few milliseconds of numpy instead of 100,000 QPainter calls. Zoomed in far enough that few
+points are visible, the points become thumbnails (only the visible ones are drawn). Hover
+shows a preview; click, lasso and rectangle select; wheel zooms; drag pans.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QPoint, QPointF, QRect, QRectF, Qt, Signal
+from PySide6.QtGui import (
+    QColor,
+    QFont,
+    QImage,
+    QMouseEvent,
+    QPainter,
+    QPainterPath,
+    QPaintEvent,
+    QPen,
+    QPolygonF,
+    QResizeEvent,
+    QWheelEvent,
+)
+from PySide6.QtWidgets import QWidget
+from scipy.spatial import cKDTree
+
+from .thumbnails import ThumbnailStore
+
+BACKGROUND = 0xFF1B1D21
+SELECTED = 0xFFFFFFFF
+# Zoomed in so that at most this many points are visible, points become thumbnails.
+THUMBNAIL_LIMIT = 250
+_CLICK_SLOP_PX = 4
+_PICK_RADIUS_PX = 10
+MODES = ("pan", "lasso", "rect")
+
+
+def disk_offsets(radius: int) -> np.ndarray:
+    """(K, 2) integer (dx, dy) offsets of a filled disk."""
+    r = np.arange(-radius, radius + 1)
+    dx, dy = np.meshgrid(r, r)
+    inside = dx * dx + dy * dy <= radius * radius + radius
+    return np.stack([dx[inside], dy[inside]], 1)
+
+
+def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+    """Boolean mask of ``points`` (N, 2) inside ``polygon`` (M, 2) (even-odd rule)."""
+    inside = np.zeros(len(points), bool)
+    if len(polygon) < 3 or not len(points):
+        return inside
+    lo, hi = polygon.min(0), polygon.max(0)
+    candidates = np.flatnonzero(np.all((points >= lo) & (points <= hi), axis=1))
+    x, y = points[candidates, 0], points[candidates, 1]
+    hit = np.zeros(len(candidates), bool)
+    xj, yj = polygon[-1]
+    for xi, yi in polygon:
+        crosses = (yi > y) != (yj > y)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x_at = (xj - xi) * (y - yi) / (yj - yi) + xi
+        hit ^= crosses & (x < x_at)
+        xj, yj = xi, yi
+    inside[candidates] = hit
+    return inside
+
+
+@dataclass(frozen=True)
+class MapLabel:
+    x: float
+    y: float
+    text: str
+    color: int
+
+
+class MapView(QWidget):
+    """Draws points (N, 2) with colours (N,) ARGB uint32; emits what the user picks."""
+
+    selection_requested = Signal(object, str)  # row indices, "replace" | "add" | "toggle"
+    open_requested = Signal(int)  # a row double-clicked
+    hovered = Signal(int)  # row under the cursor, -1 for none
+
+    def __init__(self, thumbnails: ThumbnailStore, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.thumbnails = thumbnails
+        thumbnails.loaded.connect(self._thumbnail_loaded)
+        self.setMouseTracking(True)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setMinimumSize(300, 200)
+        self.mode = "pan"
+        self.xy = np.zeros((0, 2), np.float32)
+        self.colors = np.zeros(0, np.uint32)
+        self.image_ids = np.zeros(0, np.int64)
+        self.paths: np.ndarray = np.zeros(0, str)
+        self.labels: list[MapLabel] = []
+        self.selected = np.zeros(0, np.int64)
+        self.current = -1
+        self.hover = -1
+        self._tree: cKDTree | None = None
+        self._center = np.zeros(2)
+        self._scale = 1.0
+        self._raster: QImage | None = None
+        self._raster_key: tuple | None = None
+        self._visible = np.zeros(0, np.int64)
+        self._press: QPoint | None = None
+        self._press_center = np.zeros(2)
+        self._drag: list[QPointF] = []
+        self._dragging = False
+        self._cursor = QPoint()
+        self._version = 0
+        self.empty_text = "No map yet: add a photo folder and train."
+
+    # data ---------------------------------------------------------------------------------
+    def set_points(self, xy: np.ndarray, colors: np.ndarray, image_ids: np.ndarray,
+                   paths: np.ndarray, labels: list[MapLabel]) -> None:
+        self.xy = np.ascontiguousarray(xy, np.float64)
+        self.colors = np.ascontiguousarray(colors, np.uint32)
+        self.image_ids = np.asarray(image_ids, np.int64)
+        self.paths = np.asarray(paths)
+        self.labels = labels
+        self._tree = cKDTree(self.xy) if len(self.xy) else None
+        self.selected = np.zeros(0, np.int64)
+        self.current = self.hover = -1
+        self._version += 1
+        self.fit()
+
+    def set_colors(self, colors: np.ndarray, labels: list[MapLabel]) -> None:
+        self.colors = np.ascontiguousarray(colors, np.uint32)
+        self.labels = labels
+        self._version += 1
+        self.update()
+
+    def set_selection(self, rows: np.ndarray, current: int) -> None:
+        self.selected = np.asarray(rows, np.int64)
+        self.current = current
+        self._version += 1
+        self.update()
+
+    def set_mode(self, mode: str) -> None:
+        if mode not in MODES:
+            raise ValueError(f"unknown map mode {mode!r}")
+        self.mode = mode
+        cursor = Qt.CursorShape.OpenHandCursor if mode == "pan" else Qt.CursorShape.CrossCursor
+        self.setCursor(cursor)
+
+    # view transform -----------------------------------------------------------------------
+    def fit(self) -> None:
+        """Show every point with a margin."""
+        if len(self.xy):
+            lo, hi = self.xy.min(0), self.xy.max(0)
+            span = np.maximum(hi - lo, 1e-6)
+            self._center = (lo + hi) / 2
+            self._scale = 0.92 * min(self.width() / span[0], self.height() / span[1])
+        self.update()
+
+    def zoom(self, factor: float, anchor: QPointF | None = None) -> None:
+        """Zoom by ``factor`` keeping the data point under ``anchor`` (widget px) in place."""
+        anchor = anchor or QPointF(self.width() / 2, self.height() / 2)
+        before = self.to_data(np.array([[anchor.x(), anchor.y()]]))[0]
+        self._scale = float(np.clip(self._scale * factor, 1e-3, 1e7))
+        after = self.to_data(np.array([[anchor.x(), anchor.y()]]))[0]
+        self._center += before - after
+        self.update()
+
+    def pan_pixels(self, dx: float, dy: float) -> None:
+        self._center += np.array([-dx, dy]) / self._scale
+        self.update()
+
+    def to_screen(self, xy: np.ndarray) -> np.ndarray:
+        out = np.empty_like(xy, dtype=np.float64)
+        out[:, 0] = (xy[:, 0] - self._center[0]) * self._scale + self.width() / 2
+        out[:, 1] = self.height() / 2 - (xy[:, 1] - self._center[1]) * self._scale
+        return out
+
+    def to_data(self, px: np.ndarray) -> np.ndarray:
+        out = np.empty_like(px, dtype=np.float64)
+        out[:, 0] = (px[:, 0] - self.width() / 2) / self._scale + self._center[0]
+        out[:, 1] = (self.height() / 2 - px[:, 1]) / self._scale + self._center[1]
+        return out
+
+    def row_at(self, pos: QPointF | QPoint, radius_px: float = _PICK_RADIUS_PX) -> int:
+        """The point nearest ``pos`` within ``radius_px`` (or within its thumbnail), or -1."""
+        if self._tree is None:
+            return -1
+        if self.thumbnail_mode():
+            radius_px = max(radius_px, self.thumbnail_side() / 2)
+        where = self.to_data(np.array([[pos.x(), pos.y()]]))[0]
+        dist, row = self._tree.query(where, distance_upper_bound=radius_px / self._scale)
+        return int(row) if np.isfinite(dist) else -1
+
+    # drawing ------------------------------------------------------------------------------
+    def visible_rows(self) -> np.ndarray:
+        if not len(self.xy):
+            return np.zeros(0, np.int64)
+        px = self.to_screen(self.xy)
+        inside = ((px[:, 0] >= 0) & (px[:, 0] < self.width()) & (px[:, 1] >= 0)
+                  & (px[:, 1] < self.height()))
+        return np.flatnonzero(inside)
+
+    def thumbnail_mode(self) -> bool:
+        return 0 < len(self._visible) <= THUMBNAIL_LIMIT
+
+    def thumbnail_side(self) -> int:
+        area = self.width() * self.height() / max(1, len(self._visible))
+        return int(np.clip(0.75 * np.sqrt(area), 36, 160))
+
+    def _dot_radius(self) -> int:
+        # Dots grow as the user zooms in and points spread apart.
+        n_visible = max(1, len(self._visible))
+        spacing = np.sqrt(self.width() * self.height() / n_visible)
+        return int(np.clip(spacing / 6, 1, 4))
+
+    def render_points(self) -> QImage:
+        """The point layer at the current view: every visible point in one numpy pass."""
+        w, h = max(1, self.width()), max(1, self.height())
+        key = (w, h, self._scale, *self._center, self._version)
+        if self._raster is not None and self._raster_key == key:
+            return self._raster
+        self._visible = self.visible_rows()
+        radius = self._dot_radius()
+        pad = radius + 1
+        width = w + 2 * pad
+        canvas = np.full((h + 2 * pad) * width, BACKGROUND, np.uint32)
+        if len(self.xy):
+            px = self.to_screen(self.xy)
+            keep = ((px[:, 0] > -pad) & (px[:, 0] < w + pad) & (px[:, 1] > -pad)
+                    & (px[:, 1] < h + pad))
+            rows = np.flatnonzero(keep)
+            flat = ((px[rows, 1].astype(np.int64) + pad) * width
+                    + px[rows, 0].astype(np.int64) + pad)
+            offsets = disk_offsets(radius)
+            offsets_flat = offsets[:, 1] * width + offsets[:, 0]
+            colors = self.colors[rows]
+            for off in offsets_flat:
+                canvas[flat + off] = colors
+            if len(self.selected):
+                chosen = np.isin(rows, self.selected)
+                ring = disk_offsets(radius + 1)
+                for off in ring[:, 1] * width + ring[:, 0]:
+                    canvas[flat[chosen] + off] = SELECTED
+                for off in offsets_flat:
+                    canvas[flat[chosen] + off] = colors[chosen]
+        view = np.ascontiguousarray(
+            canvas.reshape(h + 2 * pad, width)[pad:pad + h, pad:pad + w])
+        self._raster = QImage(view.data, w, h, 4 * w, QImage.Format.Format_ARGB32).copy()
+        self._raster_key = key
+        return self._raster
+
+    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 - Qt override
+        painter = QPainter(self)
+        painter.drawImage(0, 0, self.render_points())
+        if not len(self.xy):
+            painter.setPen(QColor(200, 200, 200))
+            painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, self.empty_text)
+            return
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        if self.thumbnail_mode():
+            self._draw_thumbnails(painter)
+        self._draw_labels(painter)
+        self._draw_drag(painter)
+        self._draw_hover(painter)
+
+    def _draw_thumbnails(self, painter: QPainter) -> None:
+        side = self.thumbnail_side()
+        rows = self._visible
+        centres = self.to_screen(self.xy[rows])
+        selected = set(self.selected.tolist())
+        # Selected and current photos are drawn last, on top of their neighbours.
+        order = sorted(range(len(rows)), key=lambda i: (rows[i] == self.current,
+                                                        int(rows[i]) in selected))
+        for i in order:
+            row = int(rows[i])
+            cx, cy = centres[i]
+            box = QRectF(cx - side / 2, cy - side / 2, side, side)
+            pix = self.thumbnails.pixmap(int(self.image_ids[row]))
+            if pix is None or pix.isNull():
+                painter.fillRect(box, QColor.fromRgba(int(self.colors[row])))
+            else:
+                fitted = pix.size().scaled(side, side, Qt.AspectRatioMode.KeepAspectRatio)
+                box = QRectF(cx - fitted.width() / 2, cy - fitted.height() / 2,
+                             fitted.width(), fitted.height())
+                painter.drawPixmap(box.toRect(), pix)
+            border = QColor.fromRgba(int(self.colors[row]))
+            width = 2
+            if row in selected or row == self.current:
+                border, width = QColor(255, 255, 255), 3
+            painter.setPen(QPen(border, width))
+            painter.drawRect(box)
+
+    def _draw_labels(self, painter: QPainter) -> None:
+        if not self.labels:
+            return
+        font = QFont(self.font())
+        font.setBold(True)
+        painter.setFont(font)
+        metrics = painter.fontMetrics()
+        points = self.to_screen(np.array([[lab.x, lab.y] for lab in self.labels]))
+        for label, (x, y) in zip(self.labels, points, strict=True):
+            if not (0 <= x < self.width() and 0 <= y < self.height()):
+                continue
+            rect = metrics.boundingRect(label.text).adjusted(-6, -3, 6, 3)
+            rect.moveCenter(QPoint(int(x), int(y)))
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(QColor(20, 22, 26, 190))
+            painter.drawRoundedRect(rect, 6, 6)
+            painter.setPen(QColor.fromRgba(label.color).lighter(150))
+            painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, label.text)
+
+    def _draw_drag(self, painter: QPainter) -> None:
+        if not self._dragging or self.mode == "pan" or not self._drag:
+            return
+        painter.setPen(QPen(QColor(255, 255, 255), 1, Qt.PenStyle.DashLine))
+        painter.setBrush(QColor(255, 255, 255, 30))
+        if self.mode == "rect":
+            painter.drawRect(QRectF(self._drag[0], self._drag[-1]).normalized())
+        else:
+            path = QPainterPath()
+            path.addPolygon(QPolygonF(self._drag))
+            path.closeSubpath()
+            painter.drawPath(path)
+
+    def _draw_hover(self, painter: QPainter) -> None:
+        if self.hover < 0 or self._dragging:
+            return
+        pix = self.thumbnails.pixmap(int(self.image_ids[self.hover]))
+        name = Path(str(self.paths[self.hover])).name
+        side = 200
+        metrics = painter.fontMetrics()
+        text_h = metrics.height() + 6
+        size = pix.size().scaled(side, side, Qt.AspectRatioMode.KeepAspectRatio) \
+            if pix is not None and not pix.isNull() else None
+        box_w = max(size.width() if size else 0, min(metrics.horizontalAdvance(name), 320)) + 12
+        box_h = (size.height() if size else 0) + text_h + 12
+        x = self._cursor.x() + 18
+        y = self._cursor.y() + 18
+        if x + box_w > self.width():
+            x = self._cursor.x() - 18 - box_w
+        if y + box_h > self.height():
+            y = max(0, self.height() - box_h)
+        painter.setPen(QPen(QColor(90, 94, 102), 1))
+        painter.setBrush(QColor(36, 38, 43, 240))
+        painter.drawRoundedRect(QRect(x, y, box_w, box_h), 6, 6)
+        if size is not None:
+            painter.drawPixmap(QRect(x + 6, y + 6, size.width(), size.height()), pix)
+        painter.setPen(QColor(230, 230, 230))
+        text_rect = QRect(x + 6, y + box_h - text_h - 3, box_w - 12, text_h)
+        painter.drawText(text_rect, Qt.AlignmentFlag.AlignCenter,
+                         metrics.elidedText(name, Qt.TextElideMode.ElideMiddle, box_w - 12))
+
+    def _thumbnail_loaded(self, key: object) -> None:
+        if isinstance(key, int) and (self.thumbnail_mode() or self.hover >= 0):
+            self.update()
+
+    # interaction --------------------------------------------------------------------------
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt override
+        old = event.oldSize()
+        if old.width() > 0 and old.height() > 0 and len(self.xy):
+            self._scale *= min(event.size().width() / old.width(),
+                               event.size().height() / old.height())
+        elif len(self.xy):
+            self.fit()
+        super().resizeEvent(event)
+
+    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802 - Qt override
+        steps = event.angleDelta().y() / 120
+        if steps:
+            self.zoom(1.25 ** steps, event.position())
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt override
+        self._press = event.position().toPoint()
+        self._press_center = self._center.copy()
+        self._drag = [event.position()]
+        self._dragging = False
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt override
+        self._cursor = event.position().toPoint()
+        if self._press is not None:
+            moved = (self._cursor - self._press).manhattanLength()
+            self._dragging = self._dragging or moved > _CLICK_SLOP_PX
+            if self._dragging:
+                pans = self.mode == "pan" or event.buttons() & ~Qt.MouseButton.LeftButton
+                if pans:
+                    delta = self._cursor - self._press
+                    self._center = self._press_center + np.array(
+                        [-delta.x(), delta.y()]) / self._scale
+                elif self.mode == "rect":
+                    self._drag = [self._drag[0], event.position()]
+                elif (event.position() - self._drag[-1]).manhattanLength() >= 3:
+                    self._drag.append(event.position())
+                self.update()
+                return
+        row = self.row_at(event.position())
+        if row != self.hover:
+            self.hover = row
+            self.hovered.emit(row)
+            self.update()
+        elif row >= 0:
+            self.update()  # the preview follows the cursor
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt override
+        if self._press is None:
+            return
+        modifiers = event.modifiers()
+        extend = bool(modifiers & (Qt.KeyboardModifier.ControlModifier
+                                   | Qt.KeyboardModifier.ShiftModifier))
+        if not self._dragging and event.button() == Qt.MouseButton.LeftButton:
+            row = self.row_at(event.position())
+            rows = np.array([row] if row >= 0 else [], np.int64)
+            if rows.size or not extend:
+                self.selection_requested.emit(rows, "toggle" if extend else "replace")
+        elif self._dragging and self.mode != "pan" and event.button() == Qt.MouseButton.LeftButton:
+            rows = self._rows_in_drag()
+            self.selection_requested.emit(rows, "add" if extend else "replace")
+        self._press = None
+        self._dragging = False
+        self._drag = []
+        self.update()
+
+    def _rows_in_drag(self) -> np.ndarray:
+        polygon_px = np.array([[p.x(), p.y()] for p in self._drag])
+        if self.mode == "rect":
+            (x0, y0), (x1, y1) = polygon_px[0], polygon_px[-1]
+            polygon_px = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
+        return np.flatnonzero(points_in_polygon(self.xy, self.to_data(polygon_px)))
+
+    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt override
+        row = self.row_at(event.position())
+        if row >= 0:
+            self.open_requested.emit(row)
+
+    def leaveEvent(self, event) -> None:  # noqa: N802 - Qt override
+        if self.hover >= 0:
+            self.hover = -1
+            self.hovered.emit(-1)
+            self.update()
+
+    def keyPressEvent(self, event) -> None:  # noqa: N802 - Qt override
+        key = event.key()
+        if key == Qt.Key.Key_Escape:
+            self.selection_requested.emit(np.zeros(0, np.int64), "replace")
+        elif key in (Qt.Key.Key_F, Qt.Key.Key_Home):
+            self.fit()
+        elif key in (Qt.Key.Key_Plus, Qt.Key.Key_Equal):
+            self.zoom(1.25)
+        elif key == Qt.Key.Key_Minus:
+            self.zoom(0.8)
+        else:
+            super().keyPressEvent(event)

@@ -1,0 +1,210 @@
+"""The window's model: the open library, its current map, the selection and the current photo.
+
+Views receive the session and subscribe to its signals; they never talk to each other.
+Everything here runs on the GUI thread and is quick (array lookups, one matrix-vector
+product for "similar"); long work goes through app.worker.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+
+from core.atlas import representatives
+from core.library import Library, LibraryError, RunArtifacts
+from core.search import NeighborIndex
+
+COLOR_MODES = ("cluster", "folder", "date")
+NOISE_COLOR = 0xFF6B7079
+
+
+def palette(n: int) -> np.ndarray:
+    """``n`` distinct, bright ARGB colours (golden-angle hues, alternating lightness)."""
+    colors = []
+    for i in range(n):
+        hue = (i * 0.618033988749895) % 1.0
+        r, g, b = colorsys.hls_to_rgb(hue, 0.62 if i % 2 else 0.55, 0.75)
+        colors.append(0xFF000000 | int(r * 255) << 16 | int(g * 255) << 8 | int(b * 255))
+    return np.array(colors, np.uint32)
+
+
+def gradient(values: np.ndarray) -> np.ndarray:
+    """Blue (old) to yellow (new) ARGB colours of ``values`` scaled to their range."""
+    lo, hi = np.nanmin(values), np.nanmax(values)
+    t = (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values, dtype=np.float64)
+    stops = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98],
+                      [253, 231, 37]], np.float64)  # viridis, readable on a dark map
+    pos = t * (len(stops) - 1)
+    i = np.clip(pos.astype(int), 0, len(stops) - 2)
+    frac = (pos - i)[:, None]
+    rgb = (stops[i] * (1 - frac) + stops[i + 1] * frac).astype(np.uint32)
+    return 0xFF000000 | rgb[:, 0] << 16 | rgb[:, 1] << 8 | rgb[:, 2]
+
+
+@dataclass(frozen=True)
+class MapData:
+    """The current run's arrays plus what the views derive from them."""
+
+    run: RunArtifacts
+    folder: np.ndarray  # (N,) int: index into ``folders``
+    folders: list[str]
+    mtime: np.ndarray  # (N,) float seconds since the epoch
+    representatives: dict[int, list[int]]  # cluster -> rows, most central first
+
+    @property
+    def count(self) -> int:
+        return len(self.run.paths)
+
+    def rows_of_cluster(self, cluster: int) -> np.ndarray:
+        return np.flatnonzero(self.run.cluster == cluster)
+
+    def cluster_sizes(self) -> dict[int, int]:
+        labels, counts = np.unique(self.run.cluster[self.run.cluster >= 0], return_counts=True)
+        return {int(c): int(n) for c, n in zip(labels, counts, strict=True)}
+
+
+class Session(QObject):
+    """The open library and what the user is looking at."""
+
+    library_changed = Signal()
+    map_changed = Signal()
+    selection_changed = Signal()
+    current_changed = Signal(int)
+    names_changed = Signal()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.library: Library | None = None
+        self.data: MapData | None = None
+        self.selection = np.zeros(0, np.int64)
+        self.current = -1
+        self.cluster_names: dict[int, str] = {}
+        self._index: NeighborIndex | None = None
+
+    # library ------------------------------------------------------------------------------
+    def open_library(self, root: Path) -> None:
+        """Open (or create) the library at ``root``; raises LibraryError with the reason."""
+        library = Library(root)
+        self.close_library()
+        self.library = library
+        self.library_changed.emit()
+        self.reload_map()
+
+    def close_library(self) -> None:
+        if self.library is not None:
+            self.library.close()
+        self.library = None
+        self.data = None
+        self._index = None
+
+    @property
+    def root(self) -> Path | None:
+        return self.library.root if self.library is not None else None
+
+    def reload_map(self) -> None:
+        """Load the library's current run (if any) and tell the views."""
+        self.data, self._index = None, None
+        self.selection, self.current = np.zeros(0, np.int64), -1
+        if self.library is not None:
+            try:
+                run = self.library.current_run()
+            except LibraryError:
+                run = None
+            if run is not None:
+                self.data = self._derive(run)
+                self.cluster_names = self._load_names(run.run_id)
+        self.map_changed.emit()
+        self.selection_changed.emit()
+        self.current_changed.emit(-1)
+
+    def _derive(self, run: RunArtifacts) -> MapData:
+        parents = [str(Path(str(p)).parent) for p in run.paths]
+        folders = sorted(set(parents))
+        lookup = {f: i for i, f in enumerate(folders)}
+        rows = {r.id: r.mtime_ns for r in self.library.catalog.images()}
+        mtime = np.array([rows.get(int(i), 0) for i in run.image_ids], np.float64) / 1e9
+        return MapData(run, np.array([lookup[p] for p in parents], np.int64), folders, mtime,
+                       representatives(run.embeddings, run.cluster, per_cluster=4))
+
+    # colours and names --------------------------------------------------------------------
+    def colors(self, mode: str) -> np.ndarray:
+        """(N,) ARGB colours of the points for a colour mode of COLOR_MODES."""
+        if self.data is None:
+            return np.zeros(0, np.uint32)
+        if mode == "cluster":
+            labels = self.data.run.cluster
+            table = palette(int(labels.max()) + 1 if len(labels) else 0)
+            out = np.full(len(labels), NOISE_COLOR, np.uint32)
+            out[labels >= 0] = table[labels[labels >= 0]]
+            return out
+        if mode == "folder":
+            return palette(len(self.data.folders))[self.data.folder]
+        if mode == "date":
+            return gradient(self.data.mtime)
+        raise ValueError(f"unknown colour mode {mode!r}")
+
+    def cluster_name(self, cluster: int) -> str:
+        return self.cluster_names.get(cluster) or f"Cluster {cluster + 1}"
+
+    def rename_cluster(self, cluster: int, name: str) -> None:
+        if self.data is None or self.library is None:
+            return
+        name = name.strip()
+        if name:
+            self.cluster_names[cluster] = name
+        else:
+            self.cluster_names.pop(cluster, None)
+        self._save_names(self.data.run.run_id)
+        self.names_changed.emit()
+
+    def _load_names(self, run_id: int) -> dict[int, str]:
+        stored = self.library.catalog.get_meta(f"cluster_names/{run_id}")
+        return {int(c): n for c, n in json.loads(stored).items()} if stored else {}
+
+    def _save_names(self, run_id: int) -> None:
+        self.library.catalog.set_meta(f"cluster_names/{run_id}",
+                                      json.dumps(self.cluster_names))
+
+    # selection ----------------------------------------------------------------------------
+    def select(self, rows: np.ndarray, mode: str = "replace") -> None:
+        """Change the selection: "replace", "add" or "toggle" ``rows``."""
+        rows = np.unique(np.asarray(rows, np.int64))
+        if mode == "replace":
+            selection = rows
+        elif mode == "add":
+            selection = np.union1d(self.selection, rows)
+        elif mode == "toggle":
+            selection = np.setxor1d(self.selection, rows)
+        else:
+            raise ValueError(f"unknown selection mode {mode!r}")
+        self.selection = selection.astype(np.int64)
+        self.selection_changed.emit()
+        current = int(rows[0]) if len(rows) == 1 and rows[0] in self.selection else (
+            int(self.selection[0]) if len(self.selection) == 1 else -1)
+        self.set_current(current)
+
+    def set_current(self, row: int) -> None:
+        if row != self.current:
+            self.current = row
+            self.current_changed.emit(row)
+
+    def similar(self, row: int, k: int) -> list[tuple[int, float]]:
+        """The ``k`` rows most similar to ``row`` (itself excluded), best first."""
+        if self.data is None:
+            return []
+        if self._index is None:
+            self._index = NeighborIndex(self.data.run.embeddings)
+        idx, scores = self._index.query(self.data.run.embeddings[row:row + 1], k + 1)
+        pairs = [(int(i), float(s)) for i, s in zip(idx[0], scores[0], strict=True) if i != row]
+        return pairs[:k]
+
+    def rows_of_paths(self, paths: list[str]) -> list[int]:
+        if self.data is None:
+            return []
+        where = {str(p): i for i, p in enumerate(self.data.run.paths)}
+        return [where[p] for p in paths if p in where]

@@ -1,0 +1,111 @@
+"""Similar photos: the chosen photo large, then its K most similar photos with scores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QModelIndex, Qt, Signal
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSizePolicy,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .gallery import ROW_ROLE, PhotoGrid
+from .session import Session
+from .thumbnails import ThumbnailStore
+
+PREVIEW_SIDE = 360
+
+
+class SimilarPanel(QWidget):
+    find_file_requested = Signal()
+    open_requested = Signal(int)
+
+    def __init__(self, session: Session, thumbnails: ThumbnailStore,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.thumbnails = thumbnails
+        self.query_path: str | None = None
+        layout = QVBoxLayout(self)
+        self.preview = QLabel("Click a photo on the map to see the photos most like it.")
+        self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.preview.setWordWrap(True)
+        self.preview.setMinimumHeight(200)
+        self.preview.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        layout.addWidget(self.preview, 2)
+        self.caption = QLabel("")
+        self.caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.caption.setStyleSheet("color: #c8ccd2")
+        self.caption.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout.addWidget(self.caption)
+        controls = QHBoxLayout()
+        controls.addWidget(QLabel("Most similar:"))
+        self.k = QSpinBox()
+        self.k.setRange(1, 200)
+        self.k.setValue(12)
+        controls.addWidget(self.k)
+        controls.addStretch(1)
+        self.find_file = QPushButton("Find similar to a file…")
+        controls.addWidget(self.find_file)
+        layout.addLayout(controls)
+        self.grid = PhotoGrid(thumbnails)
+        layout.addWidget(self.grid, 3)
+        self.find_file.clicked.connect(self.find_file_requested)
+        self.k.valueChanged.connect(lambda _v: self.show_row(self.session.current))
+        self.grid.clicked.connect(self._grid_clicked)
+        self.grid.doubleClicked.connect(
+            lambda index: self.open_requested.emit(int(index.data(ROW_ROLE))))
+        session.current_changed.connect(self.show_row)
+        thumbnails.loaded.connect(self._preview_loaded)
+
+    def show_row(self, row: int) -> None:
+        """Show catalogued photo ``row`` and its K most similar photos."""
+        data = self.session.data
+        if data is None or row < 0:
+            return
+        pairs = self.session.similar(row, self.k.value())
+        self._show(str(data.run.paths[row]), [r for r, _ in pairs], [s for _, s in pairs])
+
+    def show_external(self, path: str, matches: list[tuple[str, float]]) -> None:
+        """Show a photo from outside the library with its matches (path, score)."""
+        data = self.session.data
+        if data is None:
+            return
+        rows = self.session.rows_of_paths([p for p, _ in matches])
+        score_of = dict(matches)
+        self._show(path, rows, [score_of[str(data.run.paths[r])] for r in rows])
+
+    def _show(self, path: str, rows: list[int], scores: list[float]) -> None:
+        data = self.session.data
+        self.query_path = path
+        self.caption.setText(Path(path).name)
+        self.caption.setToolTip(path)
+        self._set_preview()
+        self.grid.photos.set_photos(rows, data.run.image_ids[rows],
+                                    [str(data.run.paths[r]) for r in rows], scores)
+
+    def _set_preview(self) -> None:
+        pix = self.thumbnails.preview(self.query_path, PREVIEW_SIDE) if self.query_path else None
+        if pix is None:
+            self.preview.setText("Loading…")
+            return
+        self.preview.setPixmap(pix.scaled(
+            min(PREVIEW_SIDE, self.preview.width()), PREVIEW_SIDE,
+            Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation))
+
+    def _preview_loaded(self, key: object) -> None:
+        if key == ("preview", self.query_path, PREVIEW_SIDE):
+            self._set_preview()
+
+    def _grid_clicked(self, index: QModelIndex) -> None:
+        row = int(index.data(ROW_ROLE))
+        self.session.select([row], "replace")
+
+    def result_count(self) -> int:
+        return self.grid.photos.rowCount()

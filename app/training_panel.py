@@ -1,0 +1,311 @@
+"""Training panel: presets by time, an Advanced section, Start / Cancel / Resume, live
+progress with ETA and images/s, the loss curve, a log and the label-free verdict."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QRadioButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from core.config import TrainConfig
+from core.jobs import Progress
+from core.model import BACKBONES, PRETRAINED_BACKBONES
+
+# (label, training minutes): what a user picks without knowing anything about SimCLR.
+PRESETS = (("Quick", 5.0), ("Balanced", 15.0), ("Thorough", 45.0))
+STAGE_NAMES = {"scan": "Scanning folders", "decode": "Reading photos", "train": "Training",
+               "check": "Checking the result", "embed": "Embedding photos",
+               "map": "Drawing the map", "measure": "Checking the result"}
+
+
+def detected_devices() -> list[tuple[str, str]]:
+    """(value, label) of the devices this machine can train on, 'auto' first."""
+    import torch
+
+    from core.train import describe_device, pick_device
+
+    found = [("auto", f"Automatic ({describe_device(pick_device('auto'))})"), ("cpu", "CPU")]
+    if torch.cuda.is_available():
+        found.append(("cuda", describe_device(torch.device("cuda"))))
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        found.append(("mps", "Apple MPS"))
+    return found
+
+
+def format_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "estimating…"
+    seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+    if seconds >= 60:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds} s"
+
+
+class TrainingPanel(QWidget):
+    """Builds a TrainConfig from the user's choices and shows a run's progress."""
+
+    start_requested = Signal(object)  # TrainConfig
+    cancel_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._running = False
+        self._resumable = False
+        self._last_config: TrainConfig | None = None
+        self._steps: list[int] = []
+        self._losses: list[float] = []
+        self._stage_started = time.monotonic()
+        layout = QVBoxLayout(self)
+
+        presets = QGroupBox("How long may PhotoAtlas learn your photos?")
+        row = QHBoxLayout(presets)
+        self.preset_group = QButtonGroup(self)
+        for i, (label, minutes) in enumerate(PRESETS):
+            button = QRadioButton(f"{label}\n≈ {minutes:g} min")
+            button.setToolTip(f"Train for about {minutes:g} minutes, then embed and map")
+            self.preset_group.addButton(button, i)
+            row.addWidget(button)
+        self.preset_group.button(0).setChecked(True)
+        layout.addWidget(presets)
+
+        self.advanced = QGroupBox("Advanced")
+        self.advanced.setCheckable(True)
+        self.advanced.setChecked(False)
+        form = QFormLayout(self.advanced)
+        self.backbone = QComboBox()
+        self.backbone.addItems(BACKBONES)
+        self.start_from = QComboBox()
+        self.start_from.addItems(["Pretrained (ImageNet)", "From scratch"])
+        self.start_from.currentIndexChanged.connect(self._start_changed)
+        self.resolution = QSpinBox()
+        self.resolution.setRange(0, 1024)
+        self.resolution.setSpecialValueText("automatic")
+        self.resolution.setSuffix(" px")
+        self.batch_size = QSpinBox()
+        self.batch_size.setRange(0, 4096)
+        self.batch_size.setSpecialValueText("automatic")
+        self.temperature = QDoubleSpinBox()
+        self.temperature.setRange(0.01, 2.0)
+        self.temperature.setSingleStep(0.05)
+        self.temperature.setValue(TrainConfig.temperature)
+        self.budget_kind = QComboBox()
+        self.budget_kind.addItems(["minutes", "epochs"])
+        self.budget = QDoubleSpinBox()
+        self.budget.setRange(0.0, 10_000)
+        self.budget.setValue(5.0)
+        budget_row = QHBoxLayout()
+        budget_row.addWidget(self.budget)
+        budget_row.addWidget(self.budget_kind)
+        self.device = QComboBox()
+        for value, label in detected_devices():
+            self.device.addItem(label, value)
+        form.addRow("Encoder", self.backbone)
+        form.addRow("Start", self.start_from)
+        form.addRow("Resolution", self.resolution)
+        form.addRow("Batch size", self.batch_size)
+        form.addRow("Temperature", self.temperature)
+        form.addRow("Budget", budget_row)
+        form.addRow("Device", self.device)
+        self.advanced.toggled.connect(self._advanced_toggled)
+        self._advanced_toggled(False)
+        layout.addWidget(self.advanced)
+
+        buttons = QHBoxLayout()
+        self.start_button = QPushButton("Start training")
+        self.start_button.setDefault(True)
+        self.cancel_button = QPushButton("Cancel")
+        self.resume_button = QPushButton("Resume")
+        self.resume_button.setToolTip("Continue the cancelled run from its last checkpoint")
+        buttons.addWidget(self.start_button)
+        buttons.addWidget(self.cancel_button)
+        buttons.addWidget(self.resume_button)
+        layout.addLayout(buttons)
+        self.start_button.clicked.connect(lambda: self._start(self.config()))
+        self.resume_button.clicked.connect(lambda: self._start(self._last_config))
+        self.cancel_button.clicked.connect(self.cancel_requested)
+
+        self.stage = QLabel("Ready")
+        self.bar = QProgressBar()
+        self.bar.setRange(0, 1000)
+        self.bar.setValue(0)
+        self.bar.setTextVisible(False)
+        self.detail = QLabel("")
+        self.detail.setStyleSheet("color: #9aa0a6")
+        layout.addWidget(self.stage)
+        layout.addWidget(self.bar)
+        layout.addWidget(self.detail)
+
+        self.plot = pg.PlotWidget(background="#1b1d21")
+        self.plot.setLabel("bottom", "step")
+        self.plot.setLabel("left", "NT-Xent loss")
+        self.plot.setMinimumHeight(140)
+        self.plot.showGrid(x=True, y=True, alpha=0.2)
+        self.raw_curve = self.plot.plot(pen=pg.mkPen("#5f6b7a", width=1))
+        self.smooth_curve = self.plot.plot(pen=pg.mkPen("#4fc3f7", width=2))
+        layout.addWidget(self.plot, 1)
+
+        self.verdict = QLabel("")
+        self.verdict.setWordWrap(True)
+        layout.addWidget(self.verdict)
+        self.log = QPlainTextEdit()
+        self.log.setReadOnly(True)
+        self.log.setMaximumBlockCount(2000)
+        self.log.setMinimumHeight(80)
+        layout.addWidget(self.log, 1)
+        self._update_buttons()
+
+    # configuration ------------------------------------------------------------------------
+    def _advanced_toggled(self, on: bool) -> None:
+        for child in self.advanced.findChildren(QWidget):
+            child.setVisible(on)
+
+    def _start_changed(self) -> None:
+        scratch = self.start_from.currentIndex() == 1
+        if not scratch and self.backbone.currentText() not in PRETRAINED_BACKBONES:
+            self.backbone.setCurrentText(PRETRAINED_BACKBONES[0])
+
+    def config(self) -> TrainConfig:
+        """The TrainConfig of the current choices (raises ValueError when inconsistent)."""
+        minutes = PRESETS[max(0, self.preset_group.checkedId())][1]
+        if not self.advanced.isChecked():
+            return TrainConfig(minutes=minutes)
+        scratch = self.start_from.currentIndex() == 1
+        by_epochs = self.budget_kind.currentText() == "epochs"
+        return TrainConfig(
+            backbone=self.backbone.currentText(), pretrained=not scratch,
+            resolution=self.resolution.value() or None,
+            batch_size=self.batch_size.value() or None,
+            temperature=self.temperature.value(),
+            minutes=None if by_epochs else self.budget.value(),
+            epochs=int(self.budget.value()) if by_epochs else None,
+            device=self.device.currentData())
+
+    def _start(self, cfg: TrainConfig | None) -> None:
+        if cfg is None or self._running:
+            return
+        self.start_requested.emit(cfg)
+
+    # run state ----------------------------------------------------------------------------
+    def run_started(self, cfg: TrainConfig) -> None:
+        self._running = True
+        self._last_config = cfg
+        self._steps, self._losses = [], []
+        self.raw_curve.setData([], [])
+        self.smooth_curve.setData([], [])
+        self.verdict.setText("")
+        self.stage.setText("Starting…")
+        self.bar.setValue(0)
+        self.append_log(f"started: {self._describe(cfg)}")
+        self._resumable = False
+        self._update_buttons()
+
+    def show_progress(self, event: Progress) -> None:
+        name = STAGE_NAMES.get(event.stage, event.stage.capitalize())
+        fraction = event.values.get("fraction", event.fraction) if event.stage == "train" \
+            else event.fraction
+        self.stage.setText(name)
+        self.bar.setValue(int(1000 * fraction))
+        parts = [event.message] if event.message else []
+        if "images_per_s" in event.values:
+            parts.append(f"{event.values['images_per_s']:.0f} images/s")
+        parts.append(f"{format_seconds(event.eta_s)} left")
+        self.detail.setText("  ·  ".join(parts))
+        if event.stage == "train" and "loss" in event.values:
+            self._steps.append(event.done)
+            self._losses.append(float(event.values["loss"]))
+            self._draw_loss()
+
+    def _draw_loss(self) -> None:
+        steps = np.array(self._steps, np.float64)
+        losses = np.array(self._losses, np.float64)
+        self.raw_curve.setData(steps, losses)
+        smooth = np.empty_like(losses)
+        acc = losses[0]
+        for i, value in enumerate(losses):  # exponential moving average, a few hundred points
+            acc = 0.9 * acc + 0.1 * value
+            smooth[i] = acc
+        self.smooth_curve.setData(steps, smooth)
+
+    def run_finished(self, report: dict) -> None:
+        self._running = False
+        self._resumable = False
+        self.stage.setText("Done")
+        self.bar.setValue(1000)
+        images, training = report["images"], report["training"]
+        self.detail.setText(
+            f"{images['embedded']} photos embedded · {report['clusters']} clusters · "
+            f"{training['epochs']} epochs at {training['images_per_s']:.0f} images/s")
+        verdict = report.get("check", {}).get("verdict")
+        self.verdict.setText(verdict[0].upper() + verdict[1:] if verdict else "")
+        self.append_log(f"finished in {sum(report['stage_seconds'].values()):.0f} s on "
+                        f"{report['device']}")
+        if verdict:
+            self.append_log(verdict)
+        for item in images.get("failed_files", [])[:50]:
+            self.append_log(f"skipped {item['path']}: {item['reason']}")
+        self._update_buttons()
+
+    def run_cancelled(self) -> None:
+        self._running = False
+        self._resumable = True
+        self.stage.setText("Cancelled: Resume continues from the last checkpoint")
+        self.append_log("cancelled")
+        self._update_buttons()
+
+    def run_failed(self, message: str) -> None:
+        self._running = False
+        self._resumable = self._last_config is not None
+        self.stage.setText("Stopped by an error")
+        self.append_log(f"error: {message}")
+        self._update_buttons()
+
+    def append_log(self, text: str) -> None:
+        self.log.appendPlainText(f"{time.strftime('%H:%M:%S')}  {text}")
+
+    def _update_buttons(self) -> None:
+        self.start_button.setEnabled(not self._running)
+        self.cancel_button.setEnabled(self._running)
+        self.resume_button.setEnabled(not self._running and self._resumable)
+
+    @staticmethod
+    def _describe(cfg: TrainConfig) -> str:
+        budget = f"{cfg.epochs} epochs" if cfg.epochs is not None else \
+            f"{cfg.minutes if cfg.minutes is not None else 5:g} min"
+        start = "pretrained" if cfg.pretrained else "from scratch"
+        return f"{cfg.backbone or 'default encoder'}, {start}, {budget}, device {cfg.device}"
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+
+def connect_worker(panel: TrainingPanel, worker, on_report: Callable[[dict], None]) -> None:
+    """Wire a training worker's signals to the panel."""
+    worker.progress.connect(panel.show_progress)
+    worker.returned.connect(panel.run_finished)
+    worker.returned.connect(on_report)
+    worker.cancelled.connect(panel.run_cancelled)
+    worker.errored.connect(lambda message, _tb: panel.run_failed(message))
+

@@ -1,0 +1,129 @@
+"""The whole window flow on a small generated folder, driven like a user would:
+add folder -> train on CPU -> map -> click -> similar -> cluster -> copy -> cancel/resume."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QPoint, Qt, QTimer
+from PySide6.QtWidgets import QMessageBox
+
+from app.main_window import MainWindow
+
+N_PHOTOS = 40  # the family_photos fixture: 4 families of 10
+
+
+def tree_digest(root: Path) -> dict[str, tuple[str, int]]:
+    return {str(p.relative_to(root)): (hashlib.sha256(p.read_bytes()).hexdigest(),
+                                       p.stat().st_mtime_ns)
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def wait_idle(qtbot, window: MainWindow, timeout: int = 180_000) -> None:
+    qtbot.waitUntil(lambda: not window.workers, timeout=timeout)
+
+
+def test_user_flow(qtbot, tmp_path: Path, settings, family_photos: Path, quick_config) -> None:
+    before = tree_digest(family_photos)
+    window = MainWindow(tmp_path / "library", settings=settings)
+    qtbot.addWidget(window)
+    window.show()
+
+    # Add a folder: it is scanned and read in the background.
+    assert window.add_folder(family_photos) is not None
+    wait_idle(qtbot, window)
+    folders = window.library_panel.folders
+    assert folders.topLevelItemCount() == 1
+    assert folders.topLevelItem(0).text(1) == str(N_PHOTOS)
+
+    # Train a short run; the GUI thread keeps processing events meanwhile.
+    gaps: list[float] = []
+    last = [time.monotonic()]
+
+    def tick() -> None:
+        now = time.monotonic()
+        if window.training_panel.stage.text() == "Training":
+            gaps.append(now - last[0])
+        last[0] = now
+
+    timer = QTimer()
+    timer.timeout.connect(tick)
+    timer.start(10)
+    reports: list[dict] = []
+    worker = window.start_training(quick_config)
+    worker.returned.connect(reports.append)
+    qtbot.waitUntil(lambda: window.training is None, timeout=180_000)
+    timer.stop()
+    assert reports, window.training_panel.log.toPlainText()
+    assert len(gaps) > 10 and max(gaps) < 0.2, f"GUI thread stalled {max(gaps):.3f} s"
+    assert window.training_panel.stage.text() == "Done"
+    assert len(window.training_panel._losses) > 0
+
+    # The map shows one point per photo.
+    assert len(window.map.xy) == N_PHOTOS
+    assert str(N_PHOTOS) in window.counts_label.text()
+
+    # Click a point: it becomes current and the similar panel lists K photos.
+    window.similar_panel.k.setValue(5)
+    qtbot.waitExposed(window.map)
+    window.map.repaint()
+    target = window.map.to_screen(window.map.xy[7:8])[0]
+    qtbot.mouseClick(window.map, Qt.MouseButton.LeftButton, pos=QPoint(*map(int, target)))
+    assert window.session.current >= 0
+    assert window.similar_panel.result_count() == 5
+    assert window.session.current not in window.similar_panel.grid.photos.rows
+
+    # Choose a cluster: its photos are selected and fill the gallery.
+    clusters = window.clusters_panel.list
+    assert clusters.count() >= 1
+    clusters.setCurrentRow(0)
+    chosen = clusters.item(0).data(Qt.ItemDataRole.UserRole + 1)
+    expected = np.flatnonzero(window.session.data.run.cluster == chosen)
+    assert np.array_equal(window.session.selection, expected)
+    assert window.gallery.photos.rowCount() == len(expected)
+
+    # Copy the selection out: new files appear, the originals are untouched.
+    out = tmp_path / "picked"
+    window.copy_selection_to(out)
+    wait_idle(qtbot, window)
+    copied = sorted(p.name for p in out.iterdir())
+    assert copied == sorted(Path(p).name for p in window.selected_paths())
+    window.copy_selection_to(out)  # again: conflict-safe names, nothing overwritten
+    wait_idle(qtbot, window)
+    assert len(list(out.iterdir())) == 2 * len(expected)
+    assert tree_digest(family_photos) == before
+
+    # A second, longer run: cancel it mid-way, then resume from its checkpoint.
+    panel = window.training_panel
+    longer = replace(quick_config, epochs=40)
+    window.start_training(longer)
+    qtbot.waitUntil(lambda: len(panel._losses) >= 10, timeout=120_000)
+    qtbot.mouseClick(panel.cancel_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.training is None, timeout=60_000)
+    assert panel.resume_button.isEnabled()
+    resumed: list[dict] = []
+    qtbot.mouseClick(panel.resume_button, Qt.MouseButton.LeftButton)
+    window.training.returned.connect(resumed.append)
+    qtbot.waitUntil(lambda: window.training is None, timeout=180_000)
+    assert resumed and resumed[0]["training"]["resumed_from_step"] >= 10
+    assert tree_digest(family_photos) == before
+    window.close()
+
+
+def test_worker_error_is_shown_and_window_survives(qtbot, tmp_path: Path, settings,
+                                                   make_image, quick_config) -> None:
+    folder = make_image("lonely/only.png").parent
+    window = MainWindow(tmp_path / "library", [folder], settings=settings)
+    qtbot.addWidget(window)
+    window.show()
+    wait_idle(qtbot, window)
+    window.start_training(quick_config)
+    qtbot.waitUntil(lambda: window.training is None, timeout=60_000)
+    boxes = [b for b in window.findChildren(QMessageBox) if b.isVisible()]
+    assert boxes and "at least 2" in boxes[-1].text()
+    assert window.isVisible()
+    assert window.training_panel.stage.text() == "Stopped by an error"

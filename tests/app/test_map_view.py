@@ -1,0 +1,101 @@
+"""The map view on its own: rasterised points, picking, lasso and rectangle selection,
+zoom into thumbnails."""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QPoint, Qt
+
+from app.map_view import MapView, disk_offsets, points_in_polygon
+from app.thumbnails import ThumbnailStore
+
+
+def make_view(qtbot, xy: np.ndarray, colors: np.ndarray | None = None) -> MapView:
+    view = MapView(ThumbnailStore())
+    qtbot.addWidget(view)
+    view.resize(400, 300)
+    view.show()
+    qtbot.waitExposed(view)
+    n = len(xy)
+    colors = colors if colors is not None else np.full(n, 0xFFFF0000, np.uint32)
+    view.set_points(xy, colors, np.arange(n), np.array([f"/p/{i}.jpg" for i in range(n)]), [])
+    return view
+
+
+def test_points_in_polygon_matches_the_even_odd_rule() -> None:
+    square = np.array([[0, 0], [2, 0], [2, 2], [0, 2]], float)
+    pts = np.array([[1, 1], [3, 1], [-0.5, 1], [1.9, 0.1], [1, 2.5]])
+    assert points_in_polygon(pts, square).tolist() == [True, False, False, True, False]
+    # A concave "U": its notch is outside.
+    u = np.array([[0, 0], [3, 0], [3, 3], [2, 3], [2, 1], [1, 1], [1, 3], [0, 3]], float)
+    assert points_in_polygon(np.array([[1.5, 2], [0.5, 2], [2.5, 2]]), u).tolist() == \
+        [False, True, True]
+
+
+def test_disk_offsets_are_symmetric_and_grow() -> None:
+    small, big = disk_offsets(1), disk_offsets(3)
+    assert len(small) < len(big)
+    assert {tuple(o) for o in small} == {tuple(-o) for o in small}
+
+
+def test_points_are_drawn_in_their_colour_where_they_are(qtbot) -> None:
+    xy = np.array([[0, 0], [10, 10], [10, 0]], np.float32)
+    colors = np.array([0xFFFF0000, 0xFF00FF00, 0xFF0000FF], np.uint32)
+    view = make_view(qtbot, xy, colors)
+    image = view.render_points()
+    for (x, y), color in zip(view.to_screen(xy), colors, strict=True):
+        assert image.pixel(int(x), int(y)) == int(color)
+    corner = image.pixel(1, 1)
+    assert corner not in {int(c) for c in colors}
+
+
+def test_click_picks_the_nearest_point_and_empty_space_clears(qtbot) -> None:
+    xy = np.random.default_rng(0).normal(size=(2000, 2)).astype(np.float32)
+    view = make_view(qtbot, xy)
+    picked: list[tuple[list[int], str]] = []
+    view.selection_requested.connect(lambda rows, mode: picked.append((list(rows), mode)))
+    x, y = view.to_screen(xy[123:124])[0]
+    qtbot.mouseClick(view, Qt.MouseButton.LeftButton, pos=QPoint(round(x), round(y)))
+    row = picked[-1][0][0]
+    assert np.linalg.norm(view.to_screen(xy[row:row + 1])[0] - [x, y]) < 1.5
+    qtbot.mouseClick(view, Qt.MouseButton.LeftButton, pos=QPoint(2, 2))
+    assert picked[-1] == ([], "replace")
+
+
+def test_rectangle_and_lasso_select_what_they_enclose(qtbot) -> None:
+    grid = np.stack(np.meshgrid(np.arange(10), np.arange(10)), -1).reshape(-1, 2)
+    view = make_view(qtbot, grid.astype(np.float32))
+    chosen: list[np.ndarray] = []
+    view.selection_requested.connect(lambda rows, mode: chosen.append(rows))
+    # Rectangle around the data square [2.5, 5.5] x [2.5, 5.5]: 3 x 3 points.
+    view.set_mode("rect")
+    a, b = view.to_screen(np.array([[2.5, 5.5], [5.5, 2.5]]))
+    qtbot.mousePress(view, Qt.MouseButton.LeftButton, pos=QPoint(*a.astype(int)))
+    qtbot.mouseMove(view, QPoint(*((a + b) / 2).astype(int)))
+    qtbot.mouseMove(view, QPoint(*b.astype(int)))
+    qtbot.mouseRelease(view, Qt.MouseButton.LeftButton, pos=QPoint(*b.astype(int)))
+    got = {tuple(grid[r]) for r in chosen[-1]}
+    assert got == {(x, y) for x in (3, 4, 5) for y in (3, 4, 5)}
+    # Lasso: a triangle around (0,0), (0,3), (3,0) takes the points under the diagonal.
+    view.set_mode("lasso")
+    corners = view.to_screen(np.array([[-0.5, -0.5], [-0.5, 3.6], [3.6, -0.5]]))
+    path = [corners[0], corners[1], corners[2], corners[0]]
+    qtbot.mousePress(view, Qt.MouseButton.LeftButton, pos=QPoint(*path[0].astype(int)))
+    for start, end in zip(path, path[1:], strict=False):
+        for t in np.linspace(0, 1, 12)[1:]:
+            qtbot.mouseMove(view, QPoint(*(start + t * (end - start)).astype(int)))
+    qtbot.mouseRelease(view, Qt.MouseButton.LeftButton, pos=QPoint(*path[-1].astype(int)))
+    got = {tuple(grid[r]) for r in chosen[-1]}
+    assert got == {(x, y) for x in range(4) for y in range(4) if x + y <= 3}
+
+
+def test_zooming_in_turns_points_into_thumbnails(qtbot) -> None:
+    xy = np.random.default_rng(1).uniform(0, 100, (5000, 2)).astype(np.float32)
+    view = make_view(qtbot, xy)
+    view.render_points()
+    assert not view.thumbnail_mode()
+    for _ in range(8):
+        view.zoom(1.5)
+    view.render_points()
+    assert view.thumbnail_mode()
+    assert 0 < len(view.visible_rows()) <= 250
