@@ -1,7 +1,10 @@
-"""Decode every photo once into a uint8 pixel cache (memmap, N x 3 x S x S) and thumbnails."""
+"""Decode every photo once into a uint8 pixel cache (memmap, N x 3 x S x S) and thumbnails;
+hash each new or changed file first, so that moved and touched-only photos are not decoded
+again."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -15,6 +18,7 @@ from .jobs import CancelToken, EtaClock, Progress, ProgressCallback, no_progress
 
 THUMBNAIL_SIZE = 192
 _CHUNK = 64
+_READ_BYTES = 1 << 20
 
 
 class PixelCache:
@@ -57,19 +61,45 @@ class PixelCache:
 class DecodeResult:
     decoded: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
+    moved: int = 0  # new paths of photos already known: kept their id, pixels and embedding
+    unchanged: int = 0  # size or mtime changed, content did not
+
+
+def content_hash(path: str) -> str:
+    """BLAKE2b (128-bit) of the file's bytes, read in 1 MiB blocks: memory stays flat."""
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        while block := f.read(_READ_BYTES):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _hash_one(row: ImageRow) -> tuple[ImageRow, str | None, str | None]:
+    try:
+        return row, content_hash(row.path), None
+    except OSError as exc:
+        try:
+            load_rgb(row.path, 1)  # the decoder's reason (vanished, permission, link loop)
+        except DecodeError as reason:
+            return row, None, str(reason)
+        return row, None, f"cannot read file: {exc.strerror or exc}"
 
 
 def _decode_one(row: ImageRow, size: int, thumb_dir: Path):
     try:
         image = load_rgb(row.path, size)
         pixels = square_pixels(image, size)
-        thumb_path = thumb_dir / f"{row.id}.jpg"
-        tmp = thumb_path.with_suffix(".tmp")
-        thumbnail(image, THUMBNAIL_SIZE).save(tmp, "JPEG", quality=85)
-        os.replace(tmp, thumb_path)
-        return row, pixels, image.info["original_size"], None
+        original_size = image.info["original_size"]
+        thumb = thumbnail(image, THUMBNAIL_SIZE)
     except DecodeError as exc:
         return row, None, None, str(exc)
+    except Exception as exc:  # noqa: BLE001 - one odd file must never stop the run
+        return row, None, None, f"unexpected decoder error ({type(exc).__name__}: {exc})"
+    thumb_path = thumb_dir / f"{row.id}.jpg"
+    tmp = thumb_path.with_suffix(".tmp")
+    thumb.save(tmp, "JPEG", quality=85)
+    os.replace(tmp, thumb_path)
+    return row, pixels, original_size, None
 
 
 def decode_pending(
@@ -80,28 +110,53 @@ def decode_pending(
     progress: ProgressCallback = no_progress,
     workers: int | None = None,
 ) -> DecodeResult:
-    """Decode every 'pending' photo into the cache (Pillow releases the GIL: a thread pool)."""
+    """Decode every 'pending' photo into the cache (Pillow releases the GIL: a thread pool).
+
+    Each file is hashed first: a brand-new path whose content equals a missing photo is that
+    photo moved or renamed (its row takes the new path and keeps its id, pixels, embedding and
+    everything keyed by the id); a changed file whose content hash is unchanged stays as it
+    was. Only the rest is decoded.
+    """
     cancel = cancel or CancelToken()
     thumb_dir.mkdir(parents=True, exist_ok=True)
     pending = catalog.images(status="pending")
+    moved_from = catalog.missing_by_hash()
     result = DecodeResult()
     clock = EtaClock()
     with ThreadPoolExecutor(workers or os.cpu_count() or 2) as pool:
         for start in range(0, len(pending), _CHUNK):
             cancel.check()
             chunk = pending[start:start + _CHUNK]
-            outcomes = list(pool.map(lambda r: _decode_one(r, cache.size, thumb_dir), chunk))
+            to_decode: list[tuple[ImageRow, str]] = []
+            unchanged: list[int] = []
+            bad: list[tuple[ImageRow, str]] = []
+            for row, digest, error in pool.map(_hash_one, chunk):
+                if digest is None:
+                    bad.append((row, error))
+                elif row.cache_row is not None and digest == row.content_hash:
+                    unchanged.append(row.id)
+                elif row.content_hash is None and moved_from.get(digest):
+                    catalog.adopt_moved(row.id, moved_from[digest].pop())
+                    result.moved += 1
+                else:
+                    to_decode.append((row, digest))
+            catalog.record_unchanged(unchanged)
+            result.unchanged += len(unchanged)
+            hashes = {row.id: digest for row, digest in to_decode}
+            outcomes = list(pool.map(lambda item: _decode_one(item[0], cache.size, thumb_dir),
+                                     to_decode))
             good = [(row, px, wh) for row, px, wh, err in outcomes if err is None]
-            bad = [(row.id, err) for row, px, wh, err in outcomes if err is not None]
+            bad += [(row, err) for row, _, _, err in outcomes if err is not None]
             rows = cache.append([px for _, px, _ in good])
-            catalog.record_decoded(
-                (row.id, r, wh[0], wh[1]) for (row, _, wh), r in zip(good, rows, strict=True))
-            catalog.record_failed(bad)
+            catalog.record_decoded((row.id, r, wh[0], wh[1], hashes[row.id])
+                                   for (row, _, wh), r in zip(good, rows, strict=True))
+            catalog.record_failed((row.id, err) for row, err in bad)
             result.decoded += len(good)
-            result.failed += [(row.path, err) for row, _, _, err in outcomes if err is not None]
+            result.failed += [(row.path, err) for row, err in bad]
             done = start + len(chunk)
             progress(Progress("decode", done, len(pending), f"{done}/{len(pending)} photos",
-                              {"failed": len(result.failed)}, clock.eta(done, len(pending))))
+                              {"failed": len(result.failed), "moved": result.moved},
+                              clock.eta(done, len(pending))))
     return result
 
 

@@ -1,4 +1,4 @@
-"""The headless command line: ``photoatlas index | export | similar``."""
+"""The headless command line: ``photoatlas index | update | export | similar``."""
 
 from __future__ import annotations
 
@@ -81,7 +81,16 @@ def build_parser() -> argparse.ArgumentParser:
     ix.add_argument("--freeze-stages", type=int,
                     help="encoder stages kept frozen, counted from the input")
     ix.add_argument("--seed", type=int, default=0)
+    ix.add_argument("--checkpoint-every", type=float, default=TrainConfig.checkpoint_every_s,
+                    metavar="SECONDS", help="save a training checkpoint this often (a killed "
+                    "run resumes from the last one)")
     ix.add_argument("--report", type=Path, help="also write the run report to this JSON file")
+
+    up = sub.add_parser("update", help="rescan the library's folders and put new or changed "
+                        "photos on the current map (no retraining, no new layout)")
+    _library_arg(up, required=True)
+    up.add_argument("--device", choices=DEVICES, default="auto")
+    up.add_argument("--report", type=Path, help="also write the update report to this JSON file")
 
     ex = sub.add_parser("export", help="write paths, embeddings, xy and clusters to a .npz")
     _library_arg(ex, required=True)
@@ -101,7 +110,8 @@ def _index(args: argparse.Namespace) -> int:
                       temperature=args.temperature, lr=args.lr, optimizer=args.optimizer,
                       objective=args.objective, freeze_stages=args.freeze_stages,
                       minutes=args.minutes, epochs=args.epochs,
-                      device=args.device, seed=args.seed)
+                      device=args.device, seed=args.seed,
+                      checkpoint_every_s=args.checkpoint_every)
     from .pipeline import index_library
 
     progress = TqdmProgress()
@@ -111,18 +121,45 @@ def _index(args: argparse.Namespace) -> int:
                                    CancelToken(), progress)
         finally:
             progress.close()
-    if args.report:
-        args.report.parent.mkdir(parents=True, exist_ok=True)
-        args.report.write_text(json.dumps(report, indent=2))
+    _write_report(args.report, report)
     images, training = report["images"], report["training"]
     print(f"{images['embedded']} photos embedded, {images['failed']} could not be read; "
           f"{report['clusters']} clusters; device {report['device']}; "
           f"{training['epochs']} epochs at {training['images_per_s']} images/s")
-    for item in images["failed_files"]:
-        print(f"  skipped {item['path']}: {item['reason']}")
+    _print_failed(images["failed_files"])
     if "verdict" in report["check"]:
         print(report["check"]["verdict"])
     return 0
+
+
+def _update(args: argparse.Namespace) -> int:
+    from .pipeline import update_library
+
+    progress = TqdmProgress()
+    with Library(args.library, create=False) as library:
+        try:
+            report = update_library(library, CancelToken(), progress, args.device)
+        finally:
+            progress.close()
+    _write_report(args.report, report)
+    images = report["images"]
+    print(f"{images['new_or_changed']} new or changed, {images['moved']} moved or renamed, "
+          f"{images['missing']} missing; {images['added_to_map']} added to the map, "
+          f"{images['removed_from_map']} removed; {images['embedded']} photos on the map, "
+          f"{images['failed']} could not be read")
+    _print_failed(images["failed_files"])
+    return 0
+
+
+def _write_report(path: Path | None, report: dict) -> None:
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=2))
+
+
+def _print_failed(failed: list[dict]) -> None:
+    for item in failed:
+        print(f"  skipped {item['path']}: {item['reason']}")
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -155,7 +192,8 @@ def _similar(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"index": _index, "export": _export, "similar": _similar}[args.command]
+    handler = {"index": _index, "update": _update, "export": _export,
+               "similar": _similar}[args.command]
     try:
         return handler(args)
     except Cancelled:

@@ -1,20 +1,25 @@
-"""A library: a set of photo folders plus its on-disk store (catalog, cache, runs)."""
+"""A library: a set of photo folders plus its on-disk store (catalog, cache, runs), held by
+one process at a time through a lock file."""
 
 from __future__ import annotations
 
 import json
 import os
+import socket
+import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .cache import PixelCache
-from .catalog import Catalog
+from .catalog import MARKER_KEY, Catalog, CatalogError
 
 CATALOG_NAME = "catalog.sqlite"
+LOCK_NAME = "library.lock"
 CACHE_SIZE = 224  # pixels kept per photo: the pretrained encoders' native input size
-_MARKER_KEY = "photoatlas_library"
+ATLAS_NAME = "atlas.npz"
 
 
 class LibraryError(Exception):
@@ -27,21 +32,92 @@ def default_library_dir() -> Path:
     return Path(user_data_dir("PhotoAtlas", appauthor=False)) / "library"
 
 
+class _LibraryLock:
+    """An exclusive OS lock on ``library.lock`` (flock on Linux and macOS, msvcrt on
+    Windows), which the OS drops when its process dies: a killed holder never leaves a stale
+    lock. The file names the holder (pid, host) for the message another process gets.
+    Reentrant within one process: every Library object of a root shares one lock."""
+
+    _held: dict[Path, list] = {}  # root -> [file descriptor, open count]
+    _guard = threading.Lock()
+
+    @classmethod
+    def acquire(cls, root: Path) -> None:
+        with cls._guard:
+            if root in cls._held:
+                cls._held[root][1] += 1
+                return
+            fd = os.open(root / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                if not _try_lock(fd):
+                    raise LibraryError(
+                        f"library {root} is in use by {_holder(fd)}; close the other "
+                        "PhotoAtlas window or wait for its command to finish")
+                os.ftruncate(fd, 0)
+                os.write(fd, json.dumps({"pid": os.getpid(),
+                                         "host": socket.gethostname()}).encode())
+            except BaseException:
+                os.close(fd)
+                raise
+            cls._held[root] = [fd, 1]
+
+    @classmethod
+    def release(cls, root: Path) -> None:
+        with cls._guard:
+            held = cls._held.get(root)
+            if held is None:
+                return
+            held[1] -= 1
+            if held[1] == 0:
+                del cls._held[root]
+                os.close(held[0])  # closing the descriptor drops the OS lock
+
+
+def _try_lock(fd: int) -> bool:
+    """Take the OS lock without waiting; False when another process holds it."""
+    if sys.platform == "win32":
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _holder(fd: int) -> str:
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        info = json.loads(os.read(fd, 4096) or b"{}")
+        return f"pid {info['pid']} on host {info['host']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process"
+
+
 @dataclass(frozen=True)
 class RunArtifacts:
-    """What a finished run left: rows of the catalog it covers and their arrays."""
+    """What the current run holds: rows of the catalog it covers and their arrays."""
 
     run_id: int
     image_ids: np.ndarray  # (N,) int64
-    paths: np.ndarray  # (N,) str
+    paths: np.ndarray  # (N,) str, each photo's current path (from the catalog)
     embeddings: np.ndarray  # (N, D) float32, unit rows
     xy: np.ndarray  # (N, 2) float32
     cluster: np.ndarray  # (N,) int64, -1 = noise
     report: dict
+    cache_rows: np.ndarray  # (N,) int64, the pixel-cache row each embedding was made from
 
 
 class Library:
-    """Open (or create) the library stored in ``root``."""
+    """Open (or create) the library stored in ``root``; only one process at a time may hold
+    it (LibraryError "library ... is in use by pid N" otherwise)."""
 
     def __init__(self, root: Path, create: bool = True) -> None:
         root = Path(root).expanduser().resolve()
@@ -49,23 +125,37 @@ class Library:
         if not catalog_path.exists():
             if not create:
                 raise LibraryError(f"{root} is not a PhotoAtlas library (no {CATALOG_NAME})")
-            if root.exists() and (not root.is_dir() or any(root.iterdir())):
+            if root.exists() and (not root.is_dir() or any(
+                    p.name != LOCK_NAME for p in root.iterdir())):
                 raise LibraryError(
                     f"{root} exists and is not a PhotoAtlas library; choose an empty or new "
                     "folder so that nothing of yours gets mixed with the library's files")
         root.mkdir(parents=True, exist_ok=True)
+        _LibraryLock.acquire(root)
+        try:
+            self.catalog = Catalog(catalog_path)
+        except CatalogError as exc:
+            _LibraryLock.release(root)
+            raise LibraryError(str(exc)) from exc
+        except BaseException:
+            _LibraryLock.release(root)
+            raise
         self.root = root
-        self.catalog = Catalog(catalog_path)
-        if self.catalog.get_meta(_MARKER_KEY) is None:
+        self._open = True
+        if self.catalog.get_meta(MARKER_KEY) is None:
             if self.catalog.images() or self.catalog.folders():
+                self.close()
                 raise LibraryError(f"{catalog_path} was not made by PhotoAtlas")
-            self.catalog.set_meta(_MARKER_KEY, "1")
+            self.catalog.set_meta(MARKER_KEY, "1")
         self.pixels = PixelCache(root / "cache" / f"pixels-{CACHE_SIZE}.u8", CACHE_SIZE)
         self.thumb_dir = root / "cache" / "thumbs"
         self.runs_dir = root / "runs"
 
     def close(self) -> None:
-        self.catalog.close()
+        if self._open:
+            self._open = False
+            self.catalog.close()
+            _LibraryLock.release(self.root)
 
     def __enter__(self) -> Library:
         return self
@@ -79,31 +169,42 @@ class Library:
         return path
 
     def current_run(self) -> RunArtifacts:
-        """The newest finished run's embeddings, map and clusters."""
+        """The current run's embeddings, map and clusters, with each photo's current path."""
         run = self.catalog.get_meta("current_run")
         if run is None:
             raise LibraryError(f"{self.root} has no finished index yet; run 'photoatlas index'")
         folder = self.runs_dir / run
-        with np.load(folder / "atlas.npz") as data:
+        with np.load(folder / ATLAS_NAME) as data:
             arrays = {k: data[k] for k in data.files}
-        return RunArtifacts(int(run), arrays["image_ids"], arrays["paths"],
-                            np.load(folder / "embeddings.npy"), arrays["xy"],
-                            arrays["cluster"], json.loads((folder / "report.json").read_text()))
+        if "embeddings" not in arrays:  # written by the first version, beside the atlas
+            arrays["embeddings"] = np.load(folder / "embeddings.npy")
+        ids = arrays["image_ids"]
+        if "cache_rows" not in arrays:  # first version: the photos were never re-decoded
+            rows = {r.id: r.cache_row for r in self.catalog.images()}
+            arrays["cache_rows"] = np.array([rows.get(int(i), -1) for i in ids], np.int64)
+        known = self.catalog.paths_by_id()
+        paths = np.array([known.get(int(i), str(p)) for i, p in zip(ids, arrays["paths"],
+                                                                    strict=True)])
+        return RunArtifacts(int(run), ids, paths, arrays["embeddings"], arrays["xy"],
+                            arrays["cluster"], json.loads((folder / "report.json").read_text()),
+                            arrays["cache_rows"])
+
+
+def _fsync_replace(tmp: Path, path: Path) -> None:
+    """Flush ``tmp`` to disk, then rename it over ``path``: readers see the old file or the
+    new one, never half of one, even after a crash."""
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez(tmp, **arrays)
-    os.replace(tmp, path)
-
-
-def save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp.npy")
-    np.save(tmp, array)
-    os.replace(tmp, path)
+    _fsync_replace(tmp, path)
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
+    _fsync_replace(tmp, path)

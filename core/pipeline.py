@@ -1,8 +1,11 @@
-"""The index job: scan -> decode -> train -> label-free check -> embed -> map, resumable."""
+"""The index job (scan -> decode -> train -> label-free check -> embed -> map, resumable) and
+the update job (rescan, embed only new or changed photos with the current encoder, place
+them on the existing map)."""
 
 from __future__ import annotations
 
 import copy
+import pickle
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,22 +15,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .atlas import build_atlas
+from .atlas import build_atlas, representatives
 from .cache import CachedRows, decode_pending
+from .catalog import Catalog
 from .config import MapConfig, TrainConfig
 from .embed import embed_pixels
-from .jobs import Cancelled, CancelToken, ProgressCallback, no_progress
+from .jobs import Cancelled, CancelToken, Progress, ProgressCallback, no_progress
 from .library import (
+    ATLAS_NAME,
     CACHE_SIZE,
     Library,
-    save_npy_atomic,
+    LibraryError,
     save_npz_atomic,
     write_json_atomic,
 )
 from .model import SimCLRModel, build_model
 from .quality import measure, neighborhood_overlap
 from .scan import scan_folders
-from .train import describe_device, pick_device, save_atomic, train
+from .train import CHECKPOINT_NAME, describe_device, pick_device, save_atomic, train
 
 ENCODER_NAME = "encoder.pt"
 # The adapted encoder must beat the start by this much neighbour agreement to be kept ...
@@ -35,6 +40,8 @@ KEEP_MARGIN = 0.01
 # ... and keep at least this much of the start's neighbourhoods (a trust region: see
 # core.quality.neighborhood_overlap for the measurements behind it).
 MIN_OVERLAP = 0.5
+# A new photo lands at the weighted mean position of this many nearest mapped photos.
+PLACE_NEIGHBOURS = 10
 
 
 @dataclass
@@ -75,10 +82,9 @@ def index_library(
     with timer.stage("scan"):
         scan = scan_folders(catalog, folders, cancel, progress)
     with timer.stage("decode"):
-        decode_pending(catalog, library.pixels, library.thumb_dir, cancel, progress)
+        decoded = decode_pending(catalog, library.pixels, library.thumb_dir, cancel, progress)
     ok = catalog.images(status="ok")
-    failed = [{"path": r.path, "reason": r.error} for r in catalog.images(status="failed")]
-    failed += [{"path": p, "reason": why} for p, why in scan.unreadable]
+    failed = _failed_files(catalog, scan.unreadable)
     if len(ok) < 2:
         raise ValueError(
             f"found {len(ok)} readable photo(s) in {', '.join(map(str, folders))}; "
@@ -95,12 +101,16 @@ def index_library(
     start_model = copy.deepcopy(model) if cfg.pretrained else None
 
     with timer.stage("train"):
-        result = train(model, pixels, cfg, run_dir, cancel, progress)
+        try:
+            result = train(model, pixels, cfg, run_dir, cancel, progress)
+        except pickle.UnpicklingError as exc:
+            raise _not_weights(run_dir / CHECKPOINT_NAME) from exc
     if result.cancelled:
         raise Cancelled()
 
     check: dict = {}
     kept_model, kept_resolution = model, cfg.resolution
+    progress(Progress("check", 0, 1, "measuring the encoders"))
     with timer.stage("check"):
         after = measure(model, pixels, cfg.resolution, device, cfg.seed)
         check["after"] = after.to_dict()
@@ -128,26 +138,24 @@ def index_library(
     with timer.stage("embed"):
         embeddings = embed_pixels(kept_model, pixels, kept_resolution, device,
                                   cancel=cancel, progress=progress)
+    progress(Progress("map", 0, 1, "laying out the map"))
     with timer.stage("map"):
         atlas = build_atlas(embeddings, map_cfg)
-    paths = np.array([r.path for r in ok])
+    progress(Progress("map", 1, 1, "map done"))
     save_atomic({"backbone": cfg.backbone, "pretrained": cfg.pretrained,
                  "train_resolution": cfg.resolution, "resolution": kept_resolution,
                  "encoder": kept_model.encoder.state_dict()}, run_dir / ENCODER_NAME)
-    save_npy_atomic(run_dir / "embeddings.npy", embeddings)
-    rep_cluster = [c for c, rows in atlas.representatives.items() for _ in rows]
-    rep_row = [r for rows in atlas.representatives.values() for r in rows]
-    save_npz_atomic(run_dir / "atlas.npz", image_ids=image_ids, paths=paths, xy=atlas.xy,
-                    cluster=atlas.cluster, rep_cluster=np.array(rep_cluster, np.int64),
-                    rep_row=np.array(rep_row, np.int64))
+    _save_arrays(run_dir, image_ids, np.array([r.path for r in ok]), pixels.rows, embeddings,
+                 atlas.xy, atlas.cluster, atlas.representatives)
     report = {
         "run": run_id,
         "device": describe_device(device),
         "config": cfg.to_dict(),
         "stage_seconds": timer.seconds,
         "images": {"found": scan.found, "new_or_changed": scan.new_or_changed,
-                   "missing": scan.missing, "embedded": int(len(embeddings)),
-                   "failed": len(failed), "failed_files": failed},
+                   "moved": decoded.moved, "missing": scan.missing - decoded.moved,
+                   "embedded": int(len(embeddings)), "failed": len(failed),
+                   "failed_files": failed},
         "training": {"steps": result.steps, "epochs": round(result.epochs, 3),
                      "images_per_s": round(result.images_per_s, 2),
                      "resumed_from_step": result.resumed_from_step,
@@ -162,11 +170,137 @@ def index_library(
     return report
 
 
+def _not_weights(path: Path) -> LibraryError:
+    return LibraryError(f"{path} holds more than tensors and plain values, so it was not "
+                        "loaded (it could run code); delete it to train again")
+
+
+def _failed_files(catalog: Catalog, unreadable: list[tuple[str, str]]) -> list[dict]:
+    """Every photo and folder that could not be read, with its reason: those the catalog
+    keeps, plus scanned folders that were not there at all."""
+    problems = catalog.problems()
+    known = {p for p, _ in problems}
+    problems += [(p, why) for p, why in unreadable if p not in known]
+    return [{"path": p, "reason": why} for p, why in problems]
+
+
+def _save_arrays(run_dir: Path, image_ids: np.ndarray, paths: np.ndarray,
+                 cache_rows: np.ndarray, embeddings: np.ndarray, xy: np.ndarray,
+                 cluster: np.ndarray, reps: dict[int, list[int]]) -> None:
+    """Everything the map needs in one file, renamed into place: a process killed at any
+    moment leaves the previous map or the new one, never a mix of both."""
+    rep_cluster = [c for c, rows in reps.items() for _ in rows]
+    rep_row = [r for rows in reps.values() for r in rows]
+    save_npz_atomic(run_dir / ATLAS_NAME, image_ids=image_ids, paths=paths,
+                    cache_rows=np.asarray(cache_rows, np.int64), embeddings=embeddings,
+                    xy=xy, cluster=cluster, rep_cluster=np.array(rep_cluster, np.int64),
+                    rep_row=np.array(rep_row, np.int64))
+
+
+def place_new(mapped: np.ndarray, xy: np.ndarray, cluster: np.ndarray, new: np.ndarray,
+              k: int = PLACE_NEIGHBOURS) -> tuple[np.ndarray, np.ndarray]:
+    """Map positions and clusters for ``new`` unit embeddings without recomputing the map:
+    the mean position of their ``k`` nearest ``mapped`` photos weighted by inverse squared
+    embedding distance (scale-free, and an exact duplicate lands on its twin), and the
+    cluster with the most weight among those neighbours (-1, noise, included)."""
+    k = min(k, len(mapped))
+    out_xy = np.zeros((len(new), 2), np.float32)
+    out_cluster = np.zeros(len(new), np.int64)
+    for start in range(0, len(new), 256):  # bounded memory: 256 rows of similarities
+        sims = new[start:start + 256] @ mapped.T
+        near = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        distance = np.sqrt(np.clip(2 - 2 * np.take_along_axis(sims, near, 1), 0, None))
+        weights = 1 / np.maximum(distance, 1e-6) ** 2
+        weights /= weights.sum(1, keepdims=True)
+        out_xy[start:start + len(near)] = np.einsum("nk,nkd->nd", weights, xy[near])
+        for row, (labels, w) in enumerate(zip(cluster[near], weights, strict=True)):
+            votes: dict[int, float] = {}
+            for label, weight in zip(labels.tolist(), w.tolist(), strict=True):
+                votes[label] = votes.get(label, 0.0) + weight
+            out_cluster[start + row] = max(votes, key=votes.__getitem__)
+    return out_xy, out_cluster
+
+
+def update_library(
+    library: Library,
+    cancel: CancelToken | None = None,
+    progress: ProgressCallback = no_progress,
+    device: str = "auto",
+) -> dict:
+    """Bring the current map up to date with the library's folders, cheaply: rescan, decode
+    and embed only new or changed photos (with the current run's encoder), place them next
+    to their nearest mapped neighbours, drop photos that are gone. Moved or renamed photos
+    keep their embedding, position and cluster. The map is not laid out again; run
+    ``index`` for that. Returns the update's report (also stored in the run's report.json).
+    """
+    cancel = cancel or CancelToken()
+    timer = StageTimer()
+    catalog = library.catalog
+    run = library.current_run()
+    folders = [Path(p) for _, p in catalog.folders()]
+    with timer.stage("scan"):
+        scan = scan_folders(catalog, folders, cancel, progress)
+    with timer.stage("decode"):
+        decoded = decode_pending(catalog, library.pixels, library.thumb_dir, cancel, progress)
+    ok_rows = {r.id: r for r in catalog.images(status="ok")}
+    # A mapped photo stays when it is still readable and its pixels are the ones embedded.
+    keep = np.array([ok_rows.get(int(i)) is not None and ok_rows[int(i)].cache_row == int(c)
+                     for i, c in zip(run.image_ids, run.cache_rows, strict=True)], bool)
+    kept_ids = set(run.image_ids[keep].tolist())
+    new_rows = [r for r in ok_rows.values() if r.id not in kept_ids]
+    if new_rows and not keep.any():
+        raise ValueError("none of the mapped photos is left to place new ones next to; run "
+                         "'photoatlas index' to build a new map")
+    embeddings, xy, cluster = run.embeddings[keep], run.xy[keep], run.cluster[keep]
+    image_ids, cache_rows = run.image_ids[keep], run.cache_rows[keep]
+    if new_rows:
+        cancel.check()
+        with timer.stage("embed"):
+            torch_device = pick_device(device)
+            model, resolution = load_encoder(library, run.run_id, torch_device)
+            rows = np.array([r.cache_row for r in new_rows], np.int64)
+            new_embeddings = embed_pixels(model, CachedRows(library.pixels.array(), rows),
+                                          resolution, torch_device, cancel=cancel,
+                                          progress=progress)
+        progress(Progress("map", 0, 1, "placing new photos on the map"))
+        with timer.stage("map"):
+            new_xy, new_cluster = place_new(embeddings, xy, cluster, new_embeddings)
+        embeddings = np.concatenate([embeddings, new_embeddings])
+        xy, cluster = np.concatenate([xy, new_xy]), np.concatenate([cluster, new_cluster])
+        image_ids = np.concatenate([image_ids, [r.id for r in new_rows]]).astype(np.int64)
+        cache_rows = np.concatenate([cache_rows, rows])
+    changed = bool(new_rows) or not keep.all()
+    if changed:
+        cancel.check()
+        paths = np.array([ok_rows[int(i)].path for i in image_ids])
+        _save_arrays(library.run_dir(run.run_id), image_ids, paths, cache_rows, embeddings, xy,
+                     cluster, representatives(embeddings, cluster))
+    progress(Progress("map", 1, 1, f"{len(image_ids)} photos on the map"))
+    failed = _failed_files(catalog, scan.unreadable)
+    update = {
+        "run": run.run_id,
+        "stage_seconds": timer.seconds,
+        "images": {"found": scan.found, "new_or_changed": scan.new_or_changed,
+                   "moved": decoded.moved, "content_unchanged": decoded.unchanged,
+                   "missing": scan.missing - decoded.moved,
+                   "added_to_map": len(new_rows), "removed_from_map": int((~keep).sum()),
+                   "embedded": int(len(image_ids)), "failed": len(failed),
+                   "failed_files": failed},
+        "map_changed": changed,
+    }
+    write_json_atomic(library.run_dir(run.run_id) / "report.json", {**run.report,
+                                                                    "last_update": update})
+    return update
+
+
 def load_encoder(library: Library, run_id: int, device: torch.device
                  ) -> tuple[SimCLRModel, int]:
     """The encoder a run kept, and the resolution its embeddings were made at."""
-    state = torch.load(library.run_dir(run_id) / ENCODER_NAME, map_location="cpu",
-                       weights_only=True)
+    path = library.run_dir(run_id) / ENCODER_NAME
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise _not_weights(path) from exc
     model = build_model(state["backbone"], state["pretrained"], state["train_resolution"],
                         load_weights=False)
     model.encoder.load_state_dict(state["encoder"])

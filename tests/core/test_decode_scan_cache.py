@@ -231,7 +231,7 @@ def test_rescan_marks_missing_and_changed(make_image, catalog):
     root = _photo_tree(make_image)
     scan_folders(catalog, [root])
     rows = {Path(r.path).name: r for r in catalog.images()}
-    catalog.record_decoded((r.id, i, 32, 24) for i, r in enumerate(rows.values()))
+    catalog.record_decoded((r.id, i, 32, 24, f"hash{i}") for i, r in enumerate(rows.values()))
     assert catalog.counts() == {"ok": 5}
 
     (root / "a.jpg").unlink()
