@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .catalog import Catalog, ImageRow
-from .decode import DecodeError, load_rgb, square_pixels, thumbnail
+from .decode import DecodeError, file_problem, load_rgb, square_pixels, thumbnail
 from .jobs import CancelToken, EtaClock, Progress, ProgressCallback, no_progress
 
 THUMBNAIL_SIZE = 192
@@ -78,11 +78,7 @@ def _hash_one(row: ImageRow) -> tuple[ImageRow, str | None, str | None]:
     try:
         return row, content_hash(row.path), None
     except OSError as exc:
-        try:
-            load_rgb(row.path, 1)  # the decoder's reason (vanished, permission, link loop)
-        except DecodeError as reason:
-            return row, None, str(reason)
-        return row, None, f"cannot read file: {exc.strerror or exc}"
+        return row, None, file_problem(exc)
 
 
 def _decode_one(row: ImageRow, size: int, thumb_dir: Path):

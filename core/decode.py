@@ -37,6 +37,17 @@ class DecodeError(Exception):
     """A photo that cannot be read; ``str(error)`` is the reason shown to the user."""
 
 
+def file_problem(exc: OSError) -> str:
+    """The reason shown for a file the operating system would not let us read."""
+    if exc.errno == errno.ENOENT:
+        return "cannot read file: it does not exist (moved or deleted?)"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    if exc.errno == errno.ELOOP:
+        return "symbolic link loop"
+    return f"cannot read file: {exc.strerror or exc}"
+
+
 def _not_an_image(path: Path) -> str:
     """Why Pillow recognised no format, from the file's first bytes."""
     try:
@@ -63,17 +74,11 @@ def _open_checked(path: Path, min_side: int) -> tuple[Image.Image, tuple[int, in
         image = Image.open(path)
     except DecodeError:
         raise
-    except PermissionError as exc:
-        raise DecodeError("permission denied") from exc
-    except FileNotFoundError as exc:
-        raise DecodeError("cannot read file: it does not exist (moved or deleted?)") from exc
     except Image.UnidentifiedImageError as exc:
         raise DecodeError(_not_an_image(path)) from exc
     except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise DecodeError("symbolic link loop") from exc
         if exc.errno is not None:  # the disk or file system failed, not the file's content
-            raise DecodeError(f"cannot read file: {exc.strerror or exc}") from exc
+            raise DecodeError(file_problem(exc)) from exc
         raise DecodeError(f"corrupt or truncated image: {exc}") from exc
     except (ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
         raise DecodeError(f"corrupt or truncated image: {exc}") from exc

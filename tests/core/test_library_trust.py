@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 
 import core.scan as scan_module
+from core.cache import decode_pending
 from core.cli import main as cli_main
 from core.config import MapConfig, TrainConfig
 from core.decode import DecodeError, load_rgb
@@ -291,6 +292,20 @@ def test_a_file_vanishing_during_the_scan_is_recorded(make_image, tmp_path: Path
         monkeypatch.setattr(scan_module.os, "scandir", real_scandir)
         again = scan_folders(library.catalog, [root])  # next time it is simply missing
         assert again.missing == 1 and library.catalog.problems() == []
+
+
+def test_a_file_vanishing_between_scan_and_decode_is_recorded(make_image, tmp_path) -> None:
+    root = tmp_path / "photos"
+    make_image("photos/a.jpg")
+    doomed = make_image("photos/b.jpg", seed=1)
+    with Library(tmp_path / "library") as library:
+        scan_folders(library.catalog, [root])
+        doomed.unlink()
+        result = decode_pending(library.catalog, library.pixels, library.thumb_dir, workers=1)
+        assert result.decoded == 1
+        assert result.failed == [(str(doomed), "cannot read file: it does not exist "
+                                  "(moved or deleted?)")]
+        assert library.catalog.counts() == {"ok": 1, "failed": 1}
 
 
 # incremental rescans and the update path ------------------------------------------------------
