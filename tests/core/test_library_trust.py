@@ -114,19 +114,44 @@ def test_sixteen_bit_and_cmyk_tiff_and_float(tmp_path: Path) -> None:
     assert abs(int(np.asarray(load_rgb(tmp_path / "float.tif", 4))[0, 0, 0]) - 127) <= 1
 
 
+_PEAK_MEMORY = """
+import resource, sys
+from core.decode import DecodeError, load_rgb
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    print(load_rgb(sys.argv[1], 224).size)
+except DecodeError as exc:
+    print(exc)
+scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * scale // 2**20)
+"""
+
+
+def _decode_in_fresh_process(path: Path) -> tuple[str, int]:
+    """What load_rgb gives for ``path`` and how many MiB it added to the peak memory."""
+    done = subprocess.run([sys.executable, "-c", _PEAK_MEMORY, str(path)], cwd=REPO,
+                          capture_output=True, text=True, check=True)
+    outcome, mib = done.stdout.strip().splitlines()
+    return outcome, int(mib)
+
+
 def test_big_jpeg_decodes_downscaled_and_huge_claims_are_refused(tmp_path: Path) -> None:
-    # 12000 x 10000 = 120 MP: decoded at 1/8 scale by JPEG draft mode, well within memory.
+    # 12000 x 10000 = 120 MP (360 MB as RGB): decoded at 1/8 scale by JPEG draft mode.
     big = tmp_path / "big.jpg"
     Image.new("RGB", (12000, 10000), (30, 120, 200)).save(big, quality=50)
     image = load_rgb(big, 224)
     assert image.info["original_size"] == (12000, 10000)
     assert min(image.size) >= 224 and image.size[0] <= 1500
     assert np.abs(np.asarray(image).astype(int)[5, 5] - (30, 120, 200)).max() <= 3
+    outcome, mib = _decode_in_fresh_process(big)
+    assert outcome == "(1500, 1250)" and mib < 60
     bomb = tmp_path / "bomb.png"  # claims 50,000 x 50,000 (7.5 GB of pixels)
     bomb.write_bytes(_png_header(50000, 50000) + _chunk(b"IDAT", zlib.compress(b"\0" * 50000))
                      + _chunk(b"IEND", b""))
     with pytest.raises(DecodeError, match="too large to decode safely: 50000x50000"):
         load_rgb(bomb, 224)
+    outcome, mib = _decode_in_fresh_process(bomb)
+    assert "too large to decode safely" in outcome and mib < 20
 
 
 # the bad-file corpus, end to end -----------------------------------------------------------
