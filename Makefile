@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint
+.PHONY: run test lint screenshot
 
 $(VENV): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,3 +18,11 @@ test: $(VENV)
 
 lint: $(VENV)
 	$(BIN)/ruff check app core tests bench
+
+# The window under Xvfb on the shared photos after a short training run (reuses the
+# library once it has a map): docs/screenshot.png.
+PHOTOS ?= ../shared/data/imagenette-dev
+SCREENSHOT_LIBRARY ?= /tmp/photoatlas-screenshot-library
+screenshot: $(VENV)
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python -m app.screenshot $(PHOTOS) \
+		--library $(SCREENSHOT_LIBRARY) --out docs/screenshot.png

@@ -9,7 +9,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-HEADLESS_COMMANDS = {"index", "update", "export", "similar", "-h", "--help"}
+HEADLESS_COMMANDS = {"index", "update", "export", "similar", "duplicates", "tag", "suggest",
+                     "tags", "query", "clusters", "-h", "--help"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDockWidget,
     QFileDialog,
+    QInputDialog,
     QLabel,
     QMainWindow,
     QMenu,
@@ -41,11 +42,13 @@ from core.library import Library, LibraryError, default_library_dir
 from core.organize import CopyReport, copy_photos, write_paths_csv
 
 from .clusters_panel import ClustersPanel
+from .duplicates_panel import DuplicatesPanel
 from .gallery import ROW_ROLE, PhotoGrid
 from .library_panel import LibraryPanel
 from .map_view import MapLabel, MapView
 from .session import COLOR_MODES, Session
 from .similar_panel import SimilarPanel
+from .tags_panel import TagsPanel
 from .thumbnails import ThumbnailStore
 from .training_panel import TrainingPanel, connect_worker, format_seconds
 from .worker import Worker
@@ -96,6 +99,9 @@ class MainWindow(QMainWindow):
         self.similar_panel = SimilarPanel(self.session, self.thumbnails)
         self.clusters_panel = ClustersPanel(self.session, self.thumbnails)
         self.gallery = PhotoGrid(self.thumbnails)
+        self.tags_panel = TagsPanel(self.session, self.thumbnails)
+        self.duplicates_panel = DuplicatesPanel(self.session)
+        self.unlike = np.zeros(0, np.int64)  # "not like these" examples of a query
         self.docks = {
             "library": self._dock("Library", self.library_panel,
                                   Qt.DockWidgetArea.LeftDockWidgetArea),
@@ -105,12 +111,16 @@ class MainWindow(QMainWindow):
                                   Qt.DockWidgetArea.RightDockWidgetArea),
             "clusters": self._dock("Clusters", self.clusters_panel,
                                    Qt.DockWidgetArea.RightDockWidgetArea),
+            "tags": self._dock("Tags", self.tags_panel, Qt.DockWidgetArea.RightDockWidgetArea),
+            "duplicates": self._dock("Duplicates", self.duplicates_panel,
+                                     Qt.DockWidgetArea.RightDockWidgetArea),
             "gallery": self._dock("Gallery", self.gallery,
                                   Qt.DockWidgetArea.BottomDockWidgetArea),
         }
         self.tabifyDockWidget(self.docks["library"], self.docks["training"])
         self.docks["training"].raise_()
-        self.tabifyDockWidget(self.docks["similar"], self.docks["clusters"])
+        for name in ("clusters", "tags", "duplicates"):
+            self.tabifyDockWidget(self.docks["similar"], self.docks[name])
         self.docks["similar"].raise_()
         self.resizeDocks([self.docks["training"], self.docks["similar"]], [340, 380],
                          Qt.Orientation.Horizontal)
@@ -168,6 +178,18 @@ class MainWindow(QMainWindow):
         self.similar_file_action = self._action(
             "Find similar to a &file…", self.choose_similar_file, "Ctrl+Shift+F",
             "Find the library's photos most like any image file")
+        self.like_action = self._action(
+            "&More like the selection", self.query_selection, "Ctrl+M",
+            "Rank every photo by its likeness to the selected ones (and unlikeness to the "
+            "'not like' examples)")
+        self.unlike_action = self._action(
+            "&Not like the selection", self.set_unlike_examples, "Ctrl+Shift+M",
+            "Keep the selected photos as examples of what the next query should avoid")
+        self.tag_action = self._action("&Tag selection…", self.ask_tag_selection, "Ctrl+G",
+                                       "Give the selected photos a tag")
+        self.duplicates_action = self._action(
+            "Find &duplicates and bursts", self.find_duplicates,
+            tip="Group exact copies, near-duplicates and bursts, with a keeper suggested")
         self.quit_action = self._action("&Quit", self.close, QKeySequence.StandardKey.Quit)
         self.fit_action = self._action("&Fit map", self.map.fit, "Home", "Show the whole map")
         self.mode_actions = QActionGroup(self)
@@ -191,6 +213,13 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self.csv_action)
         file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
+
+        photos_menu = self.menuBar().addMenu("&Photos")
+        photos_menu.addAction(self.like_action)
+        photos_menu.addAction(self.unlike_action)
+        photos_menu.addSeparator()
+        photos_menu.addAction(self.tag_action)
+        photos_menu.addAction(self.duplicates_action)
         self._fill_recent_menu()
 
         view_menu = self.menuBar().addMenu("&View")
@@ -230,6 +259,7 @@ class MainWindow(QMainWindow):
         bar.addWidget(self.color_box)
         bar.addSeparator()
         bar.addAction(self.similar_file_action)
+        bar.addAction(self.like_action)
         bar.addAction(self.copy_action)
 
     def _build_status_bar(self) -> None:
@@ -264,6 +294,10 @@ class MainWindow(QMainWindow):
         self.training_panel.cancel_requested.connect(self.cancel_training)
         self.similar_panel.find_file_requested.connect(self.choose_similar_file)
         self.similar_panel.open_requested.connect(self.open_row)
+        self.tags_panel.tag_requested.connect(self.ask_tag_selection)
+        self.tags_panel.suggest_requested.connect(self.suggest_tag)
+        self.tags_panel.export_requested.connect(self.choose_tags_csv)
+        self.duplicates_panel.find_requested.connect(self.find_duplicates)
         self.gallery.doubleClicked.connect(lambda i: self.open_row(int(i.data(ROW_ROLE))))
         self.gallery.clicked.connect(lambda i: s.set_current(int(i.data(ROW_ROLE))))
         for view in (self.gallery, self.similar_panel.grid):
@@ -523,6 +557,93 @@ class MainWindow(QMainWindow):
             self.similar_panel.show_external(str(image), matches)
 
         return self.run_job(job, "similar", on_result=show)
+
+    # query by examples, tags, duplicates -------------------------------------------------
+    def set_unlike_examples(self) -> None:
+        self.unlike = self.session.selection.copy()
+        self.statusBar().showMessage(
+            f"{len(self.unlike)} photo(s) kept as 'not like' examples for the next query", 8000)
+
+    def query_selection(self) -> None:
+        """Rank photos by likeness to the selection, minus the 'not like' examples."""
+        from core.query import example_scores
+
+        data, like = self.session.data, self.session.selection
+        if data is None or not len(like):
+            return
+        unlike = np.setdiff1d(self.unlike, like)
+        try:
+            scores = example_scores(data.run.embeddings, like, unlike)
+        except ValueError as exc:
+            self.show_error("Cannot search with these examples", str(exc))
+            return
+        scores[np.concatenate([like, unlike])] = -np.inf
+        k = self.similar_panel.k.value()
+        order = np.argsort(-scores, kind="stable")[:k]
+        rows = [int(r) for r in order if np.isfinite(scores[r])]
+        text = f"More like {len(like)} photo(s)"
+        if len(unlike):
+            text += f", not like {len(unlike)}"
+        self.docks["similar"].show()
+        self.docks["similar"].raise_()
+        self.similar_panel.show_query(text, rows, [float(scores[r]) for r in rows])
+
+    def ask_tag_selection(self) -> None:
+        if not len(self.session.selection):
+            self.show_error("Nothing selected", "Select photos on the map to tag them.")
+            return
+        name, ok = QInputDialog.getText(self, "Tag selection",
+                                        f"Tag for {len(self.session.selection)} photo(s):",
+                                        text=self.tags_panel.current_tag() or "")
+        if ok:
+            try:
+                self.tags_panel.tag_selection(name)
+            except ValueError as exc:
+                self.show_error("Cannot tag these photos", str(exc))
+            self.docks["tags"].show()
+            self.docks["tags"].raise_()
+
+    def suggest_tag(self, name: str, min_confidence: float) -> Worker | None:
+        root = self.session.root
+        if root is None:
+            return None
+
+        def job(cancel: CancelToken, progress: ProgressCallback):
+            from core.tags import suggest
+
+            with Library(root, create=False) as library:
+                return suggest(library, name, min_confidence)
+
+        return self.run_job(job, "suggest",
+                            on_result=lambda found: self.tags_panel.show_suggestions(name, found))
+
+    def choose_tags_csv(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export tags as CSV", "tags.csv",
+                                              "CSV files (*.csv)")
+        if path and self.session.library is not None:
+            from core.tags import export_csv
+
+            rows = export_csv(self.session.library, Path(path))
+            self.statusBar().showMessage(f"Wrote {rows} tag links to {path}", 8000)
+
+    def find_duplicates(self) -> Worker | None:
+        root = self.session.root
+        if root is None or self.session.data is None:
+            self.show_error("No map yet", "Train on your photos first.")
+            return None
+
+        def job(cancel: CancelToken, progress: ProgressCallback):
+            from core.duplicates import find_duplicates
+
+            with Library(root, create=False) as library:
+                return find_duplicates(library, cancel=cancel, progress=progress)
+
+        def show(report) -> None:
+            self.docks["duplicates"].show()
+            self.docks["duplicates"].raise_()
+            self.duplicates_panel.show_report(report)
+
+        return self.run_job(job, "duplicates", on_result=show)
 
     # organize -----------------------------------------------------------------------------
     def choose_copy_target(self) -> None:

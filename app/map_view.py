@@ -194,12 +194,12 @@ class MapView(QWidget):
 
     # drawing ------------------------------------------------------------------------------
     def visible_rows(self) -> np.ndarray:
-        if not len(self.xy):
-            return np.zeros(0, np.int64)
-        px = self.to_screen(self.xy)
-        inside = ((px[:, 0] >= 0) & (px[:, 0] < self.width()) & (px[:, 1] >= 0)
-                  & (px[:, 1] < self.height()))
-        return np.flatnonzero(inside)
+        return self._inside(self.to_screen(self.xy), 0)
+
+    def _inside(self, px: np.ndarray, margin: int) -> np.ndarray:
+        """Rows whose screen position ``px`` lies within the widget grown by ``margin``."""
+        return np.flatnonzero((px[:, 0] >= -margin) & (px[:, 0] < self.width() + margin)
+                              & (px[:, 1] >= -margin) & (px[:, 1] < self.height() + margin))
 
     def thumbnail_mode(self) -> bool:
         return 0 < len(self._visible) <= THUMBNAIL_LIMIT
@@ -220,18 +220,20 @@ class MapView(QWidget):
         key = (w, h, self._scale, *self._center, self._version)
         if self._raster is not None and self._raster_key == key:
             return self._raster
-        self._visible = self.visible_rows()
+        px = self.to_screen(self.xy)
+        self._visible = self._inside(px, 0)
         radius = self._dot_radius()
-        pad = radius + 1
-        width = w + 2 * pad
-        canvas = np.full((h + 2 * pad) * width, BACKGROUND, np.uint32)
+        reach = radius + 1  # the widest footprint: a selected dot's ring
+        # Points up to ``reach`` px outside still touch the view; a border of 2 * reach
+        # keeps every index of their footprint inside the canvas.
+        border = 2 * reach
+        width = w + 2 * border
+        canvas = np.full((h + 2 * border) * width, BACKGROUND, np.uint32)
         if len(self.xy):
-            px = self.to_screen(self.xy)
-            keep = ((px[:, 0] > -pad) & (px[:, 0] < w + pad) & (px[:, 1] > -pad)
-                    & (px[:, 1] < h + pad))
-            rows = np.flatnonzero(keep)
-            flat = ((px[rows, 1].astype(np.int64) + pad) * width
-                    + px[rows, 0].astype(np.int64) + pad)
+            ix = np.floor(px).astype(np.int64)
+            rows = np.flatnonzero((ix[:, 0] >= -reach) & (ix[:, 0] < w + reach)
+                                  & (ix[:, 1] >= -reach) & (ix[:, 1] < h + reach))
+            flat = (ix[rows, 1] + border) * width + ix[rows, 0] + border
             offsets = disk_offsets(radius)
             offsets_flat = offsets[:, 1] * width + offsets[:, 0]
             colors = self.colors[rows]
@@ -239,13 +241,13 @@ class MapView(QWidget):
                 canvas[flat + off] = colors
             if len(self.selected):
                 chosen = np.isin(rows, self.selected)
-                ring = disk_offsets(radius + 1)
+                ring = disk_offsets(reach)
                 for off in ring[:, 1] * width + ring[:, 0]:
                     canvas[flat[chosen] + off] = SELECTED
                 for off in offsets_flat:
                     canvas[flat[chosen] + off] = colors[chosen]
         view = np.ascontiguousarray(
-            canvas.reshape(h + 2 * pad, width)[pad:pad + h, pad:pad + w])
+            canvas.reshape(h + 2 * border, width)[border:border + h, border:border + w])
         self._raster = QImage(view.data, w, h, 4 * w, QImage.Format.Format_ARGB32).copy()
         self._raster_key = key
         return self._raster

@@ -81,12 +81,23 @@ class SimilarPanel(QWidget):
         score_of = dict(matches)
         self._show(path, rows, [score_of[str(data.run.paths[r])] for r in rows])
 
+    def show_query(self, description: str, rows: list[int], scores: list[float]) -> None:
+        """Show the results of a query by example photos (no single photo to preview)."""
+        self.query_path = None
+        self.preview.clear()
+        self.preview.setText(description)
+        self.caption.setText("")
+        self._fill(rows, scores)
+
     def _show(self, path: str, rows: list[int], scores: list[float]) -> None:
-        data = self.session.data
         self.query_path = path
         self.caption.setText(Path(path).name)
         self.caption.setToolTip(path)
         self._set_preview()
+        self._fill(rows, scores)
+
+    def _fill(self, rows: list[int], scores: list[float]) -> None:
+        data = self.session.data
         self.grid.photos.set_photos(rows, data.run.image_ids[rows],
                                     [str(data.run.paths[r]) for r in rows], scores)
 

@@ -23,7 +23,8 @@ def settings(tmp_path: Path) -> QSettings:
 
 @pytest.fixture
 def family_photos(tmp_path: Path) -> Path:
-    """40 JPEGs in two sub-folders: 4 colour families with per-photo texture and shapes."""
+    """41 JPEGs in two sub-folders: 4 colour families of 10 photos with per-photo texture
+    and a moving band, plus one byte-identical copy (an exact duplicate)."""
     root = tmp_path / "photos"
     rng = np.random.default_rng(0)
     for f, color in enumerate(FAMILIES):
@@ -36,6 +37,8 @@ def family_photos(tmp_path: Path) -> Path:
             folder.mkdir(parents=True, exist_ok=True)
             Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(
                 folder / f"family{f}_{i:02d}.jpg", quality=90)
+    original = root / "a" / "family0_00.jpg"
+    (root / "b" / "copy of family0_00.jpg").write_bytes(original.read_bytes())
     return root
 
 

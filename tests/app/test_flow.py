@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QMessageBox
 
 from app.main_window import MainWindow
 
-N_PHOTOS = 40  # the family_photos fixture: 4 families of 10
+N_PHOTOS = 41  # the family_photos fixture: 4 families of 10 and one exact copy
 
 
 def tree_digest(root: Path) -> dict[str, tuple[str, int]]:
@@ -86,6 +86,54 @@ def test_user_flow(qtbot, tmp_path: Path, settings, family_photos: Path, quick_c
     assert np.array_equal(window.session.selection, expected)
     assert window.gallery.photos.rowCount() == len(expected)
 
+    # Name the cluster: the name is drawn on the map and kept in the library.
+    window.session.rename_cluster(chosen, "Red things")
+    assert "Red things" in [label.text for label in window.map.labels]
+    window.session.reload_map()
+    assert window.session.cluster_name(chosen) == "Red things"
+
+    # Query by examples: like two red photos, not like two green ones.
+    paths = [str(p) for p in window.session.data.run.paths]
+    red = [i for i, p in enumerate(paths) if Path(p).name.startswith("family0_")]
+    green = [i for i, p in enumerate(paths) if Path(p).name.startswith("family1_")]
+    window.session.select(green[:2], "replace")
+    window.set_unlike_examples()
+    window.session.select(red[:2], "replace")
+    window.query_selection()
+    results = [int(r) for r in window.similar_panel.grid.photos.rows]
+    assert len(results) == 5 and not set(results) & set(red[:2] + green[:2])
+
+    # Tags: tag three red photos, ask for proposals, accept them.
+    window.session.select(red[:3], "replace")
+    assert window.tags_panel.tag_selection("red") == 3
+    assert window.tags_panel.current_tag() == "red"
+    window.suggest_tag("red", 0.0)
+    wait_idle(qtbot, window)
+    proposed = window.tags_panel.proposals.photos.rowCount()
+    assert proposed == N_PHOTOS - 3
+    qtbot.mouseClick(window.tags_panel.accept_button, Qt.MouseButton.LeftButton)
+    assert window.tags_panel.proposals.photos.rowCount() == 0
+    assert f"{proposed} accepted" in window.tags_panel.tags.item(0).text()
+
+    # Duplicates: the exact copy is grouped with its original, a keeper suggested (first).
+    window.find_duplicates()
+    wait_idle(qtbot, window)
+    groups = window.duplicates_panel.groups
+    tops = [groups.topLevelItem(i) for i in range(groups.topLevelItemCount())]
+    names = [{Path(p).name for p in top.data(0, Qt.ItemDataRole.UserRole + 1)} for top in tops]
+    (copy_group,) = [t for t, n in zip(tops, names, strict=True)
+                     if {"family0_00.jpg", "copy of family0_00.jpg"} <= n]
+    assert copy_group.child(0).text(0).startswith("★")
+    groups.setCurrentItem(copy_group)
+    assert len(window.session.selection) == copy_group.childCount()
+
+    # Export the selection's paths as CSV.
+    window.session.select(expected, "replace")
+    window.export_csv(tmp_path / "selection.csv")
+    lines = (tmp_path / "selection.csv").read_text().splitlines()
+    assert lines[0].startswith("path,cluster,cluster_name") and len(lines) == len(expected) + 1
+    assert all("Red things" in line for line in lines[1:])
+
     # Copy the selection out: new files appear, the originals are untouched.
     out = tmp_path / "picked"
     window.copy_selection_to(out)
@@ -96,6 +144,14 @@ def test_user_flow(qtbot, tmp_path: Path, settings, family_photos: Path, quick_c
     wait_idle(qtbot, window)
     assert len(list(out.iterdir())) == 2 * len(expected)
     assert tree_digest(family_photos) == before
+
+    # A photo from outside the library: its most similar photos are listed.
+    outside = tmp_path / "outside.jpg"
+    outside.write_bytes(next(family_photos.rglob("family2_03.jpg")).read_bytes())
+    window.find_similar_to_file(outside)
+    wait_idle(qtbot, window)
+    assert window.similar_panel.query_path == str(outside)
+    assert window.similar_panel.result_count() == 5
 
     # A second, longer run: cancel it mid-way, then resume from its checkpoint.
     panel = window.training_panel

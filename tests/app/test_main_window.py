@@ -16,13 +16,14 @@ def test_title_menus_docks_and_device(qtbot, tmp_path: Path, settings) -> None:
     window.show()
     assert window.windowTitle().startswith("PhotoAtlas")
     menus = [a.text() for a in window.menuBar().actions()]
-    assert menus == ["&File", "&View", "&Help"]
+    assert menus == ["&File", "&Photos", "&View", "&Help"]
     file_items = [a.text() for a in window.menuBar().actions()[0].menu().actions()]
     for wanted in ("&Add folder…", "&Open library…", "&Recent libraries",
                    "&Export selection to folder…", "&Quit"):
         assert wanted in file_items
     assert window.device_label.text() == "CPU"
-    assert set(window.docks) == {"library", "training", "similar", "clusters", "gallery"}
+    assert set(window.docks) == {"library", "training", "similar", "clusters", "tags",
+                                 "duplicates", "gallery"}
     assert "No map yet" in window.map.empty_text
 
 

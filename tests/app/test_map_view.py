@@ -99,3 +99,13 @@ def test_zooming_in_turns_points_into_thumbnails(qtbot) -> None:
     view.render_points()
     assert view.thumbnail_mode()
     assert 0 < len(view.visible_rows()) <= 250
+
+
+def test_points_on_and_beyond_every_edge_draw_without_wrapping(qtbot) -> None:
+    xy = np.array([[0, 0], [10, 10]], np.float32)
+    view = make_view(qtbot, xy, np.array([0xFF00FF00, 0xFF00FF00], np.uint32))
+    view.set_selection(np.array([0, 1]), 0)
+    for dx, dy in ((0, 0), (2, 2), (-2, -2), (2, -2), (-2, 2), (1.5, 0), (0, 1.5)):
+        view._center = np.array([5.0 + 5 * dx, 5.0 + 5 * dy])
+        image = view.render_points()  # IndexError here if a footprint left the canvas
+        assert (image.width(), image.height()) == (view.width(), view.height())
