@@ -26,6 +26,7 @@ from core.cache import decode_pending
 from core.cli import main as cli_main
 from core.config import MapConfig, TrainConfig
 from core.decode import DecodeError, load_rgb
+from core.jobs import Cancelled, CancelToken
 from core.library import LOCK_NAME, Library, LibraryError
 from core.pipeline import index_library, place_new, update_library
 from core.scan import scan_folders
@@ -413,6 +414,13 @@ def test_update_keeps_moved_photos_and_places_new_ones(indexed) -> None:
 def test_update_cli_and_its_errors(indexed, tmp_path: Path, capsys) -> None:
     library, a, _ = indexed
     _noise(77).save(a / "fresh.jpg")
+    atlas = next(library.glob("runs/*/atlas.npz"))
+    stamp = atlas.stat().st_mtime_ns
+    token = CancelToken()
+    token.cancel()
+    with Library(library) as lib, pytest.raises(Cancelled):
+        update_library(lib, token, device="cpu")
+    assert atlas.stat().st_mtime_ns == stamp  # a cancelled update leaves the map as it was
     out = tmp_path / "update.json"
     assert cli_main(["update", "--library", str(library), "--device", "cpu",
                      "--report", str(out)]) == 0
