@@ -474,11 +474,22 @@ def test_a_version_1_catalog_is_upgraded_in_place(make_image, tmp_path: Path) ->
                  (str(photo), st.st_size, st.st_mtime_ns))
     conn.commit()
     conn.close()
+    # A run as the first version wrote it: embeddings beside the atlas, no cache rows.
+    run_dir = root / "runs" / "1"
+    run_dir.mkdir(parents=True)
+    np.savez(run_dir / "atlas.npz", image_ids=np.array([1]), paths=np.array(["/old/a.jpg"]),
+             xy=np.zeros((1, 2), np.float32), cluster=np.array([-1]))
+    np.save(run_dir / "embeddings.npy", np.ones((1, 4), np.float32) / 2)
+    (run_dir / "report.json").write_text("{}")
     with Library(root) as library:
         assert library.catalog.get_meta("schema_version") == "2"
         row = library.catalog.image_by_path(str(photo))
         assert row.status == "ok" and row.cache_row == 0 and row.content_hash is None
         assert scan_folders(library.catalog, [photo.parent]).new_or_changed == 0
+        library.catalog.set_meta("current_run", "1")
+        run = library.current_run()
+        assert run.paths.tolist() == [str(photo)]  # the catalog's path, not the stored one
+        assert run.embeddings.shape == (1, 4) and run.cache_rows.tolist() == [0]
     # A catalog from a newer PhotoAtlas is refused, not downgraded.
     conn = sqlite3.connect(root / "catalog.sqlite")
     conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
