@@ -4,6 +4,7 @@ map, schema migration, the library lock, and originals that are never touched.""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -332,6 +333,28 @@ def test_a_file_vanishing_between_scan_and_decode_is_recorded(make_image, tmp_pa
         assert result.failed == [(str(doomed), "cannot read file: it does not exist "
                                   "(moved or deleted?)")]
         assert library.catalog.counts() == {"ok": 1, "failed": 1}
+
+
+def test_permission_denied_is_a_reason_even_when_tests_run_as_root(
+        make_image, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """chmod 000 does not stop root, so the operating system's refusal is simulated here;
+    the corpus test above covers the real one when not run as root."""
+    import core.cache
+    import core.decode
+
+    photo = make_image("photos/locked.jpg")
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(photo))
+
+    monkeypatch.setattr(core.decode.Image, "open", refuse)
+    with pytest.raises(DecodeError, match="^permission denied$"):
+        load_rgb(photo, 8)
+    monkeypatch.setattr(core.cache, "content_hash", refuse)
+    with Library(tmp_path / "library") as library:
+        scan_folders(library.catalog, [photo.parent])
+        result = decode_pending(library.catalog, library.pixels, library.thumb_dir, workers=1)
+        assert result.failed == [(str(photo), "permission denied")]
 
 
 # incremental rescans and the update path ------------------------------------------------------
