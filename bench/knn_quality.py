@@ -36,9 +36,9 @@ def untrained_embeddings(folder: Path, backbone: str, resolution: int
     from core.embed import embed_pixels
     from core.library import CACHE_SIZE
     from core.model import build_model
-    from core.scan import iter_photo_files
+    from core.scan import ScanProblems, iter_photo_files
 
-    paths = np.array(sorted(p for p, _, _ in iter_photo_files(folder, [])))
+    paths = np.array(sorted(p for p, _, _ in iter_photo_files(folder, ScanProblems())))
     pixels = np.stack([square_pixels(load_rgb(p, CACHE_SIZE), CACHE_SIZE) for p in paths])
     model = build_model(backbone, pretrained=True, resolution=resolution)
     return paths, embed_pixels(model, pixels, resolution, torch.device("cpu"))

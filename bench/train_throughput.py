@@ -94,9 +94,9 @@ def camera_size_copies(folder: Path, out: Path, size: int, count: int) -> Path:
     (4:3), in the same sub-folders."""
     from PIL import Image
 
-    from core.scan import iter_photo_files
+    from core.scan import ScanProblems, iter_photo_files
 
-    for path, _, _ in sorted(iter_photo_files(folder, []))[:count]:
+    for path, _, _ in sorted(iter_photo_files(folder, ScanProblems()))[:count]:
         target = out / Path(path).relative_to(folder).with_suffix(".jpg")
         target.parent.mkdir(parents=True, exist_ok=True)
         with Image.open(path) as image:

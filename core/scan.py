@@ -65,13 +65,14 @@ def _stat_problem(exc: OSError, is_link: bool) -> str:
 
 
 def iter_photo_files(root: Path, problems: ScanProblems) -> Iterator[tuple[str, int, int]]:
-    """Yield (absolute path, size, mtime_ns) of photo files under ``root``, recursively.
+    """Yield (path, size, mtime_ns) of photo files under ``root`` (absolute, normalised),
+    recursively.
 
     Hidden entries and OS clutter are skipped. Symbolic links to folders are followed once
     (a folder already walked is not walked again, so link loops end). Files and folders that
     cannot be read are added to ``problems`` with a reason and the walk goes on.
     """
-    stack = [root]
+    stack = [Path(os.path.abspath(root))]
     walked: set[tuple[int, int]] = set()
     while stack:
         folder = stack.pop()
@@ -98,7 +99,7 @@ def iter_photo_files(root: Path, problems: ScanProblems) -> Iterator[tuple[str, 
                 continue
             if os.path.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
                 continue
-            path = os.path.abspath(entry.path)
+            path = entry.path  # absolute: the walk starts from an absolute folder
             try:
                 path.encode("utf-8")
             except UnicodeEncodeError:
