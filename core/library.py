@@ -54,6 +54,7 @@ class _LibraryLock:
                         f"library {root} is in use by {_holder(fd)}; close the other "
                         "PhotoAtlas window or wait for its command to finish")
                 os.ftruncate(fd, 0)
+                os.lseek(fd, 0, os.SEEK_SET)
                 os.write(fd, json.dumps({"pid": os.getpid(),
                                          "host": socket.gethostname()}).encode())
             except BaseException:
@@ -70,6 +71,7 @@ class _LibraryLock:
             held[1] -= 1
             if held[1] == 0:
                 del cls._held[root]
+                os.ftruncate(held[0], 0)  # names no holder any more (matters without flock)
                 os.close(held[0])  # closing the descriptor drops the OS lock
 
 
@@ -89,16 +91,41 @@ def _try_lock(fd: int) -> bool:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return False
+    except OSError:  # a file system without flock (some network shares): trust the pid
+        return not _holder_alive(fd)
     return True
 
 
-def _holder(fd: int) -> str:
+def _read_holder(fd: int) -> dict:
     try:
         os.lseek(fd, 0, os.SEEK_SET)
         info = json.loads(os.read(fd, 4096) or b"{}")
+        return info if isinstance(info, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _holder(fd: int) -> str:
+    info = _read_holder(fd)
+    if "pid" in info and "host" in info:
         return f"pid {info['pid']} on host {info['host']}"
-    except (OSError, ValueError, KeyError, TypeError):
-        return "another process"
+    return "another process"
+
+
+def _holder_alive(fd: int) -> bool:
+    """Whether the process the lock file names still runs (a dead one's lock is stale)."""
+    info = _read_holder(fd)
+    if not isinstance(info.get("pid"), int) or info["pid"] == os.getpid():
+        return False
+    if info.get("host") != socket.gethostname():
+        return True  # cannot see another machine's processes: assume it is still there
+    try:
+        os.kill(info["pid"], 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @dataclass(frozen=True)

@@ -595,3 +595,32 @@ def test_a_checkpoint_holding_code_is_refused(make_image, tmp_path: Path, capsys
                      *TINY_ARGS]) == 2
     assert "holds more than tensors" in capsys.readouterr().err
     assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="flock is POSIX")
+def test_without_flock_the_pid_in_the_lock_file_decides(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import fcntl
+    import socket
+
+    def unsupported(*args):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", unsupported)  # as on some network shares
+    root = tmp_path / "library"
+    root.mkdir()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    host = socket.gethostname()
+    (root / LOCK_NAME).write_text(json.dumps({"pid": int(gone.stdout), "host": host}))
+    with Library(root):  # its holder is dead: a stale lock, taken over
+        assert json.loads((root / LOCK_NAME).read_text())["pid"] == os.getpid()
+    assert (root / LOCK_NAME).read_text() == ""  # released: names no holder
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (root / LOCK_NAME).write_text(json.dumps({"pid": alive.pid, "host": host}))
+        with pytest.raises(LibraryError, match=f"in use by pid {alive.pid}"):
+            Library(root)
+    finally:
+        alive.kill()
+        alive.wait()
