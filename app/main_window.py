@@ -352,24 +352,31 @@ class MainWindow(QMainWindow):
         return [Path(p) for _, p in self.session.library.catalog.folders()]
 
     def rescan(self) -> Worker | None:
-        """Find new, changed and removed photos and read the new ones (no training)."""
+        """Find new, changed, moved and removed photos and read the new ones; with a map,
+        also embed the new photos and place them on it (no training, no new layout)."""
         root, folders = self.session.root, self.library_folders()
         if root is None or not folders:
             return None
+        has_map = self.session.data is not None
 
-        def job(cancel: CancelToken, progress: ProgressCallback):
+        def job(cancel: CancelToken, progress: ProgressCallback) -> bool:
             from core.cache import decode_pending
+            from core.pipeline import update_library
             from core.scan import scan_folders
 
             with Library(root) as library:
-                scan = scan_folders(library.catalog, folders, cancel, progress)
+                if has_map:
+                    return update_library(library, cancel, progress)["map_changed"]
+                scan_folders(library.catalog, folders, cancel, progress)
                 decode_pending(library.catalog, library.pixels, library.thumb_dir, cancel,
                                progress)
-                return scan
+                return False
 
-        return self.run_job(job, "rescan", on_result=lambda _scan: self._after_rescan())
+        return self.run_job(job, "rescan", on_result=self._after_rescan)
 
-    def _after_rescan(self) -> None:
+    def _after_rescan(self, map_changed: bool) -> None:
+        if map_changed:
+            self.session.reload_map()
         self.library_panel.refresh()
         self._update_counts()
 

@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from PySide6.QtCore import QPoint, Qt, QTimer
 from PySide6.QtWidgets import QMessageBox
 
@@ -183,3 +184,23 @@ def test_worker_error_is_shown_and_window_survives(qtbot, tmp_path: Path, settin
     assert boxes and "at least 2" in boxes[-1].text()
     assert window.isVisible()
     assert window.training_panel.stage.text() == "Stopped by an error"
+
+
+def test_rescan_places_new_photos_on_the_map(qtbot, tmp_path: Path, settings, family_photos,
+                                             quick_config) -> None:
+    window = MainWindow(tmp_path / "library", [family_photos], settings=settings)
+    qtbot.addWidget(window)
+    wait_idle(qtbot, window)
+    window.start_training(quick_config)
+    qtbot.waitUntil(lambda: window.training is None, timeout=180_000)
+    assert len(window.map.xy) == N_PHOTOS
+    extra = family_photos / "a" / "family0_00.jpg"
+    (family_photos / "new").mkdir()
+    (family_photos / "new" / "later.png").write_bytes(b"")  # unreadable: listed with reason
+    Image.open(extra).rotate(90).save(family_photos / "new" / "turned.jpg")
+    qtbot.mouseClick(window.library_panel.rescan_button, Qt.MouseButton.LeftButton)
+    wait_idle(qtbot, window)
+    assert len(window.map.xy) == N_PHOTOS + 1
+    assert "turned.jpg" in {Path(p).name for p in window.session.data.run.paths}
+    failed = window.library_panel.failed
+    assert failed.topLevelItemCount() == 1 and failed.topLevelItem(0).text(0) == "later.png"
