@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     ix.add_argument("--lr", type=float, help="peak learning rate")
     ix.add_argument("--optimizer", choices=OPTIMIZERS, default=TrainConfig.optimizer)
     ix.add_argument("--objective", choices=OBJECTIVES, default=TrainConfig.objective)
+    ix.add_argument("--hard-negative-beta", type=float, default=TrainConfig.hard_negative_beta,
+                    help="weight NT-Xent negatives by exp(beta*similarity/t) (Robinson et al. "
+                    "2021); 0 = plain NT-Xent")
     ix.add_argument("--freeze-stages", type=int,
                     help="encoder stages kept frozen, counted from the input")
     ix.add_argument("--seed", type=int, default=0)
@@ -101,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     si.add_argument("image", type=Path)
     si.add_argument("-k", type=int, default=10)
     si.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_organize_commands(sub)
     return parser
 
 
@@ -108,19 +112,30 @@ def _index(args: argparse.Namespace) -> int:
     cfg = TrainConfig(backbone=args.backbone, pretrained=not args.from_scratch,
                       resolution=args.resolution, batch_size=args.batch_size,
                       temperature=args.temperature, lr=args.lr, optimizer=args.optimizer,
-                      objective=args.objective, freeze_stages=args.freeze_stages,
+                      objective=args.objective, hard_negative_beta=args.hard_negative_beta,
+                      freeze_stages=args.freeze_stages,
                       minutes=args.minutes, epochs=args.epochs,
                       device=args.device, seed=args.seed,
                       checkpoint_every_s=args.checkpoint_every)
+    from .distributed import index_distributed, launched_by_torchrun
     from .pipeline import index_library
 
     progress = TqdmProgress()
-    with Library(args.library) as library:
+    if launched_by_torchrun():
         try:
-            report = index_library(library, args.folders, cfg, MapConfig(seed=args.seed),
-                                   CancelToken(), progress)
+            report = index_distributed(args.library, args.folders, cfg,
+                                       MapConfig(seed=args.seed), CancelToken(), progress)
         finally:
             progress.close()
+        if report is None:  # not rank 0: rank 0 reports
+            return 0
+    else:
+        with Library(args.library) as library:
+            try:
+                report = index_library(library, args.folders, cfg, MapConfig(seed=args.seed),
+                                       CancelToken(), progress)
+            finally:
+                progress.close()
     _write_report(args.report, report)
     images, training = report["images"], report["training"]
     print(f"{images['embedded']} photos embedded, {images['failed']} could not be read; "
@@ -190,10 +205,179 @@ def _similar(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_organize_commands(sub: argparse._SubParsersAction) -> None:
+    """Duplicates, tags, query by examples and cluster descriptions (issue 5)."""
+    du = sub.add_parser("duplicates", help="exact copies, near-duplicates and bursts, each "
+                        "with a suggested photo to keep (nothing is deleted)")
+    _library_arg(du, required=True)
+    du.add_argument("--json", action="store_true", help="print JSON instead of a list")
+
+    tg = sub.add_parser("tag", help="tag photos by hand (or --remove / --reject a tag)")
+    _library_arg(tg, required=True)
+    tg.add_argument("name")
+    tg.add_argument("photos", nargs="+", type=Path)
+    action = tg.add_mutually_exclusive_group()
+    action.add_argument("--remove", action="store_true", help="remove the tag from the photos")
+    action.add_argument("--reject", action="store_true",
+                        help="mark the photos as not carrying the tag (never suggested again)")
+
+    sg = sub.add_parser("suggest", help="photos that probably carry tag NAME, from the photos "
+                        "tagged so far")
+    _library_arg(sg, required=True)
+    sg.add_argument("name")
+    sg.add_argument("--min-confidence", type=float, default=None,
+                    help="lowest confidence shown (default: the measured default)")
+    sg.add_argument("--accept", action="store_true", help="tag every suggestion shown")
+    sg.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    ts = sub.add_parser("tags", help="list the tags, or export them with --csv")
+    _library_arg(ts, required=True)
+    ts.add_argument("--csv", type=Path, help="write path,tag,source rows to this CSV file")
+
+    qu = sub.add_parser("query", help="photos like these (--like) and not like those (--unlike)")
+    _library_arg(qu, required=True)
+    qu.add_argument("--like", nargs="+", type=Path, required=True)
+    qu.add_argument("--unlike", nargs="*", type=Path, default=[])
+    qu.add_argument("-k", type=int, default=20)
+    qu.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    cl = sub.add_parser("clusters", help="describe the map's clusters, or --name one")
+    _library_arg(cl, required=True)
+    cl.add_argument("--name", nargs=2, metavar=("CLUSTER", "NAME"),
+                    help="name a cluster (an empty NAME removes the name)")
+    cl.add_argument("--json", action="store_true", help="print JSON instead of a list")
+
+
+def _duplicates(args: argparse.Namespace) -> int:
+    from .duplicates import find_duplicates
+
+    with Library(args.library, create=False) as library:
+        report = find_duplicates(library)
+    if args.json:
+        print(json.dumps([{"kind": g.kind, "keep": g.keep.path, "reason": g.reason,
+                           "photos": [{"path": p.path, "width": p.width, "height": p.height,
+                                       "file_size": p.file_size,
+                                       "sharpness": round(p.sharpness, 2),
+                                       "taken": p.taken.isoformat() if p.taken else None,
+                                       "camera": p.camera} for p in g.photos]}
+                          for g in report.groups], indent=2))
+        return 0
+    for group in report.groups:
+        print(f"{group.kind} ({len(group.photos)} photos): keep {group.keep.path} "
+              f"[{group.reason}]")
+        for photo in group.photos[1:]:
+            print(f"    also {photo.path} ({photo.width}x{photo.height}, "
+                  f"{photo.file_size} bytes)")
+    counts = {kind: sum(g.kind == kind for g in report.groups)
+              for kind in ("exact", "near_duplicate", "burst")}
+    print(f"{report.photos_checked} photos checked: {counts['exact']} groups of exact copies, "
+          f"{counts['near_duplicate']} of near-duplicates, {counts['burst']} bursts; "
+          "nothing was deleted")
+    return 0
+
+
+def _tag(args: argparse.Namespace) -> int:
+    from .tags import remove_tag, set_tag
+
+    with Library(args.library, create=False) as library:
+        if args.remove:
+            n = remove_tag(library, args.name, args.photos)
+            print(f"removed {args.name!r} from {n} photo(s)")
+        else:
+            n = set_tag(library, args.name, args.photos, "rejected" if args.reject else "user")
+            print(f"{'rejected' if args.reject else 'tagged'} {n} photo(s) "
+                  f"{'for' if args.reject else 'with'} {args.name!r}")
+    return 0
+
+
+def _suggest(args: argparse.Namespace) -> int:
+    from .tags import DEFAULT_MIN_CONFIDENCE, set_tag, suggest
+
+    threshold = DEFAULT_MIN_CONFIDENCE if args.min_confidence is None else args.min_confidence
+    with Library(args.library, create=False) as library:
+        found = suggest(library, args.name, threshold)
+        if args.accept and found:
+            set_tag(library, args.name, [s.image_id for s in found], "accepted")
+    if args.json:
+        print(json.dumps([{"path": s.path, "confidence": round(s.confidence, 4)}
+                          for s in found], indent=2))
+    else:
+        for s in found:
+            print(f"{s.confidence:.3f}  {s.path}")
+        print(f"{len(found)} photo(s) suggested for {args.name!r} at confidence >= "
+              f"{threshold}{'; all accepted' if args.accept and found else ''}")
+    return 0
+
+
+def _tags(args: argparse.Namespace) -> int:
+    from .tags import export_csv, list_tags
+
+    with Library(args.library, create=False) as library:
+        if args.csv:
+            n = export_csv(library, args.csv)
+            print(f"wrote {n} tag row(s) to {args.csv}")
+            return 0
+        summaries = list_tags(library)
+    for t in summaries:
+        print(f"{t.name}: {t.user} tagged, {t.accepted} accepted, {t.rejected} rejected")
+    if not summaries:
+        print("no tags yet; add some with 'photoatlas tag'")
+    return 0
+
+
+def _query(args: argparse.Namespace) -> int:
+    from .query import query_by_examples
+
+    with Library(args.library, create=False) as library:
+        matches = query_by_examples(library, args.like, args.unlike, args.k)
+    if args.json:
+        print(json.dumps([{"path": m.path, "score": round(m.score, 6)} for m in matches],
+                         indent=2))
+    else:
+        for m in matches:
+            print(f"{m.score:.4f}  {m.path}")
+    return 0
+
+
+def _clusters(args: argparse.Namespace) -> int:
+    from .describe import describe_clusters, set_cluster_name
+
+    with Library(args.library, create=False) as library:
+        if args.name:
+            run = library.current_run()
+            try:
+                cluster = int(args.name[0])
+            except ValueError:
+                raise ValueError(f"CLUSTER must be a cluster number, got {args.name[0]!r}") \
+                    from None
+            if cluster not in set(run.cluster.tolist()) or cluster < 0:
+                raise ValueError(f"the current map has no cluster {cluster}")
+            set_cluster_name(library, run.run_id, cluster, args.name[1])
+        described = describe_clusters(library)
+    if args.json:
+        print(json.dumps([{"cluster": d.cluster, "size": d.size, "name": d.name,
+                           "summary": d.summary, "central": list(d.central_paths),
+                           "folders": [{"folder": f, "photos": n} for f, n in d.folders],
+                           "first_taken": d.first_taken.isoformat() if d.first_taken else None,
+                           "last_taken": d.last_taken.isoformat() if d.last_taken else None,
+                           "cameras": [{"camera": c, "photos": n} for c, n in d.cameras]}
+                          for d in described], indent=2))
+    else:
+        for d in described:
+            print(f"cluster {d.cluster}: {d.summary}")
+            for path in d.central_paths[:3]:
+                print(f"    {path}")
+    return 0
+
+
+_ORGANIZE_HANDLERS = {"duplicates": _duplicates, "tag": _tag, "suggest": _suggest,
+                      "tags": _tags, "query": _query, "clusters": _clusters}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"index": _index, "update": _update, "export": _export,
-               "similar": _similar}[args.command]
+               "similar": _similar, **_ORGANIZE_HANDLERS}[args.command]
     try:
         return handler(args)
     except Cancelled:

@@ -30,6 +30,9 @@ class TrainConfig:
     batch_size: int | None = None
     temperature: float = 0.2
     objective: str = "ntxent"
+    # Robinson et al. 2021 hard-negative weighting of NT-Xent; 0 = plain NT-Xent (see the
+    # README, "Hard negatives", for why it is not on by default).
+    hard_negative_beta: float = 0.0
     optimizer: str = "adamw"
     lr: float | None = None
     weight_decay: float | None = None
@@ -49,6 +52,10 @@ class TrainConfig:
             raise ValueError(f"{self.backbone} has no pretrained weights; train it from scratch")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {self.objective!r}; choose one of {OBJECTIVES}")
+        if not self.hard_negative_beta >= 0 or not math.isfinite(self.hard_negative_beta):
+            raise ValueError(f"hard_negative_beta must be >= 0, got {self.hard_negative_beta}")
+        if self.hard_negative_beta and self.objective != "ntxent":
+            raise ValueError("hard_negative_beta applies to the ntxent objective only")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {OPTIMIZERS}")
         if self.device not in DEVICES:

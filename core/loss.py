@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -19,19 +20,42 @@ def _check_finite(name: str, tensor: torch.Tensor) -> None:
         raise ValueError(f"{name} contains NaN or infinite values")
 
 
+def gather_with_grad(z: torch.Tensor) -> torch.Tensor:
+    """All processes' rows of ``z`` (N, D) stacked in rank order (world*N, D), keeping the
+    gradient path to every process's rows; ``z`` itself when not running distributed."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return z
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(z))
+
+
 class NTXentLoss(nn.Module):
     """Normalised temperature-scaled cross entropy of SimCLR (Chen et al. 2020).
 
     Given two views ``z_a, z_b`` of shape (N, D), the 2N embeddings are compared by
     cosine similarity; each view's positive is its twin and the other 2N-2 views are
     negatives. Returns L = 1/2N * sum_k [l(2k-1, 2k) + l(2k, 2k-1)], a scalar.
+
+    ``hard_negative_beta`` > 0 weights each anchor's negatives by exp(beta * sim / t),
+    normalised to mean 1 (Robinson et al. 2021, "Contrastive Learning with Hard Negative
+    Samples", eq. 4 without debiasing): similar negatives count more. beta = 0 is plain
+    NT-Xent.
+
+    Under torch.distributed the negatives are every process's views (gathered with their
+    gradients); the loss is the mean over this process's 2N anchors, so the mean over
+    processes (what DDP's gradient averaging optimises) is the loss of the global batch.
     """
 
-    def __init__(self, temperature: float = 0.2) -> None:
+    def __init__(self, temperature: float = 0.2, hard_negative_beta: float = 0.0) -> None:
         super().__init__()
         if not temperature > 0 or not math.isfinite(temperature):
             raise ValueError(f"temperature must be a positive finite number, got {temperature}")
+        if not hard_negative_beta >= 0 or not math.isfinite(hard_negative_beta):
+            raise ValueError(f"hard_negative_beta must be >= 0 and finite, got "
+                             f"{hard_negative_beta}")
         self.temperature = float(temperature)
+        self.hard_negative_beta = float(hard_negative_beta)
 
     def forward(self, z_a: torch.Tensor, z_b: torch.Tensor) -> torch.Tensor:
         if z_a.ndim != 2 or z_a.shape != z_b.shape:
@@ -40,17 +64,46 @@ class NTXentLoss(nn.Module):
                 f"and {tuple(z_b.shape)}"
             )
         n = z_a.shape[0]
-        if n < 2:
-            raise ValueError(f"NT-Xent needs at least 2 pairs per batch, got N={n}")
         _check_finite("z_a", z_a)
         _check_finite("z_b", z_b)
         # Float32 for the similarity matrix: bf16/fp16 logits / 0.1 lose too much precision.
-        z = F.normalize(torch.cat([z_a, z_b]).float(), dim=1)
-        logits = z @ z.T / self.temperature
-        self_mask = torch.eye(2 * n, dtype=torch.bool, device=z.device)
+        local = F.normalize(torch.cat([z_a, z_b]).float(), dim=1)
+        all_a = gather_with_grad(local[:n])
+        all_b = gather_with_grad(local[n:])
+        total = all_a.shape[0]  # N times the number of processes
+        if total < 2:
+            raise ValueError(f"NT-Xent needs at least 2 pairs per batch, got N={total}")
+        offset = _rank() * n
+        everyone = torch.cat([all_a, all_b])
+        logits = local @ everyone.T / self.temperature
+        # Anchor i of this process sits at row `own` of `everyone`; its twin at `twin`.
+        rows = torch.arange(n, device=local.device) + offset
+        own = torch.cat([rows, rows + total])
+        twin = torch.cat([rows + total, rows])
+        self_mask = torch.zeros_like(logits, dtype=torch.bool)
+        self_mask[torch.arange(2 * n, device=local.device), own] = True
         logits = logits.masked_fill(self_mask, float("-inf"))
-        targets = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
-        return F.cross_entropy(logits, targets)
+        if self.hard_negative_beta == 0:
+            return F.cross_entropy(logits, twin)
+        return _reweighted_ntxent(logits, twin, self.hard_negative_beta)
+
+
+def _rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def _reweighted_ntxent(logits: torch.Tensor, twin: torch.Tensor, beta: float) -> torch.Tensor:
+    """-log(e^pos / (e^pos + M * sum_k w_k e^neg_k)) with w_k = e^(beta*neg_k) / sum_j
+    e^(beta*neg_j) over the M negatives, computed in log space. ``logits`` already hold
+    sim/t with -inf on each anchor's own entry."""
+    rows = torch.arange(len(logits), device=logits.device)
+    positive = logits[rows, twin]
+    negatives = logits.clone()
+    negatives[rows, twin] = float("-inf")
+    count = logits.shape[1] - 2  # every column but the anchor itself and its twin
+    log_weighted = (math.log(count) + torch.logsumexp((1 + beta) * negatives, dim=1)
+                    - torch.logsumexp(beta * negatives, dim=1))
+    return (torch.logaddexp(positive, log_weighted) - positive).mean()
 
 
 class InfoNCELoss(nn.Module):
@@ -126,17 +179,21 @@ class TripletLoss(nn.Module):
 class PairObjective(nn.Module):
     """Adapts any objective to the two-view batches of the training loop.
 
-    NT-Xent uses the views directly; InfoNCE uses the other photos' second views as
-    explicit negatives; triplet takes the batch-hardest other photo as the negative.
+    NT-Xent uses the views directly (optionally weighting hard negatives); InfoNCE uses the
+    other photos' second views as explicit negatives; triplet takes the batch-hardest other
+    photo as the negative.
     Input: ``z_a, z_b`` of shape (N, D). Output: scalar loss.
     """
 
-    def __init__(self, objective: str, temperature: float, margin: float = 0.2) -> None:
+    def __init__(self, objective: str, temperature: float, margin: float = 0.2,
+                 hard_negative_beta: float = 0.0) -> None:
         super().__init__()
         if objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {objective!r}; choose one of {OBJECTIVES}")
+        if hard_negative_beta and objective != "ntxent":
+            raise ValueError("hard_negative_beta applies to the ntxent objective only")
         self.objective = objective
-        self.ntxent = NTXentLoss(temperature)
+        self.ntxent = NTXentLoss(temperature, hard_negative_beta)
         self.infonce = InfoNCELoss(temperature)
         self.triplet = TripletLoss(margin)
 

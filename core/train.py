@@ -1,5 +1,6 @@
 """The SimCLR training loop over the uint8 pixel cache: device pick, AMP, warm-up + cosine
-schedule, time or epoch budget, atomic checkpoints, resume, cancel, progress events."""
+schedule, time or epoch budget, atomic checkpoints, resume, cancel, progress events; under
+torch.distributed (torchrun) each process trains DDP on its shard of the cache."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from .augment import simclr_pair
 from .config import TrainConfig
@@ -35,6 +38,13 @@ def pick_device(requested: str = "auto") -> torch.device:
     if requested == "mps" and not has_mps:
         raise ValueError("device 'mps' requested but Apple MPS is not available")
     return torch.device(requested)
+
+
+def rank_and_world() -> tuple[int, int]:
+    """This process's rank and the number of processes (0, 1 when not distributed)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 def describe_device(device: torch.device) -> str:
@@ -86,6 +96,10 @@ def save_atomic(obj: object, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _mix_seed(*entropy: int) -> int:
+    return int(np.random.SeedSequence(list(entropy)).generate_state(1)[0])
+
+
 def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     # No weight decay on BatchNorm and bias parameters (the usual SimCLR/LARS practice).
@@ -110,28 +124,50 @@ def train(
 
     ``cfg`` must be resolved (no None defaults). Resumes from ``run_dir/checkpoint.pt`` when
     present. On cancel, saves a checkpoint and returns with ``cancelled=True``.
+
+    Under torch.distributed every process calls this with the same arguments: process r
+    trains on cache rows r, r+W, ... with a 1/W share of ``batch_size`` (the global batch
+    stays ``batch_size``, so steps and schedule match a single process), NT-Xent takes its
+    negatives from all processes, all stop at the same step (budget and cancel are agreed
+    every step), and only rank 0 writes the checkpoint.
     """
     cancel = cancel or CancelToken()
+    rank, world = rank_and_world()
     device = pick_device(cfg.device)
-    n = len(pixels)
-    if n < 2:
-        raise ValueError(f"training needs at least 2 photos, got {n}")
-    batch = min(cfg.batch_size, n)
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
+    if world > 1 and cfg.objective != "ntxent":
+        raise ValueError("distributed training supports the ntxent objective only")
+    if len(pixels) < 2 * world:
+        raise ValueError(f"training needs at least 2 photos per process, got {len(pixels)} "
+                         f"for {world}")
+    # Equal shards, so every process takes the same number of steps per epoch.
+    shard = np.arange(rank, len(pixels), world)[:len(pixels) // world]
+    n = len(shard)
+    batch = max(1, min(cfg.batch_size, len(pixels)) // world)
+    if batch * world < 2:
+        raise ValueError("the global batch needs at least 2 photos")
     steps_per_epoch = max(1, n // batch)
     total_steps = None if cfg.epochs is None else cfg.epochs * steps_per_epoch
     budget_s = None if cfg.minutes is None else cfg.minutes * 60.0
 
     model.to(device)
     model.freeze_stages(cfg.freeze_stages, keep_bn_stats=cfg.pretrained)
+    # DDP averages gradients over processes: the mean of the per-process losses, which is
+    # the loss of the global batch.
+    forward = model if world == 1 else DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None)
     channels_last = device.type == "cuda"
     if channels_last:
         model.to(memory_format=torch.channels_last)
     amp_dtype = autocast_dtype(device)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     optimizer = _make_optimizer(model, cfg)
-    objective = PairObjective(cfg.objective, cfg.temperature)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    order_rng = np.random.default_rng(cfg.seed)
+    objective = PairObjective(cfg.objective, cfg.temperature,
+                              hard_negative_beta=cfg.hard_negative_beta)
+    # Each process draws its own augmentations and shard order.
+    gen = torch.Generator().manual_seed(cfg.seed if world == 1 else _mix_seed(cfg.seed, rank))
+    order_rng = np.random.default_rng(cfg.seed if world == 1 else [cfg.seed, rank])
 
     result = TrainResult()
     step, elapsed_before = 0, 0.0
@@ -142,11 +178,17 @@ def train(
         optimizer.load_state_dict(state["optimizer"])
         step, elapsed_before = int(state["step"]), float(state["elapsed"])
         result.losses = list(state["losses"])
-        gen.set_state(state["generator"])
-        order_rng = np.random.default_rng([cfg.seed, step])
+        if world == 1:
+            gen.set_state(state["generator"])
+        else:  # the checkpoint holds rank 0's generator only
+            gen.manual_seed(_mix_seed(cfg.seed, rank, step))
+        order_rng = np.random.default_rng([cfg.seed, step] if world == 1
+                                          else [cfg.seed, rank, step])
         result.resumed_from_step = step
 
     def save() -> None:
+        if rank != 0:
+            return
         save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "step": step, "elapsed": elapsed_before + (time.monotonic() - t0),
                      "losses": result.losses, "generator": gen.get_state()}, checkpoint)
@@ -156,17 +198,33 @@ def train(
             return step / max(1, total_steps)
         return (elapsed_before + time.monotonic() - t0) / max(1e-9, budget_s)
 
+    def agreed_progress() -> tuple[float, bool]:
+        """Training progress and whether to cancel, the same on every process: the furthest
+        progress and any cancel win, so all processes stop at the same step."""
+        try:
+            cancel.check()
+            cancelled = False
+        except Cancelled:
+            cancelled = True
+        frac = training_progress()
+        if world > 1:
+            flags = torch.tensor([frac, float(cancelled)], dtype=torch.float64,
+                                 device=device if device.type == "cuda" else "cpu")
+            dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+            frac, cancelled = float(flags[0]), bool(flags[1])
+        return frac, cancelled
+
     model.train()
     t0 = time.monotonic()
     last_save = t0
     images_seen = 0
-    order = order_rng.permutation(n)
+    order = shard[order_rng.permutation(n)]
     position = (step % steps_per_epoch) * batch
 
     def next_views() -> torch.Tensor:
         nonlocal order, position
         if position + batch > n:
-            order, position = order_rng.permutation(n), 0
+            order, position = shard[order_rng.permutation(n)], 0
         idx = np.sort(order[position:position + batch])
         position += batch
         uint8 = torch.from_numpy(np.ascontiguousarray(pixels[idx])).to(device, non_blocking=True)
@@ -180,32 +238,37 @@ def train(
     prefetch = ThreadPoolExecutor(1)
     upcoming = prefetch.submit(next_views)
     try:
-        while training_progress() < 1.0:
-            try:
-                cancel.check()
-            except Cancelled:
+        while True:
+            frac, cancelled = agreed_progress()
+            if cancelled:
                 result.cancelled = True
+                break
+            if frac >= 1.0:
                 break
             views = upcoming.result()
             upcoming = prefetch.submit(next_views)
             for group in optimizer.param_groups:
-                group["lr"] = cfg.lr * lr_factor(training_progress(), cfg.warmup_fraction)
+                group["lr"] = cfg.lr * lr_factor(frac, cfg.warmup_fraction)
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
                                  enabled=amp_dtype is not None):
-                z = model(views)
+                z = forward(views)
             loss = objective(*z.float().chunk(2))
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
             step += 1
-            images_seen += len(views) // 2
-            result.losses.append(float(loss.detach()))
+            images_seen += world * (len(views) // 2)
+            global_loss = loss.detach()
+            if world > 1:
+                dist.all_reduce(global_loss)
+                global_loss /= world
+            result.losses.append(float(global_loss))
             now = time.monotonic()
             rate = images_seen / max(1e-9, now - t0)
             frac = training_progress()
             eta = (1 - frac) * budget_s if budget_s is not None else (
-                (total_steps - step) * batch / max(rate, 1e-9))
+                (total_steps - step) * batch * world / max(rate, 1e-9))
             progress(Progress("train", step, total_steps or 0,
                               f"epoch {step / steps_per_epoch:.2f}  loss {result.losses[-1]:.4f}",
                               {"loss": result.losses[-1], "images_per_s": rate,
@@ -217,6 +280,8 @@ def train(
         upcoming.cancel()
         prefetch.shutdown(wait=True)
     save()
+    if world > 1:
+        dist.barrier()  # the checkpoint exists before any process returns
     result.steps = step
     result.epochs = step / steps_per_epoch
     result.seconds = time.monotonic() - t0

@@ -260,3 +260,79 @@ def test_pair_objective_unknown_objective():
 def test_pair_objective_rejects_single_pair(objective):
     with pytest.raises(ValueError, match="at least 2"):
         PairObjective(objective, 0.2)(torch.randn(1, 4), torch.randn(1, 4))
+
+
+# Hard-negative NT-Xent (Robinson et al. 2021) -------------------------------------------
+
+def hard_negative_reference(z_a: torch.Tensor, z_b: torch.Tensor, t: float, beta: float
+                            ) -> float:
+    """Robinson et al. eq. (4) with tau+ = 0, one anchor at a time in float64: the M
+    negatives' exp(sim/t) weighted by exp(beta*sim/t) / mean_j exp(beta*sim_j/t)."""
+    z = torch.cat([z_a, z_b]).double()
+    n2 = z.shape[0]
+    n = n2 // 2
+    total = 0.0
+    for i in range(n2):
+        pos = i + n if i < n else i - n
+        sims = [_cos(z[i], z[k]) / t for k in range(n2) if k not in (i, pos)]
+        weights = [math.exp(beta * s) for s in sims]
+        mean_weight = sum(weights) / len(weights)
+        negative_mass = sum(w / mean_weight * math.exp(s)
+                            for w, s in zip(weights, sims, strict=True))
+        numerator = math.exp(_cos(z[i], z[pos]) / t)
+        total += -math.log(numerator / (numerator + negative_mass))
+    return total / n2
+
+
+@pytest.mark.parametrize("n,d,t,beta", [(2, 3, 0.5, 0.5), (4, 8, 0.2, 1.0), (7, 16, 0.1, 0.5),
+                                        (5, 32, 0.2, 2.0), (16, 5, 1.0, 0.1)])
+def test_hard_negative_ntxent_matches_reference(n, d, t, beta):
+    gen = torch.Generator().manual_seed(n * 10 + d)
+    z_a, z_b = torch.randn(n, d, generator=gen), torch.randn(n, d, generator=gen)
+    got = float(NTXentLoss(t, hard_negative_beta=beta)(z_a, z_b))
+    assert got == pytest.approx(hard_negative_reference(z_a, z_b, t, beta), rel=1e-5, abs=1e-5)
+
+
+@pytest.mark.parametrize("n,d,t", [(2, 3, 0.5), (7, 16, 0.1), (5, 32, 0.07)])
+def test_hard_negative_beta_zero_is_plain_ntxent(n, d, t):
+    gen = torch.Generator().manual_seed(n + d)
+    z_a, z_b = torch.randn(n, d, generator=gen), torch.randn(n, d, generator=gen)
+    # The reweighted formula at beta = 0 is the SimCLR formula ...
+    assert hard_negative_reference(z_a, z_b, t, 0.0) == pytest.approx(
+        ntxent_reference(z_a, z_b, t), rel=1e-12)
+    # ... and the module at beta = 0 is exactly the plain module.
+    plain = NTXentLoss(t)(z_a, z_b)
+    assert torch.equal(NTXentLoss(t, hard_negative_beta=0.0)(z_a, z_b), plain)
+    assert float(plain) == pytest.approx(ntxent_reference(z_a, z_b, t), rel=1e-5, abs=1e-5)
+    # The log-space reweighted path tends to the plain loss as beta -> 0.
+    assert float(NTXentLoss(t, hard_negative_beta=1e-7)(z_a, z_b)) == pytest.approx(
+        float(plain), rel=1e-5)
+
+
+def test_hard_negatives_weigh_the_nearest_negative_more():
+    # Anchor 0's negatives: one close to it, the others far. Raising beta must raise the
+    # loss (the close negative counts more) and its gradient must push the close one away.
+    z_a = torch.tensor([[1.0, 0.0, 0.0], [0.9, 0.43, 0.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+    z_b = z_a + torch.tensor([[0.0, 0.0, 0.3]])
+    losses = [float(NTXentLoss(0.2, hard_negative_beta=b)(z_a, z_b)) for b in (0.0, 0.5, 1.0)]
+    assert losses[0] < losses[1] < losses[2], losses
+    gen = torch.Generator().manual_seed(12)
+    z_a, z_b = torch.randn(6, 8, generator=gen), torch.randn(6, 8, generator=gen)
+    z_a.requires_grad_(True)
+    NTXentLoss(0.1, hard_negative_beta=1.0)(z_a, z_b).backward()
+    assert torch.isfinite(z_a.grad).all() and z_a.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("beta", [-0.1, float("nan"), float("inf")])
+def test_hard_negative_rejects_bad_beta(beta):
+    with pytest.raises(ValueError, match="hard_negative_beta"):
+        NTXentLoss(0.2, hard_negative_beta=beta)
+
+
+def test_pair_objective_hard_negatives_ntxent_only():
+    gen = torch.Generator().manual_seed(13)
+    z_a, z_b = torch.randn(5, 4, generator=gen), torch.randn(5, 4, generator=gen)
+    got = float(PairObjective("ntxent", 0.2, hard_negative_beta=0.5)(z_a, z_b))
+    assert got == pytest.approx(hard_negative_reference(z_a, z_b, 0.2, 0.5), rel=1e-5)
+    with pytest.raises(ValueError, match="ntxent"):
+        PairObjective("infonce", 0.2, hard_negative_beta=0.5)

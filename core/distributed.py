@@ -1,0 +1,103 @@
+"""The index job across processes (torchrun): rank 0 scans and decodes, every process trains
+DDP on its shard of the pixel cache, then rank 0 checks, embeds and maps as usual."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from .cache import CachedRows, PixelCache, decode_pending
+from .config import MapConfig, TrainConfig
+from .jobs import Cancelled, CancelToken, ProgressCallback, no_progress
+from .library import Library
+from .model import build_model
+from .pipeline import _run_key, index_library
+from .scan import scan_folders
+from .train import pick_device, train
+
+
+def launched_by_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def join_process_group(device: str) -> tuple[int, int]:
+    """Join the group torchrun describes in the environment: NCCL on GPUs, else gloo."""
+    nccl = device in ("auto", "cuda") and torch.cuda.is_available()
+    if nccl:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group("nccl" if nccl else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _plan(library: Library, folders: list[Path], train_cfg: TrainConfig, world: int,
+          cancel: CancelToken, progress: ProgressCallback) -> dict:
+    """Rank 0: bring the cache up to date and name the run every process trains into."""
+    scan_folders(library.catalog, folders, cancel, progress)
+    decode_pending(library.catalog, library.pixels, library.thumb_dir, cancel, progress)
+    ok = library.catalog.images(status="ok")
+    if len(ok) < 2 * world:
+        raise ValueError(f"found {len(ok)} readable photo(s); {world} processes need at least "
+                         f"{2 * world}")
+    cfg = train_cfg.resolved(pick_device(train_cfg.device).type)
+    image_ids = np.array([r.id for r in ok], np.int64)
+    key = _run_key(cfg, image_ids)
+    run_id = library.catalog.unfinished_run(key) or library.catalog.start_run(key)
+    return {"cfg": cfg, "cache": str(library.pixels.path), "cache_size": library.pixels.size,
+            "rows": [r.cache_row for r in ok], "run_dir": str(library.run_dir(run_id))}
+
+
+def index_distributed(
+    library_dir: Path,
+    folders: list[Path],
+    train_cfg: TrainConfig,
+    map_cfg: MapConfig,
+    cancel: CancelToken | None = None,
+    progress: ProgressCallback = no_progress,
+) -> dict | None:
+    """Run by every process torchrun starts. Returns the run's report on rank 0 (with the
+    distributed training's own figures under "distributed"), None elsewhere.
+
+    Training writes rank 0's checkpoint into the run's folder; the single-process pipeline
+    on rank 0 then resumes from it with nothing left to train.
+    """
+    cancel = cancel or CancelToken()
+    rank, world = join_process_group(train_cfg.device)
+    library = None
+    try:
+        message: list = [None]
+        if rank == 0:
+            library = Library(library_dir)
+            try:
+                message = [_plan(library, folders, train_cfg, world, cancel, progress)]
+            except Exception as exc:
+                dist.broadcast_object_list([{"error": str(exc)}], src=0)
+                raise
+        dist.broadcast_object_list(message, src=0)
+        plan = message[0]
+        if "error" in plan:
+            raise ValueError(f"rank 0 failed: {plan['error']}")
+        cfg: TrainConfig = plan["cfg"]
+        pixels = CachedRows(PixelCache(Path(plan["cache"]), plan["cache_size"]).array(),
+                            plan["rows"])
+        model = build_model(cfg.backbone, cfg.pretrained, cfg.resolution)
+        result = train(model, pixels, cfg, Path(plan["run_dir"]), cancel,
+                       progress if rank == 0 else no_progress)
+    finally:
+        dist.destroy_process_group()
+    if rank != 0:
+        return None
+    try:
+        if result.cancelled:
+            raise Cancelled()
+        report = index_library(library, folders, train_cfg, map_cfg, cancel, progress)
+    finally:
+        library.close()
+    report["distributed"] = {"processes": world, "steps": result.steps,
+                             "seconds": round(result.seconds, 2),
+                             "images_per_s": round(result.images_per_s, 2),
+                             "cancelled": result.cancelled}
+    return report
