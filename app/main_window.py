@@ -274,8 +274,9 @@ class MainWindow(QMainWindow):
         from .training_panel import detected_devices
 
         self.device_label = QLabel(detected_devices()[0][1].removeprefix("Automatic (")[:-1])
-        status.addWidget(self.counts_label)
-        status.addWidget(self.selection_label)
+        # Counts stay visible: temporary messages (left) would paint over normal widgets.
+        status.addPermanentWidget(self.counts_label)
+        status.addPermanentWidget(self.selection_label)
         status.addPermanentWidget(self.job_label)
         status.addPermanentWidget(self.job_bar)
         status.addPermanentWidget(self.device_label)
@@ -472,6 +473,8 @@ class MainWindow(QMainWindow):
             self.map.set_points(data.run.xy, self.session.colors(self.color_mode),
                                 data.run.image_ids, data.run.paths, self._labels())
         self.clusters_panel.refresh()
+        if data is not None and not self.training_panel.running:
+            self.training_panel.show_last_run(data.run.report)
         self._update_counts()
 
     def _labels(self) -> list[MapLabel]:
@@ -512,7 +515,8 @@ class MainWindow(QMainWindow):
             self.gallery.photos.set_photos(rows, s.data.run.image_ids[rows],
                                            [str(p) for p in s.data.run.paths[rows]])
             more = f" (first {len(rows)})" if n > len(rows) else ""
-            self.docks["gallery"].setWindowTitle(f"Gallery — {n} photos{more}" if n else
+            noun = "photo" if n == 1 else "photos"
+            self.docks["gallery"].setWindowTitle(f"Gallery — {n} {noun}{more}" if n else
                                                  "Gallery")
         if s.current >= 0:
             self.docks["similar"].raise_()

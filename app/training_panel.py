@@ -153,6 +153,7 @@ class TrainingPanel(QWidget):
         self.bar.setTextVisible(False)
         self.detail = QLabel("")
         self.detail.setStyleSheet("color: #9aa0a6")
+        self.detail.setWordWrap(True)
         layout.addWidget(self.stage)
         layout.addWidget(self.bar)
         layout.addWidget(self.detail)
@@ -248,17 +249,25 @@ class TrainingPanel(QWidget):
             smooth[i] = acc
         self.smooth_curve.setData(steps, smooth)
 
+    def show_last_run(self, report: dict) -> None:
+        """Summarise a finished run (the one the map shows) without touching the log."""
+        images, training = report.get("images", {}), report.get("training", {})
+        if "embedded" in images and "epochs" in training:
+            self.detail.setText(
+                f"Last run: {images['embedded']} photos embedded · "
+                f"{report.get('clusters', 0)} clusters · {training['epochs']} epochs at "
+                f"{training['images_per_s']:.0f} images/s")
+        verdict = report.get("check", {}).get("verdict")
+        self.verdict.setText(verdict[0].upper() + verdict[1:] if verdict else "")
+
     def run_finished(self, report: dict) -> None:
         self._running = False
         self._resumable = False
+        self.show_last_run(report)
         self.stage.setText("Done")
         self.bar.setValue(1000)
-        images, training = report["images"], report["training"]
-        self.detail.setText(
-            f"{images['embedded']} photos embedded · {report['clusters']} clusters · "
-            f"{training['epochs']} epochs at {training['images_per_s']:.0f} images/s")
+        images = report["images"]
         verdict = report.get("check", {}).get("verdict")
-        self.verdict.setText(verdict[0].upper() + verdict[1:] if verdict else "")
         self.append_log(f"finished in {sum(report['stage_seconds'].values()):.0f} s on "
                         f"{report['device']}")
         if verdict:
