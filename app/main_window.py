@@ -483,7 +483,8 @@ class MainWindow(QMainWindow):
             return []
         colors = self.session.colors("cluster")
         labels = []
-        for cluster in data.cluster_sizes():
+        sizes = data.cluster_sizes()
+        for cluster in sorted(sizes, key=sizes.get, reverse=True):
             rows = data.rows_of_cluster(cluster)
             x, y = np.median(data.run.xy[rows], axis=0)
             labels.append(MapLabel(float(x), float(y), self.session.cluster_name(cluster),

@@ -301,11 +301,16 @@ class MapView(QWidget):
         painter.setFont(font)
         metrics = painter.fontMetrics()
         points = self.to_screen(np.array([[lab.x, lab.y] for lab in self.labels]))
+        drawn: list[QRect] = []
+        # Labels come biggest cluster first; one that would cover a drawn label is skipped.
         for label, (x, y) in zip(self.labels, points, strict=True):
             if not (0 <= x < self.width() and 0 <= y < self.height()):
                 continue
             rect = metrics.boundingRect(label.text).adjusted(-6, -3, 6, 3)
             rect.moveCenter(QPoint(int(x), int(y)))
+            if any(rect.intersects(other) for other in drawn):
+                continue
+            drawn.append(rect)
             painter.setPen(Qt.PenStyle.NoPen)
             painter.setBrush(QColor(20, 22, 26, 190))
             painter.drawRoundedRect(rect, 6, 6)
