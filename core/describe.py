@@ -1,0 +1,113 @@
+"""Clusters people can use: size, most central photos, and a description from what the
+catalog knows (folders, capture dates, cameras) until the user names them; the names persist
+per run in the catalog (table ``cluster_names``)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from .exif import PhotoExif, exif_for_images
+from .library import Library
+
+_SCHEMA = """CREATE TABLE IF NOT EXISTS cluster_names (
+    run_id INTEGER NOT NULL, cluster INTEGER NOT NULL, name TEXT NOT NULL,
+    PRIMARY KEY (run_id, cluster))"""
+_TOP = 3  # folders and cameras listed per cluster
+
+
+@dataclass(frozen=True)
+class ClusterDescription:
+    cluster: int
+    size: int
+    central_ids: tuple[int, ...]  # image ids nearest the cluster's mean embedding, first first
+    central_paths: tuple[str, ...]
+    folders: tuple[tuple[str, int], ...]  # most common parent folders with their photo counts
+    first_taken: datetime | None  # capture date range of the photos that have one
+    last_taken: datetime | None
+    dated: int  # photos with a capture time
+    cameras: tuple[tuple[str, int], ...]  # most common cameras with their photo counts
+    name: str | None  # what the user called it
+
+    @property
+    def summary(self) -> str:
+        """One line: the user's name, else what the photos have in common."""
+        parts = [f"{self.size} photos"]
+        if self.folders:
+            folder, count = self.folders[0]
+            parts.append(f"{round(100 * count / self.size)}% in {Path(folder).name or folder}")
+        if self.first_taken is not None and self.last_taken is not None:
+            first, last = self.first_taken.date(), self.last_taken.date()
+            parts.append(str(first) if first == last else f"{first} to {last}")
+        if self.cameras:
+            parts.append(self.cameras[0][0])
+        text = ", ".join(parts)
+        return f"{self.name} ({text})" if self.name else text
+
+
+def describe_arrays(embeddings: np.ndarray, labels: np.ndarray, image_ids: np.ndarray,
+                    paths: Sequence[str], exif: Sequence[PhotoExif],
+                    names: dict[int, str] | None = None, per_cluster: int = 9
+                    ) -> list[ClusterDescription]:
+    """Descriptions of every cluster (label >= 0) of unit ``embeddings`` (N, D), largest
+    first; noise (-1) is not a cluster."""
+    names = names or {}
+    out = []
+    for c in np.unique(labels[labels >= 0]):
+        rows = np.flatnonzero(labels == c)
+        centre = embeddings[rows].mean(0)
+        central = rows[np.argsort(-(embeddings[rows] @ centre), kind="stable")[:per_cluster]]
+        folders = Counter(str(Path(paths[r]).parent) for r in rows).most_common(_TOP)
+        times = sorted(exif[r].taken for r in rows if exif[r].taken is not None)
+        cameras = Counter(exif[r].camera for r in rows if exif[r].camera).most_common(_TOP)
+        out.append(ClusterDescription(
+            int(c), len(rows), tuple(int(image_ids[r]) for r in central),
+            tuple(str(paths[r]) for r in central), tuple(folders),
+            times[0] if times else None, times[-1] if times else None, len(times),
+            tuple(cameras), names.get(int(c))))
+    out.sort(key=lambda d: (-d.size, d.cluster))
+    return out
+
+
+def describe_clusters(library: Library, per_cluster: int = 9) -> list[ClusterDescription]:
+    """Every cluster of the library's current run, largest first."""
+    run = library.current_run()
+    rows = {r.id: r for r in library.catalog.images()}
+    known = [rows[int(i)] for i in run.image_ids if int(i) in rows]
+    by_id = exif_for_images(library.catalog, known)
+    exif = [by_id.get(int(i), PhotoExif()) for i in run.image_ids]
+    return describe_arrays(run.embeddings, run.cluster, run.image_ids, list(map(str, run.paths)),
+                           exif, cluster_names(library, run.run_id), per_cluster)
+
+
+def _ensure_table(library: Library) -> None:
+    with library.catalog.transaction() as conn:
+        conn.execute(_SCHEMA)
+
+
+def cluster_names(library: Library, run_id: int) -> dict[int, str]:
+    """The names the user gave to clusters of run ``run_id``."""
+    _ensure_table(library)
+    rows = library.catalog.conn.execute(
+        "SELECT cluster, name FROM cluster_names WHERE run_id = ?", (run_id,))
+    return {int(c): name for c, name in rows}
+
+
+def set_cluster_name(library: Library, run_id: int, cluster: int, name: str | None) -> None:
+    """Name cluster ``cluster`` of run ``run_id``; an empty name or None removes the name."""
+    if cluster < 0:
+        raise ValueError("noise (-1) is not a cluster and cannot be named")
+    _ensure_table(library)
+    name = (name or "").strip()
+    with library.catalog.transaction() as conn:
+        if name:
+            conn.execute("INSERT OR REPLACE INTO cluster_names VALUES (?, ?, ?)",
+                         (run_id, cluster, name))
+        else:
+            conn.execute("DELETE FROM cluster_names WHERE run_id = ? AND cluster = ?",
+                         (run_id, cluster))

@@ -1,0 +1,215 @@
+"""Few-shot tags: the user tags a few photos, a linear probe on the frozen embeddings proposes
+the tag for the rest with a confidence, and the user accepts or rejects proposals in bulk.
+
+Tags live in the catalog (tables ``tags`` and ``photo_tags``). A photo's link to a tag has a
+source: 'user' (tagged by hand), 'accepted' (a proposal the user accepted) or 'rejected'
+(a proposal the user turned down: never proposed again, and a negative example for the
+probe).
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .catalog import Catalog
+from .library import Library
+from .selection import PhotoRef, run_rows
+
+SOURCES = ("user", "accepted", "rejected")
+POSITIVE_SOURCES = ("user", "accepted")
+# Measured on imagenette-dev with 5 tagged photos of one class (README, "Few-shot tags").
+DEFAULT_MIN_CONFIDENCE = 0.5
+PROBE_C = 0.1
+_BACKGROUND = 5000  # untagged photos sampled as the probe's "probably not" examples
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS tags (
+        id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, created_at REAL NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS photo_tags (
+        image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        tag_id INTEGER NOT NULL REFERENCES tags(id) ON DELETE CASCADE,
+        source TEXT NOT NULL CHECK (source IN ('user', 'accepted', 'rejected')),
+        tagged_at REAL NOT NULL,
+        PRIMARY KEY (image_id, tag_id))""",
+)
+
+
+@dataclass(frozen=True)
+class TagSummary:
+    name: str
+    user: int
+    accepted: int
+    rejected: int
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    image_id: int
+    path: str
+    confidence: float  # the probe's probability that the photo carries the tag
+
+
+def _ensure_tables(catalog: Catalog) -> None:
+    with catalog.transaction() as conn:
+        for statement in _SCHEMA:
+            conn.execute(statement)
+
+
+def _clean_name(name: str) -> str:
+    name = name.strip()
+    if not name:
+        raise ValueError("a tag name cannot be empty")
+    return name
+
+
+def _image_ids(library: Library, photos: Sequence[PhotoRef]) -> list[int]:
+    """Catalog ids of photos given by id or path; ValueError naming any unknown one."""
+    ids, unknown = [], []
+    known = {r.id for r in library.catalog.images()}
+    for photo in photos:
+        if isinstance(photo, (int, np.integer)):
+            found = int(photo) if int(photo) in known else None
+        else:
+            row = library.catalog.image_by_path(str(Path(photo).expanduser().resolve()))
+            found = row.id if row else None
+        if found is None:
+            unknown.append(str(photo))
+        elif found not in ids:
+            ids.append(found)
+    if unknown:
+        raise ValueError(f"not photos of this library: {', '.join(unknown)}")
+    return ids
+
+
+def set_tag(library: Library, name: str, photos: Sequence[PhotoRef],
+            source: str = "user") -> int:
+    """Link ``photos`` to tag ``name`` (created on first use) with ``source``, replacing any
+    earlier link of theirs to it. Returns how many photos were linked."""
+    if source not in SOURCES:
+        raise ValueError(f"unknown tag source {source!r}; choose one of {SOURCES}")
+    name = _clean_name(name)
+    ids = _image_ids(library, photos)
+    _ensure_tables(library.catalog)
+    now = time.time()
+    with library.catalog.transaction() as conn:
+        conn.execute("INSERT OR IGNORE INTO tags (name, created_at) VALUES (?, ?)", (name, now))
+        tag_id = conn.execute("SELECT id FROM tags WHERE name = ?", (name,)).fetchone()[0]
+        conn.executemany("INSERT OR REPLACE INTO photo_tags VALUES (?, ?, ?, ?)",
+                         [(i, tag_id, source, now) for i in ids])
+    return len(ids)
+
+
+def remove_tag(library: Library, name: str, photos: Sequence[PhotoRef]) -> int:
+    """Unlink ``photos`` from tag ``name`` whatever the source; returns how many were linked."""
+    ids = _image_ids(library, photos)
+    _ensure_tables(library.catalog)
+    with library.catalog.transaction() as conn:
+        cur = conn.executemany(
+            "DELETE FROM photo_tags WHERE image_id = ? AND tag_id = "
+            "(SELECT id FROM tags WHERE name = ?)", [(i, _clean_name(name)) for i in ids])
+        return cur.rowcount
+
+
+def tagged(library: Library, name: str, sources: Sequence[str] = POSITIVE_SOURCES
+           ) -> list[int]:
+    """Image ids linked to tag ``name`` with one of ``sources``, in id order."""
+    _ensure_tables(library.catalog)
+    marks = ",".join("?" * len(sources))
+    rows = library.catalog.conn.execute(
+        f"SELECT pt.image_id FROM photo_tags pt JOIN tags t ON t.id = pt.tag_id "
+        f"WHERE t.name = ? AND pt.source IN ({marks}) ORDER BY pt.image_id",
+        (_clean_name(name), *sources))
+    return [int(r[0]) for r in rows]
+
+
+def list_tags(library: Library) -> list[TagSummary]:
+    _ensure_tables(library.catalog)
+    rows = library.catalog.conn.execute(
+        "SELECT t.name, "
+        "SUM(pt.source = 'user'), SUM(pt.source = 'accepted'), SUM(pt.source = 'rejected') "
+        "FROM tags t LEFT JOIN photo_tags pt ON pt.tag_id = t.id GROUP BY t.id ORDER BY t.name")
+    return [TagSummary(name, int(u or 0), int(a or 0), int(r or 0)) for name, u, a, r in rows]
+
+
+def export_csv(library: Library, path: Path) -> int:
+    """Write every (path, tag, source) link, rejections included, to a CSV file; returns the
+    number of rows written."""
+    _ensure_tables(library.catalog)
+    rows = library.catalog.conn.execute(
+        "SELECT i.path, t.name, pt.source FROM photo_tags pt JOIN tags t ON t.id = pt.tag_id "
+        "JOIN images i ON i.id = pt.image_id ORDER BY t.name, i.path").fetchall()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "tag", "source"])
+        writer.writerows(rows)
+    tmp.replace(path)
+    return len(rows)
+
+
+def probe_scores(embeddings: np.ndarray, positive_rows: np.ndarray,
+                 negative_rows: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Probability of carrying the tag for every row of unit ``embeddings`` (N, D).
+
+    A logistic regression separates the positives from the explicit negatives plus a sample
+    of all other photos (most photos lack any given tag, so the rest stand in for negatives;
+    balanced class weights keep 5 positives from drowning among thousands)."""
+    n = len(embeddings)
+    positive_rows = np.asarray(positive_rows, np.int64)
+    negative_rows = np.asarray(negative_rows, np.int64)
+    if len(positive_rows) == 0:
+        raise ValueError("tag at least one photo first")
+    labelled = np.zeros(n, bool)
+    labelled[positive_rows] = True
+    labelled[negative_rows] = True
+    rest = np.flatnonzero(~labelled)
+    rng = np.random.default_rng(seed)
+    if len(rest) > _BACKGROUND:
+        rest = rng.choice(rest, _BACKGROUND, replace=False)
+    negatives = np.concatenate([negative_rows, rest])
+    if len(negatives) == 0:
+        return np.ones(n, np.float32)  # every photo is tagged
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.concatenate([embeddings[positive_rows], embeddings[negatives]])
+    y = np.concatenate([np.ones(len(positive_rows)), np.zeros(len(negatives))])
+    # Strong regularisation: with 5 positives in 1,280 dimensions a looser probe overfits
+    # (imagenette-dev, 5 shots: average precision 0.953 at C=0.1, 0.91 at C=1, 0.81 at C=10).
+    probe = LogisticRegression(C=PROBE_C, class_weight="balanced", max_iter=2000,
+                               random_state=seed)
+    probe.fit(x, y)
+    return probe.predict_proba(embeddings)[:, 1].astype(np.float32)
+
+
+def suggest(library: Library, name: str, min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+            seed: int = 0) -> list[Suggestion]:
+    """Photos of the current run not yet tagged (or rejected) with ``name`` whose probe
+    confidence is at least ``min_confidence``, most confident first."""
+    if not 0.0 <= min_confidence <= 1.0:
+        raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence}")
+    run = library.current_run()
+    positives = tagged(library, name)
+    if not positives:
+        raise ValueError(f"no photo is tagged {name!r} yet; tag a few with 'photoatlas tag'")
+    negatives = tagged(library, name, ("rejected",))
+    in_run = set(map(int, run.image_ids))
+    pos_rows = run_rows(run, [i for i in positives if i in in_run])
+    neg_rows = run_rows(run, [i for i in negatives if i in in_run])
+    if len(pos_rows) == 0:
+        raise ValueError(f"none of the photos tagged {name!r} is in the current index; "
+                         "run 'photoatlas index' again")
+    scores = probe_scores(run.embeddings, pos_rows, neg_rows, seed)
+    excluded = np.zeros(len(scores), bool)
+    excluded[pos_rows] = True
+    excluded[neg_rows] = True
+    order = np.argsort(-scores, kind="stable")
+    return [Suggestion(int(run.image_ids[r]), str(run.paths[r]), float(scores[r]))
+            for r in order if not excluded[r] and scores[r] >= min_confidence]

@@ -1,0 +1,42 @@
+"""A finished run without training, for tests of what is built on a run (duplicates, tags,
+query, cluster descriptions): real photos scanned and decoded by the library, embedded by the
+pretrained EfficientNet-Lite0 exactly as ``index`` embeds them when the check keeps the start.
+The map (UMAP) is skipped to keep tests fast; cluster labels are given by the test."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core.cache import CachedRows, decode_pending
+from core.embed import embed_pixels
+from core.library import ATLAS_NAME, CACHE_SIZE, Library, save_npz_atomic, write_json_atomic
+from core.model import build_model
+from core.scan import scan_folders
+
+
+def index_untrained(folder: Path, library_dir: Path,
+                    clusters: Callable[[list[str]], np.ndarray] | None = None) -> Path:
+    with Library(library_dir) as library:
+        catalog = library.catalog
+        scan_folders(catalog, [folder])
+        decode_pending(catalog, library.pixels, library.thumb_dir)
+        ok = catalog.images(status="ok")
+        pixels = CachedRows(library.pixels.array(), np.array([r.cache_row for r in ok]))
+        model = build_model("efficientnet_lite0", True, CACHE_SIZE)
+        embeddings = embed_pixels(model, pixels, CACHE_SIZE, torch.device("cpu"))
+        paths = [r.path for r in ok]
+        labels = (np.full(len(ok), -1, np.int64) if clusters is None
+                  else np.asarray(clusters(paths), np.int64))
+        run_id = catalog.start_run({"test": "untrained"})
+        run_dir = library.run_dir(run_id)
+        save_npz_atomic(run_dir / ATLAS_NAME, image_ids=np.array([r.id for r in ok], np.int64),
+                        paths=np.array(paths), cache_rows=pixels.rows, embeddings=embeddings,
+                        xy=np.zeros((len(ok), 2), np.float32), cluster=labels)
+        write_json_atomic(run_dir / "report.json", {"run": run_id})
+        catalog.finish_run(run_id, {"run": run_id})
+        catalog.set_meta("current_run", str(run_id))
+    return library_dir

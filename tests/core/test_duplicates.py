@@ -1,0 +1,179 @@
+"""Exact copies, near-duplicates and bursts on real photos and generated copies/EXIF."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _untrained_index import index_untrained
+from PIL import Image, ImageFilter
+
+from core.cli import main as cli_main
+from core.duplicates import DuplicateConfig, UnionFind, find_duplicates, pixel_match, sharpness
+from core.exif import PhotoExif, exif_for_images, read_exif
+from core.library import Library
+
+T0 = datetime(2024, 5, 1, 10, 0, 0)
+
+
+def _exif(taken: datetime, model: str = "X100V", make: str = "FUJIFILM",
+          subsec: str | None = None) -> bytes:
+    exif = Image.Exif()
+    exif[0x010F] = make
+    exif[0x0110] = model
+    sub = exif.get_ifd(0x8769)
+    sub[0x9003] = taken.strftime("%Y:%m:%d %H:%M:%S")
+    if subsec is not None:
+        sub[0x9291] = subsec
+    return exif.tobytes()
+
+
+def _crop(image: Image.Image, fraction: float, fx: float, fy: float) -> Image.Image:
+    w, h = image.size
+    cw, ch = round(w * fraction), round(h * fraction)
+    x, y = round((w - cw) * fx), round((h - ch) * fy)
+    return image.crop((x, y, x + cw, y + ch))
+
+
+@pytest.fixture(scope="module")
+def photos(photo_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("dup_photos")
+    tench = sorted((photo_dir / "n01440764").iterdir())
+    chutes = sorted((photo_dir / "n03888257").iterdir())
+    (root / "originals").mkdir()
+    (root / "copies").mkdir()
+    (root / "camera").mkdir()
+    named = {}
+    for name, src in {"a": tench[0], "b": tench[1], "c": chutes[0], "d": chutes[1]}.items():
+        named[name] = root / "originals" / src.name
+        shutil.copy(src, named[name])
+    # A copy that is cropped to 80 %, resized to half and re-encoded at quality 60.
+    original = Image.open(named["a"]).convert("RGB")
+    small = _crop(original, 0.8, 0.3, 0.6)
+    small = small.resize((small.width // 2, small.height // 2), Image.Resampling.LANCZOS)
+    named["a_copy"] = root / "copies" / "a_small.jpg"
+    small.save(named["a_copy"], quality=60)
+    named["b_copy"] = root / "copies" / "b_copy.JPEG"
+    shutil.copy(named["b"], named["b_copy"])
+    # Two shots 2 s apart from one camera (it moved a little), the same scene a day later.
+    scene = Image.open(tench[2]).convert("RGB")
+    named["shot1"] = root / "camera" / "DSCF0001.jpg"
+    _crop(scene, 0.9, 0.0, 0.0).save(named["shot1"], quality=92, exif=_exif(T0))
+    named["shot2"] = root / "camera" / "DSCF0002.jpg"
+    _crop(scene, 0.9, 0.5, 0.3).save(named["shot2"], quality=92,
+                                     exif=_exif(T0 + timedelta(seconds=2)))
+    named["next_day"] = root / "camera" / "DSCF0107.jpg"
+    _crop(scene, 0.9, 1.0, 1.0).save(named["next_day"], quality=92,
+                                     exif=_exif(T0 + timedelta(days=1)))
+    return named
+
+
+@pytest.fixture(scope="module")
+def library_dir(photos: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = photos["a"].parents[1]
+    return index_untrained(root, tmp_path_factory.mktemp("dup_lib") / "library")
+
+
+@pytest.fixture(scope="module")
+def groups(library_dir: Path) -> list:
+    with Library(library_dir, create=False) as library:
+        return find_duplicates(library).groups
+
+
+def _group_of(groups: list, path: Path, kind: str):
+    found = [g for g in groups if g.kind == kind and str(path) in {p.path for p in g.photos}]
+    assert len(found) <= 1
+    return found[0] if found else None
+
+
+def test_cropped_resized_reencoded_copy_joins_its_original(groups, photos) -> None:
+    group = _group_of(groups, photos["a"], "near_duplicate")
+    assert group is not None
+    assert {p.path for p in group.photos} == {str(photos["a"]), str(photos["a_copy"])}
+    # The original has more pixels and is suggested as the one to keep.
+    assert group.keep.path == str(photos["a"])
+    assert group.keep.width * group.keep.height > group.photos[1].width * group.photos[1].height
+
+
+def test_byte_identical_copy_is_an_exact_group(groups, photos) -> None:
+    group = _group_of(groups, photos["b"], "exact")
+    assert group is not None
+    assert {p.path for p in group.photos} == {str(photos["b"]), str(photos["b_copy"])}
+
+
+def test_distinct_photos_are_not_grouped(groups, photos) -> None:
+    grouped = {p.path for g in groups for p in g.photos}
+    assert str(photos["c"]) not in grouped and str(photos["d"]) not in grouped
+    a_group = _group_of(groups, photos["a"], "near_duplicate")
+    assert str(photos["b"]) not in {p.path for p in a_group.photos}
+
+
+def test_shots_seconds_apart_are_a_burst_and_the_next_day_is_not(groups, photos) -> None:
+    burst = _group_of(groups, photos["shot1"], "burst")
+    assert burst is not None
+    assert {p.path for p in burst.photos} == {str(photos["shot1"]), str(photos["shot2"])}
+    assert burst.keep.sharpness == max(p.sharpness for p in burst.photos)
+    assert burst.keep.camera == "FUJIFILM X100V"
+    # Same scene, same camera, a day later: neither a burst nor a copy of the shots.
+    assert not any(str(photos["next_day"]) in {p.path for p in g.photos} for g in groups)
+    assert {g.kind for g in groups} == {"exact", "near_duplicate", "burst"}
+
+
+def test_cli_lists_groups_and_never_touches_the_photos(library_dir, photos, capsys) -> None:
+    before = {name: p.read_bytes() for name, p in photos.items()}
+    assert cli_main(["duplicates", "--library", str(library_dir), "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert {g["kind"] for g in listed} == {"exact", "near_duplicate", "burst"}
+    assert all(g["keep"] == g["photos"][0]["path"] for g in listed)
+    assert cli_main(["duplicates", "--library", str(library_dir)]) == 0
+    assert "nothing was deleted" in capsys.readouterr().out
+    assert {name: p.read_bytes() for name, p in photos.items()} == before
+    assert cli_main(["duplicates", "--library", str(library_dir.parent / "nope")]) == 2
+
+
+def test_exif_reader_and_its_catalog_cache(library_dir, photos, tmp_path) -> None:
+    shot = read_exif(photos["shot2"])
+    assert shot == PhotoExif(T0 + timedelta(seconds=2), "FUJIFILM", "X100V")
+    assert read_exif(photos["a"]) == PhotoExif()
+    garbage = tmp_path / "garbage.jpg"
+    garbage.write_bytes(b"not a photo")
+    assert read_exif(garbage) == PhotoExif()  # a hint, never an error
+    subsec = tmp_path / "subsec.jpg"
+    Image.new("RGB", (8, 8)).save(subsec, exif=_exif(T0, "EOS R5", "Canon", subsec="25"))
+    assert read_exif(subsec).taken == T0.replace(microsecond=250000)
+    assert read_exif(subsec).camera == "Canon EOS R5"
+    with Library(library_dir, create=False) as library:
+        rows = library.catalog.images(status="ok")
+        first = exif_for_images(library.catalog, rows)
+        assert exif_for_images(library.catalog, rows) == first
+        cached = library.catalog.conn.execute("SELECT COUNT(*) FROM photo_exif").fetchone()[0]
+        assert cached == len(rows)
+
+
+def test_pixel_match_and_sharpness_on_real_pixels(photos) -> None:
+    a = np.asarray(Image.open(photos["a"]).convert("L"), np.float32)
+    b = np.asarray(Image.open(photos["b"]).convert("L"), np.float32)
+    crop = a[20:-30, 40:-10]
+    config = DuplicateConfig()
+    assert pixel_match(a, crop) >= config.pixel_match
+    assert pixel_match(crop, a) >= config.pixel_match  # symmetric
+    assert pixel_match(a, b) < config.pixel_match
+    rgb = Image.open(photos["a"]).convert("RGB").resize((224, 224))
+    blurred = rgb.filter(ImageFilter.GaussianBlur(2))
+    as_pixels = lambda im: np.asarray(im).transpose(2, 0, 1)  # noqa: E731
+    assert sharpness(as_pixels(blurred)) < sharpness(as_pixels(rgb)) / 2
+
+
+def test_union_find_and_config_validation() -> None:
+    uf = UnionFind(6)
+    for a, b in [(0, 1), (1, 2), (4, 5)]:
+        uf.union(a, b)
+    assert uf.groups() == [[0, 1, 2], [4, 5]]
+    with pytest.raises(ValueError, match="burst_gap_s"):
+        DuplicateConfig(burst_gap_s=0)
+    with pytest.raises(ValueError, match="pixel_match"):
+        DuplicateConfig(pixel_match=1.5)
