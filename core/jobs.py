@@ -67,3 +67,16 @@ class EtaClock:
         if done <= 0 or total <= 0:
             return None
         return self.elapsed() / done * max(0, total - done)
+
+
+def part_of(progress: ProgressCallback, stage: str, index: int, count: int, message: str,
+            clock: EtaClock) -> ProgressCallback:
+    """A callback reporting a sub-task's events as part ``index`` of ``count`` equal parts of
+    ``stage`` (one bar for a stage made of several steps), with the stage's ETA."""
+
+    def relay(event: Progress) -> None:
+        done = index * 1000 + round(1000 * event.fraction)
+        total = count * 1000
+        progress(Progress(stage, done, total, message, eta_s=clock.eta(done, total)))
+
+    return relay

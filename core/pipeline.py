@@ -20,7 +20,15 @@ from .cache import CachedRows, decode_pending
 from .catalog import Catalog
 from .config import MapConfig, TrainConfig
 from .embed import embed_pixels
-from .jobs import Cancelled, CancelToken, Progress, ProgressCallback, no_progress
+from .jobs import (
+    Cancelled,
+    CancelToken,
+    EtaClock,
+    Progress,
+    ProgressCallback,
+    no_progress,
+    part_of,
+)
 from .library import (
     ATLAS_NAME,
     CACHE_SIZE,
@@ -110,15 +118,22 @@ def index_library(
 
     check: dict = {}
     kept_model, kept_resolution = model, cfg.resolution
-    progress(Progress("check", 0, 1, "measuring the encoders"))
+    parts, clock = (3 if start_model is not None else 1), EtaClock()
+
+    def step(i: int, what: str) -> ProgressCallback:
+        return part_of(progress, "check", i, parts, what, clock)
+
     with timer.stage("check"):
-        after = measure(model, pixels, cfg.resolution, device, cfg.seed)
+        after = measure(model, pixels, cfg.resolution, device, cfg.seed, cancel=cancel,
+                        progress=step(0, "measuring the trained encoder"))
         check["after"] = after.to_dict()
         if start_model is not None:
-            before = measure(start_model, pixels, CACHE_SIZE, device, cfg.seed)
+            before = measure(start_model, pixels, CACHE_SIZE, device, cfg.seed, cancel=cancel,
+                             progress=step(1, "measuring the starting encoder"))
             check["before"] = before.to_dict()
             overlap = neighborhood_overlap(start_model, CACHE_SIZE, model, cfg.resolution,
-                                           pixels, device, cfg.seed)
+                                           pixels, device, cfg.seed, cancel=cancel,
+                                           progress=step(2, "comparing neighbourhoods"))
             check["overlap_with_start"] = overlap
             gained = after.neighbor_agreement >= before.neighbor_agreement + KEEP_MARGIN
             helped = gained and overlap >= MIN_OVERLAP

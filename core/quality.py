@@ -17,6 +17,7 @@ import torch
 
 from .augment import AugmentConfig, simclr_pair
 from .embed import embed_pixels
+from .jobs import CancelToken, EtaClock, Progress, ProgressCallback, no_progress, part_of
 from .model import SimCLRModel
 from .search import NeighborIndex
 from .train import autocast_dtype
@@ -39,19 +40,24 @@ class EmbeddingQuality:
 
 @torch.no_grad()
 def _embed_views(model: SimCLRModel, pixels: np.ndarray, resolution: int,
-                 device: torch.device, seed: int, batch_size: int = 64
+                 device: torch.device, seed: int, batch_size: int = 64,
+                 cancel: CancelToken | None = None, progress: ProgressCallback = no_progress,
                  ) -> tuple[np.ndarray, np.ndarray]:
+    cancel = cancel or CancelToken()
     gen = torch.Generator().manual_seed(seed)
     amp = autocast_dtype(device)
     model.to(device).eval()
     views_a, views_b = [], []
     for start in range(0, len(pixels), batch_size):
+        cancel.check()
         chunk = torch.from_numpy(np.ascontiguousarray(pixels[start:start + batch_size]))
         pair = simclr_pair(chunk.to(device), resolution, CHECK_AUGMENT, gen)
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
             a, b = model.embed(pair).cpu().numpy().astype(np.float32).reshape(2, len(chunk), -1)
         views_a.append(a)
         views_b.append(b)
+        done = start + len(chunk)
+        progress(Progress("check", done, len(pixels), f"{done}/{len(pixels)} photos"))
     return np.concatenate(views_a), np.concatenate(views_b)
 
 
@@ -84,22 +90,28 @@ def _sample(n: int, seed: int, max_photos: int) -> np.ndarray:
 
 
 def measure(model: SimCLRModel, pixels: np.ndarray, resolution: int, device: torch.device,
-            seed: int, max_photos: int = 600) -> EmbeddingQuality:
+            seed: int, max_photos: int = 600, cancel: CancelToken | None = None,
+            progress: ProgressCallback = no_progress) -> EmbeddingQuality:
     """Label-free quality of ``model`` at ``resolution`` on (a fixed sample of) ``pixels``."""
     rows = _sample(len(pixels), seed, max_photos)
-    a, b = _embed_views(model, pixels[rows], resolution, device, seed)
+    a, b = _embed_views(model, pixels[rows], resolution, device, seed, cancel=cancel,
+                        progress=progress)
     return EmbeddingQuality(neighbor_agreement(a, b), alignment(a, b), uniformity(a))
 
 
 def neighborhood_overlap(start: SimCLRModel, start_resolution: int, adapted: SimCLRModel,
                          adapted_resolution: int, pixels: np.ndarray, device: torch.device,
-                         seed: int, max_photos: int = 600) -> float:
+                         seed: int, max_photos: int = 600, cancel: CancelToken | None = None,
+                         progress: ProgressCallback = no_progress) -> float:
     """How much of each photo's 10-neighbourhood the adapted encoder keeps from the start
     (mean Jaccard, same sample as ``measure``). Training optimises augmentation agreement
     directly, so a rise in it can hide an encoder that replaced good neighbourhoods with
     worse ones; measured here, an encoder that lost 0.10 of k-NN accuracy kept 0.23 of its
     start's neighbourhoods, one that stayed level kept 0.63."""
     rows = _sample(len(pixels), seed, max_photos)
-    a = embed_pixels(start, pixels[rows], start_resolution, device)
-    b = embed_pixels(adapted, pixels[rows], adapted_resolution, device)
+    half = [part_of(progress, "check", i, 2, "", EtaClock()) for i in range(2)]
+    a = embed_pixels(start, pixels[rows], start_resolution, device, cancel=cancel,
+                     progress=half[0], stage="check")
+    b = embed_pixels(adapted, pixels[rows], adapted_resolution, device, cancel=cancel,
+                     progress=half[1], stage="check")
     return neighbor_agreement(a, b)

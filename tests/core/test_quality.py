@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
+import torch
 
-from core.quality import alignment, neighbor_agreement, uniformity
+from core.jobs import Cancelled, CancelToken, EtaClock, part_of
+from core.model import build_model
+from core.quality import alignment, measure, neighbor_agreement, uniformity
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -30,3 +34,19 @@ def test_alignment_and_uniformity():
     spread = uniformity(a)
     collapsed = uniformity(_unit(np.ones((300, 8)) + 1e-3 * rng.normal(size=(300, 8))))
     assert spread < collapsed <= 0.0  # lower is more uniform; a collapsed set scores ~0
+
+
+def test_the_check_reports_progress_in_parts_and_can_be_cancelled():
+    model = build_model("resnet18_half", pretrained=False, resolution=32)
+    pixels = np.random.default_rng(0).integers(0, 256, (80, 3, 32, 32), dtype=np.uint8)
+    events = []
+    measure(model, pixels, 32, torch.device("cpu"), seed=0,
+            progress=part_of(events.append, "check", 1, 3, "measuring", EtaClock()))
+    assert [e.stage for e in events] == ["check"] * len(events)
+    done = [e.done for e in events]
+    assert done == sorted(done) and done[0] > 1000 and done[-1] == 2000
+    assert all(e.total == 3000 for e in events)
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled):
+        measure(model, pixels, 32, torch.device("cpu"), seed=0, cancel=token)
