@@ -97,7 +97,7 @@ def iter_photo_files(root: Path, problems: ScanProblems) -> Iterator[tuple[str, 
             if is_dir:
                 stack.append(Path(entry.path))
                 continue
-            if os.path.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
+            if name[name.rfind("."):].lower() not in IMAGE_EXTENSIONS:
                 continue
             path = entry.path  # absolute: the walk starts from an absolute folder
             try:
@@ -130,14 +130,14 @@ def scan_folders(
             result.unreadable.append((str(folder), "not a folder or not reachable"))
             continue
         folder_id = catalog.add_folder(folder)
-        before = {row.path: row for row in catalog.images(folder_id=folder_id)}
+        before = catalog.file_states(folder_id)
         problems = ScanProblems()
         seen: set[str] = set()
         changed: list[tuple[str, int, int]] = []
         for path, size, mtime in iter_photo_files(folder, problems):
             seen.add(path)
             old = before.get(path)
-            if old is None or (old.size, old.mtime_ns) != (size, mtime) or old.status == "missing":
+            if old is None or old[1] != size or old[2] != mtime or old[3] == "missing":
                 changed.append((path, size, mtime))
             if len(seen) % 1000 == 0:
                 cancel.check()
@@ -146,7 +146,7 @@ def scan_folders(
         catalog.record_unreadable(folder_id, problems.files)
         catalog.set_folder_problems(folder, problems.folders)
         gone = set(before) - seen - {p for p, _ in problems.files}
-        missing = [before[p].id for p in gone if before[p].status != "missing"]
+        missing = [before[p][0] for p in gone if before[p][3] != "missing"]
         catalog.mark_missing(missing)
         result.new_or_changed += len(changed)
         result.missing += len(missing)
