@@ -187,6 +187,11 @@ class MainWindow(QMainWindow):
             "Keep the selected photos as examples of what the next query should avoid")
         self.tag_action = self._action("&Tag selection…", self.ask_tag_selection, "Ctrl+G",
                                        "Give the selected photos a tag")
+        self.compare_action = self._action(
+            "&Before / after training", self.toggle_other_map, "Ctrl+B",
+            "Show the map made by the encoder this run did not keep (the untrained start or "
+            "the trained one), to see what training changed")
+        self.compare_action.setCheckable(True)
         self.duplicates_action = self._action(
             "Find &duplicates and bursts", self.find_duplicates,
             tip="Group exact copies, near-duplicates and bursts, with a keeper suggested")
@@ -225,6 +230,7 @@ class MainWindow(QMainWindow):
         view_menu = self.menuBar().addMenu("&View")
         view_menu.addAction(self.fit_action)
         view_menu.addActions(self.mode_actions.actions())
+        view_menu.addAction(self.compare_action)
         color_menu = view_menu.addMenu("&Colour by")
         self.color_actions = QActionGroup(self)
         for mode in COLOR_MODES:
@@ -251,6 +257,7 @@ class MainWindow(QMainWindow):
         bar.addSeparator()
         bar.addActions(self.mode_actions.actions())
         bar.addAction(self.fit_action)
+        bar.addAction(self.compare_action)
         bar.addWidget(QLabel("  Colour by "))
         self.color_box = QComboBox()
         self.color_box.addItems([m.capitalize() for m in COLOR_MODES])
@@ -472,6 +479,8 @@ class MainWindow(QMainWindow):
         else:
             self.map.set_points(data.run.xy, self.session.colors(self.color_mode),
                                 data.run.image_ids, data.run.paths, self._labels())
+        self.map.caption = self._map_caption()
+        self.compare_action.setChecked(self.session.showing_other)
         self.clusters_panel.refresh()
         if data is not None and not self.training_panel.running:
             self.training_panel.show_last_run(data.run.report)
@@ -569,6 +578,42 @@ class MainWindow(QMainWindow):
             self.similar_panel.show_external(str(image), matches)
 
         return self.run_job(job, "similar", on_result=show)
+
+    # before / after ----------------------------------------------------------------------
+    def toggle_other_map(self, on: bool) -> Worker | None:
+        if not on:
+            self.session.show_other_map(None)
+            return None
+        root = self.session.root
+        if root is None or self.session.data is None:
+            self.compare_action.setChecked(False)
+            return None
+
+        def job(cancel: CancelToken, progress: ProgressCallback):
+            from core.compare import other_encoder_map
+
+            with Library(root, create=False) as library:
+                return other_encoder_map(library, cancel, progress)
+
+        worker = self.run_job(job, "compare", on_result=self._show_other_map)
+        worker.errored.connect(lambda *_: self.compare_action.setChecked(False))
+        worker.cancelled.connect(lambda: self.compare_action.setChecked(False))
+        return worker
+
+    def _show_other_map(self, other) -> None:
+        if self.compare_action.isChecked():
+            self.session.show_other_map(other)
+
+    def _map_caption(self) -> str:
+        data = self.session.data
+        if data is None:
+            return ""
+        kept = data.run.report.get("check", {}).get("kept", "adapted")
+        kept_name = "trained" if kept == "adapted" else "untrained (start)"
+        if self.session.showing_other:
+            other = "untrained (start)" if kept == "adapted" else "trained (not kept)"
+            return f"Map of the {other} encoder · Ctrl+B goes back"
+        return f"Map of the {kept_name} encoder (kept) · Ctrl+B compares"
 
     # query by examples, tags, duplicates -------------------------------------------------
     def set_unlike_examples(self) -> None:

@@ -113,6 +113,7 @@ class MapView(QWidget):
         self._cursor = QPoint()
         self._version = 0
         self.empty_text = "No map yet: add a photo folder and train."
+        self.caption = ""  # drawn in the top-left corner, e.g. which encoder made the map
 
     # data ---------------------------------------------------------------------------------
     def set_points(self, xy: np.ndarray, colors: np.ndarray, image_ids: np.ndarray,
@@ -263,6 +264,10 @@ class MapView(QWidget):
         if self.thumbnail_mode():
             self._draw_thumbnails(painter)
         self._draw_labels(painter)
+        if self.caption:
+            painter.setPen(QColor(200, 204, 210))
+            painter.drawText(QRect(10, 8, self.width() - 20, 24),
+                             Qt.AlignmentFlag.AlignLeft, self.caption)
         self._draw_drag(painter)
         self._draw_hover(painter)
 

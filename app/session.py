@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import colorsys
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from core.atlas import representatives
+from core.compare import OtherMap
 from core.library import Library, LibraryError, RunArtifacts
 from core.search import NeighborIndex
 
@@ -84,6 +85,8 @@ class Session(QObject):
         self.selection = np.zeros(0, np.int64)
         self.current = -1
         self.cluster_names: dict[int, str] = {}
+        self.showing_other = False  # the map of the encoder the run did not keep
+        self._kept_run: RunArtifacts | None = None
         self._index: NeighborIndex | None = None
 
     # library ------------------------------------------------------------------------------
@@ -108,16 +111,34 @@ class Session(QObject):
 
     def reload_map(self) -> None:
         """Load the library's current run (if any) and tell the views."""
-        self.data, self._index = None, None
-        self.selection, self.current = np.zeros(0, np.int64), -1
+        self.data, self._index, self._kept_run = None, None, None
+        self.showing_other = False
+        self.cluster_names = {}
         if self.library is not None:
             try:
-                run = self.library.current_run()
+                self._kept_run = self.library.current_run()
             except LibraryError:
-                run = None
-            if run is not None:
-                self.data = self._derive(run)
-                self.cluster_names = self._load_names(run.run_id)
+                pass
+            if self._kept_run is not None:
+                self.cluster_names = self._load_names(self._kept_run.run_id)
+        self._show(self._kept_run)
+
+    def show_other_map(self, other: OtherMap | None) -> None:
+        """Show the map of the encoder the run did not keep (None: back to the kept one).
+        Similar photos then come from that encoder too; cluster names belong to the kept
+        map and are not shown on the other."""
+        run = self._kept_run
+        if run is None:
+            return
+        self.showing_other = other is not None
+        if other is not None:
+            run = replace(run, embeddings=other.embeddings, xy=other.xy, cluster=other.cluster)
+        self._show(run)
+
+    def _show(self, run: RunArtifacts | None) -> None:
+        self.data = self._derive(run) if run is not None else None
+        self._index = None
+        self.selection, self.current = np.zeros(0, np.int64), -1
         self.map_changed.emit()
         self.selection_changed.emit()
         self.current_changed.emit(-1)
@@ -149,10 +170,12 @@ class Session(QObject):
         raise ValueError(f"unknown colour mode {mode!r}")
 
     def cluster_name(self, cluster: int) -> str:
+        if self.showing_other:
+            return f"Cluster {cluster + 1}"
         return self.cluster_names.get(cluster) or f"Cluster {cluster + 1}"
 
     def rename_cluster(self, cluster: int, name: str) -> None:
-        if self.data is None or self.library is None:
+        if self.data is None or self.library is None or self.showing_other:
             return
         name = name.strip()
         if name:

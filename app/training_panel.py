@@ -257,8 +257,16 @@ class TrainingPanel(QWidget):
                 f"Last run: {images['embedded']} photos embedded · "
                 f"{report.get('clusters', 0)} clusters · {training['epochs']} epochs at "
                 f"{training['images_per_s']:.0f} images/s")
-        verdict = report.get("check", {}).get("verdict")
-        self.verdict.setText(verdict[0].upper() + verdict[1:] if verdict else "")
+        check = report.get("check", {})
+        verdict = check.get("verdict")
+        text = verdict[0].upper() + verdict[1:] if verdict else ""
+        if "before" in check and "after" in check:
+            b, a = check["before"], check["after"]
+            text += (f"\nBefore → after: neighbour agreement {b['neighbor_agreement']:.3f} → "
+                     f"{a['neighbor_agreement']:.3f} (higher is better), alignment "
+                     f"{b['alignment']:.3f} → {a['alignment']:.3f}, uniformity "
+                     f"{b['uniformity']:.2f} → {a['uniformity']:.2f} (lower is better).")
+        self.verdict.setText(text)
 
     def run_finished(self, report: dict) -> None:
         self._running = False

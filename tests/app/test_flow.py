@@ -204,3 +204,22 @@ def test_rescan_places_new_photos_on_the_map(qtbot, tmp_path: Path, settings, fa
     assert "turned.jpg" in {Path(p).name for p in window.session.data.run.paths}
     failed = window.library_panel.failed
     assert failed.topLevelItemCount() == 1 and failed.topLevelItem(0).text(0) == "later.png"
+
+
+def test_before_after_toggle_shows_the_other_encoders_map(qtbot, tmp_path: Path, settings,
+                                                          family_photos, quick_config) -> None:
+    window = MainWindow(tmp_path / "library", [family_photos], settings=settings)
+    qtbot.addWidget(window)
+    wait_idle(qtbot, window)
+    window.start_training(quick_config)
+    qtbot.waitUntil(lambda: window.training is None, timeout=180_000)
+    kept_xy = window.map.xy.copy()
+    assert "trained encoder (kept)" in window.map.caption
+    window.compare_action.trigger()
+    wait_idle(qtbot, window)
+    assert window.session.showing_other and window.compare_action.isChecked()
+    assert "untrained" in window.map.caption
+    assert window.map.xy.shape == kept_xy.shape and not np.allclose(window.map.xy, kept_xy)
+    window.compare_action.trigger()
+    assert not window.session.showing_other
+    assert np.allclose(window.map.xy, kept_xy)
