@@ -56,7 +56,7 @@ class ClustersPanel(QWidget):
             for cluster, n in sorted(sizes.items(), key=lambda kv: -kv[1]):
                 item = QListWidgetItem(self.session.cluster_name(cluster))
                 item.setData(CLUSTER_ROLE, cluster)
-                item.setToolTip(f"{n} photos")
+                item.setToolTip(self.session.cluster_summary(cluster) or f"{n} photos")
                 item.setFlags(item.flags() | Qt.ItemFlag.ItemIsEditable)
                 item.setForeground(QColor.fromRgba(int(colors[cluster])).lighter(130))
                 self.list.addItem(item)
@@ -119,12 +119,17 @@ class ClustersPanel(QWidget):
         self.session.rename_cluster(cluster, name)
 
     def _update_names(self) -> None:
+        if self.session.data is None:
+            return
         self._filling = True
         for i in range(self.list.count()):
             item = self.list.item(i)
             cluster = item.data(CLUSTER_ROLE)
             if cluster != NOISE:
                 item.setText(self._label(cluster))
+                summary = self.session.cluster_summary(cluster)
+                if summary:
+                    item.setToolTip(summary)
         self._filling = False
 
     def _chosen(self) -> None:

@@ -485,6 +485,22 @@ class MainWindow(QMainWindow):
         if data is not None and not self.training_panel.running:
             self.training_panel.show_last_run(data.run.report)
         self._update_counts()
+        if data is not None and not self.session.showing_other:
+            self._describe_clusters(data.run.run_id)
+
+    def _describe_clusters(self, run_id: int) -> None:
+        """Folders, dates and cameras of each cluster, read off the GUI thread (the first
+        time it reads EXIF headers of every photo)."""
+        root = self.session.root
+
+        def job(cancel: CancelToken, progress: ProgressCallback):
+            from core.describe import describe_clusters
+
+            with Library(root, create=False) as library:
+                return describe_clusters(library, per_cluster=1)
+
+        self.run_job(job, "describe",
+                     on_result=lambda found: self.session.set_descriptions(run_id, found))
 
     def _labels(self) -> list[MapLabel]:
         data = self.session.data

@@ -8,7 +8,6 @@ product for "similar"); long work goes through app.worker.
 from __future__ import annotations
 
 import colorsys
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from PySide6.QtCore import QObject, Signal
 
 from core.atlas import representatives
 from core.compare import OtherMap
+from core.describe import ClusterDescription, cluster_names, set_cluster_name
 from core.library import Library, LibraryError, RunArtifacts
 from core.search import NeighborIndex
 
@@ -86,6 +86,7 @@ class Session(QObject):
         self.current = -1
         self.cluster_names: dict[int, str] = {}
         self.showing_other = False  # the map of the encoder the run did not keep
+        self.descriptions: dict[int, ClusterDescription] = {}
         self._kept_run: RunArtifacts | None = None
         self._index: NeighborIndex | None = None
 
@@ -113,14 +114,14 @@ class Session(QObject):
         """Load the library's current run (if any) and tell the views."""
         self.data, self._index, self._kept_run = None, None, None
         self.showing_other = False
-        self.cluster_names = {}
+        self.cluster_names, self.descriptions = {}, {}
         if self.library is not None:
             try:
                 self._kept_run = self.library.current_run()
             except LibraryError:
                 pass
             if self._kept_run is not None:
-                self.cluster_names = self._load_names(self._kept_run.run_id)
+                self.cluster_names = cluster_names(self.library, self._kept_run.run_id)
         self._show(self._kept_run)
 
     def show_other_map(self, other: OtherMap | None) -> None:
@@ -170,28 +171,35 @@ class Session(QObject):
         raise ValueError(f"unknown colour mode {mode!r}")
 
     def cluster_name(self, cluster: int) -> str:
+        """The user's name, else "Cluster N", with the folder most of its photos are in."""
         if self.showing_other:
             return f"Cluster {cluster + 1}"
-        return self.cluster_names.get(cluster) or f"Cluster {cluster + 1}"
+        if cluster in self.cluster_names:
+            return self.cluster_names[cluster]
+        described = self.descriptions.get(cluster)
+        if described is not None and described.folders:
+            folder, count = described.folders[0]
+            if count >= 0.5 * described.size:
+                return f"Cluster {cluster + 1} · {Path(folder).name}"
+        return f"Cluster {cluster + 1}"
+
+    def cluster_summary(self, cluster: int) -> str:
+        """What the catalog knows of a cluster: folders, dates, cameras (once described)."""
+        described = self.descriptions.get(cluster)
+        return described.summary if described is not None and not self.showing_other else ""
+
+    def set_descriptions(self, run_id: int, descriptions: list[ClusterDescription]) -> None:
+        if self._kept_run is None or run_id != self._kept_run.run_id:
+            return  # a description of a map that is no longer shown
+        self.descriptions = {d.cluster: d for d in descriptions}
+        self.names_changed.emit()
 
     def rename_cluster(self, cluster: int, name: str) -> None:
         if self.data is None or self.library is None or self.showing_other:
             return
-        name = name.strip()
-        if name:
-            self.cluster_names[cluster] = name
-        else:
-            self.cluster_names.pop(cluster, None)
-        self._save_names(self.data.run.run_id)
+        set_cluster_name(self.library, self.data.run.run_id, cluster, name)
+        self.cluster_names = cluster_names(self.library, self.data.run.run_id)
         self.names_changed.emit()
-
-    def _load_names(self, run_id: int) -> dict[int, str]:
-        stored = self.library.catalog.get_meta(f"cluster_names/{run_id}")
-        return {int(c): n for c, n in json.loads(stored).items()} if stored else {}
-
-    def _save_names(self, run_id: int) -> None:
-        self.library.catalog.set_meta(f"cluster_names/{run_id}",
-                                      json.dumps(self.cluster_names))
 
     # selection ----------------------------------------------------------------------------
     def select(self, rows: np.ndarray, mode: str = "replace") -> None:
