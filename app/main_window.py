@@ -365,6 +365,10 @@ class MainWindow(QMainWindow):
         root, folders = self.session.root, self.library_folders()
         if root is None or not folders:
             return None
+        if self._scanning():
+            self.statusBar().showMessage("A scan is already running; the next one (or the "
+                                         "next training) reads the new folders", 8000)
+            return None
         has_map = self.session.data is not None
 
         def job(cancel: CancelToken, progress: ProgressCallback) -> bool:
@@ -399,8 +403,15 @@ class MainWindow(QMainWindow):
             return
         self.start_training(cfg)
 
+    def _scanning(self) -> bool:
+        """Whether a scan of the library's folders is running (training scans too)."""
+        return self.training is not None or any(
+            w.name == "rescan" and w.is_running() for w in self.workers)
+
     def start_training(self, cfg: TrainConfig) -> Worker | None:
-        if self.training is not None:
+        if self._scanning():
+            self.show_error("Still reading your photos",
+                            "Training starts once the current scan has finished.")
             return None
         root, folders = self.session.root, self.library_folders()
         if root is None or not folders:
