@@ -40,6 +40,7 @@ from core.config import MapConfig, TrainConfig
 from core.jobs import CancelToken, Progress, ProgressCallback
 from core.library import Library, LibraryError, default_library_dir
 from core.organize import CopyReport, copy_photos, write_paths_csv
+from core.search import EXACT_LIMIT, NeighborIndex
 
 from .clusters_panel import ClustersPanel
 from .duplicates_panel import DuplicatesPanel
@@ -498,6 +499,17 @@ class MainWindow(QMainWindow):
         self._update_counts()
         if data is not None and not self.session.showing_other:
             self._describe_clusters(data.run.run_id)
+        if data is not None and data.count > EXACT_LIMIT:
+            self._build_index(data.run.embeddings)
+
+    def _build_index(self, embeddings: np.ndarray) -> None:
+        """An approximate neighbour index for a large map, built off the GUI thread."""
+
+        def job(cancel: CancelToken, progress: ProgressCallback) -> NeighborIndex:
+            return NeighborIndex(embeddings)
+
+        self.run_job(job, "indexing",
+                     on_result=lambda index: self.session.use_index(embeddings, index))
 
     def _describe_clusters(self, run_id: int) -> None:
         """Folders, dates and cameras of each cluster, read off the GUI thread (the first

@@ -229,10 +229,17 @@ class Session(QObject):
         if self.data is None:
             return []
         if self._index is None:
-            self._index = NeighborIndex(self.data.run.embeddings)
+            # Exact until the window hands over an approximate index built off the GUI
+            # thread (FAISS needs seconds to build on a large library).
+            self._index = NeighborIndex(self.data.run.embeddings, exact_limit=None)
         idx, scores = self._index.query(self.data.run.embeddings[row:row + 1], k + 1)
         pairs = [(int(i), float(s)) for i, s in zip(idx[0], scores[0], strict=True) if i != row]
         return pairs[:k]
+
+    def use_index(self, embeddings: np.ndarray, index: NeighborIndex) -> None:
+        """Answer "similar" with ``index`` from now on, if it indexes the map shown."""
+        if self.data is not None and embeddings is self.data.run.embeddings:
+            self._index = index
 
     def rows_of_paths(self, paths: list[str]) -> list[int]:
         if self.data is None:
