@@ -8,7 +8,6 @@ from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QLabel,
     QListWidget,
     QListWidgetItem,
     QVBoxLayout,
@@ -17,6 +16,7 @@ from PySide6.QtWidgets import (
 
 from .session import Session, palette
 from .thumbnails import ThumbnailStore
+from .widgets import hint_label
 
 CLUSTER_ROLE = Qt.ItemDataRole.UserRole + 1
 MOSAIC = 72  # px: a 2 x 2 mosaic of the most central photos
@@ -30,8 +30,7 @@ class ClustersPanel(QWidget):
         self.session = session
         self.thumbnails = thumbnails
         layout = QVBoxLayout(self)
-        self.hint = QLabel("Double-click a name to rename it.")
-        self.hint.setStyleSheet("color: #9aa0a6")
+        self.hint = hint_label("Double-click a name to rename it.")
         layout.addWidget(self.hint)
         self.list = QListWidget()
         self.list.setIconSize(QSize(MOSAIC, MOSAIC))

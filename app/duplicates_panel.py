@@ -8,7 +8,6 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QLabel,
     QPushButton,
     QTreeWidget,
     QTreeWidgetItem,
@@ -19,6 +18,7 @@ from PySide6.QtWidgets import (
 from core.duplicates import DuplicateReport
 
 from .session import Session
+from .widgets import hint_label
 
 KIND_NAMES = {"exact": "Exact copies", "near_duplicate": "Near-duplicates", "burst": "Burst"}
 PATHS_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -33,10 +33,8 @@ class DuplicatesPanel(QWidget):
         layout = QVBoxLayout(self)
         self.find_button = QPushButton("Find duplicates and bursts")
         layout.addWidget(self.find_button)
-        self.summary = QLabel("Groups of copies and bursts appear here, the suggested "
-                              "keeper first (★). Nothing is ever deleted.")
-        self.summary.setWordWrap(True)
-        self.summary.setStyleSheet("color: #9aa0a6")
+        self.summary = hint_label("Groups of copies and bursts appear here, the suggested "
+                                  "keeper first (★). Nothing is ever deleted.")
         layout.addWidget(self.summary)
         self.groups = QTreeWidget()
         self.groups.setHeaderLabels(["Group", "Photos"])

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from .session import Session
+from .widgets import hint_label
 
 
 def folder_state(counts: dict[str, int]) -> str:
@@ -36,9 +37,7 @@ class LibraryPanel(QWidget):
         super().__init__(parent)
         self.session = session
         layout = QVBoxLayout(self)
-        self.location = QLabel("")
-        self.location.setWordWrap(True)
-        self.location.setStyleSheet("color: #9aa0a6")
+        self.location = hint_label()
         layout.addWidget(self.location)
         self.folders = QTreeWidget()
         self.folders.setHeaderLabels(["Folder", "Photos", "Unreadable", "State"])

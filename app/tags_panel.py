@@ -20,6 +20,7 @@ from core.tags import DEFAULT_MIN_CONFIDENCE, Suggestion, list_tags, remove_tag,
 from .gallery import ROW_ROLE, PhotoGrid
 from .session import Session
 from .thumbnails import ThumbnailStore
+from .widgets import hint_label
 
 NAME_ROLE = Qt.ItemDataRole.UserRole + 1
 
@@ -59,9 +60,7 @@ class TagsPanel(QWidget):
         self.suggest_button.setToolTip("Propose this tag for similar photos")
         row.addWidget(self.suggest_button)
         layout.addLayout(row)
-        self.status = QLabel("Select photos on the map and tag a few of them.")
-        self.status.setWordWrap(True)
-        self.status.setStyleSheet("color: #9aa0a6")
+        self.status = hint_label("Select photos on the map and tag a few of them.")
         layout.addWidget(self.status)
         self.proposals = PhotoGrid(thumbnails)
         layout.addWidget(self.proposals, 1)

@@ -30,6 +30,8 @@ from core.config import TrainConfig
 from core.jobs import Progress
 from core.model import BACKBONES, PRETRAINED_BACKBONES
 
+from .widgets import hint_label
+
 # (label, training minutes): what a user picks without knowing anything about SimCLR.
 PRESETS = (("Quick", 5.0), ("Balanced", 15.0), ("Thorough", 45.0))
 STAGE_NAMES = {"scan": "Scanning folders", "decode": "Reading photos", "train": "Training",
@@ -151,9 +153,7 @@ class TrainingPanel(QWidget):
         self.bar.setRange(0, 1000)
         self.bar.setValue(0)
         self.bar.setTextVisible(False)
-        self.detail = QLabel("")
-        self.detail.setStyleSheet("color: #9aa0a6")
-        self.detail.setWordWrap(True)
+        self.detail = hint_label()
         layout.addWidget(self.stage)
         layout.addWidget(self.bar)
         layout.addWidget(self.detail)
