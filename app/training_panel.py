@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QButtonGroup,
     QComboBox,
@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QRadioButton,
     QSpinBox,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -92,10 +93,14 @@ class TrainingPanel(QWidget):
         self.preset_group.button(0).setChecked(True)
         layout.addWidget(presets)
 
-        self.advanced = QGroupBox("Advanced")
+        # "Advanced" is a disclosure button: its settings apply only while it is open.
+        self.advanced = QToolButton()
+        self.advanced.setText("Advanced settings")
         self.advanced.setCheckable(True)
-        self.advanced.setChecked(False)
-        form = QFormLayout(self.advanced)
+        self.advanced.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.advanced.setArrowType(Qt.ArrowType.RightArrow)
+        self.advanced_box = QGroupBox()
+        form = QFormLayout(self.advanced_box)
         self.backbone = QComboBox()
         self.backbone.addItems(BACKBONES)
         self.start_from = QComboBox()
@@ -133,6 +138,7 @@ class TrainingPanel(QWidget):
         self.advanced.toggled.connect(self._advanced_toggled)
         self._advanced_toggled(False)
         layout.addWidget(self.advanced)
+        layout.addWidget(self.advanced_box)
 
         buttons = QHBoxLayout()
         self.start_button = QPushButton("Start training")
@@ -179,8 +185,8 @@ class TrainingPanel(QWidget):
 
     # configuration ------------------------------------------------------------------------
     def _advanced_toggled(self, on: bool) -> None:
-        for child in self.advanced.findChildren(QWidget):
-            child.setVisible(on)
+        self.advanced_box.setVisible(on)
+        self.advanced.setArrowType(Qt.ArrowType.DownArrow if on else Qt.ArrowType.RightArrow)
 
     def _start_changed(self) -> None:
         scratch = self.start_from.currentIndex() == 1
