@@ -78,8 +78,11 @@ def bench_pyqtgraph(xy: np.ndarray, labels: np.ndarray, frames: int) -> tuple[fl
     box = plot.getViewBox()
     pan = time_frames(lambda i: box.translateBy(x=0.05 if i % 2 else -0.05), plot.grab,
                       frames)
-    zoom = time_frames(lambda i: box.scaleBy(x=1.05 if i % 2 else 1 / 1.05, y=1.05 if i % 2 else 1 / 1.05), plot.grab,
-                       frames)
+    def zoom_step(i: int) -> None:
+        factor = 1.05 if i % 2 else 1 / 1.05
+        box.scaleBy(x=factor, y=factor)
+
+    zoom = time_frames(zoom_step, plot.grab, frames)
     plot.close()
     return pan, zoom
 
