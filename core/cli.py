@@ -251,8 +251,12 @@ def _add_organize_commands(sub: argparse._SubParsersAction) -> None:
 def _duplicates(args: argparse.Namespace) -> int:
     from .duplicates import find_duplicates
 
+    progress = TqdmProgress()
     with Library(args.library, create=False) as library:
-        report = find_duplicates(library)
+        try:
+            report = find_duplicates(library, cancel=CancelToken(), progress=progress)
+        finally:
+            progress.close()
     if args.json:
         print(json.dumps([{"kind": g.kind, "keep": g.keep.path, "reason": g.reason,
                            "photos": [{"path": p.path, "width": p.width, "height": p.height,

@@ -6,7 +6,7 @@ Why two stages for near-duplicates: on imagenette-dev the embedding cosine of a 
 or 80 %-cropped copy to its original (5th percentile 0.79 / 0.82) overlaps that of distinct
 photos of the same kind (95th percentile 0.85, max 0.92: two golf balls on grass), so the
 embedding only nominates candidates and an aligned pixel comparison of the two thumbnails
-decides (README, "Duplicates and bursts", for the figures and the command).
+decides (README, "Duplicates, tags, query by examples, clusters", for figures and command).
 """
 
 from __future__ import annotations
@@ -28,12 +28,14 @@ from .library import Library, LibraryError
 from .search import NeighborIndex
 
 KINDS = ("exact", "near_duplicate", "burst")
-# Images are compared at this many px on their longer side: coarse for every candidate
-# pair, fine only for pairs the coarse pass finds close (coarse scores of true copies were
-# all >= 0.86 on imagenette-dev; the fine pass tells crops from look-alikes better).
+# Images are compared at this many px on their longer side: coarse grey levels for every
+# candidate pair, then, for pairs the coarse pass finds close, band-passed grey levels at the
+# fine size (without the band-pass, skies with a gradient and a speck matched each other).
 _COARSE_SIDE, _FINE_SIDE, _REFINE_FROM = 32, 48, 0.85
-# A copy may show this fraction of the original's width or height (cropped copies).
-_WINDOW_SCALES = tuple(round(1.0 - 0.05 * i, 2) for i in range(11))  # 1.0 ... 0.5
+_BAND_SIGMA = 4.0  # px at the fine size: the blur subtracted to drop gradients and haze
+# A copy may show this fraction of the original's width or height (cropped copies). Below
+# 0.7 a ball on grass matched another ball on other grass (imagenette-dev).
+_WINDOW_SCALES = tuple(round(1.0 - 0.05 * i, 2) for i in range(7))  # 1.0 ... 0.7
 _MIN_TEMPLATE = 8  # px: smaller windows carry too little to tell photos apart
 
 
@@ -42,7 +44,7 @@ class DuplicateConfig:
     """Thresholds, calibrated on imagenette-dev with EfficientNet-Lite0 embeddings."""
 
     candidate_similarity: float = 0.6  # embedding cosine for a pair to be compared at all
-    pixel_match: float = 0.95  # aligned grey-level correlation that makes it a copy
+    pixel_match: float = 0.87  # aligned band-passed correlation that makes it a copy
     burst_similarity: float = 0.75  # embedding cosine of two shots of one burst
     burst_gap_s: float = 3.0  # longest pause between consecutive shots of a burst
     neighbors: int = 5  # nearest neighbours examined per photo
@@ -179,21 +181,34 @@ def exact_pairs(catalog: Catalog, facts: Sequence[PhotoFacts],
 # ---- pixel comparison -----------------------------------------------------------------------
 
 def grey_thumbnail(path: str | Path, fallback: np.ndarray | None = None) -> np.ndarray:
-    """The whole photo as float32 grey (H, W) from its thumbnail file, else from ``fallback``
-    (3, S, S) uint8 cached pixels."""
+    """The whole photo in grey (H, W) uint8 (small: one per candidate photo is kept), its
+    longer side shrunk to the finest comparison size, from its thumbnail file, else from
+    ``fallback`` (3, S, S) uint8 pixels."""
     try:
         with Image.open(path) as image:
-            return np.asarray(image.convert("L"), np.float32)
+            grey = image.convert("L")
     except OSError:
         if fallback is None:
             raise
-        return fallback.astype(np.float32).mean(0)
+        grey = Image.fromarray(fallback.mean(0).astype(np.uint8), "L")
+    scale = 2 * _FINE_SIDE / max(grey.size)
+    if scale < 1:
+        grey = grey.resize((max(1, round(grey.width * scale)), max(1, round(grey.height * scale))),
+                           Image.Resampling.BOX)
+    return np.asarray(grey, np.uint8)
 
 
 def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
     resized = Image.fromarray(image.astype(np.float32), "F").resize(
         (width, height), Image.Resampling.BILINEAR, reducing_gap=None)
     return np.asarray(resized, np.float64)
+
+
+def _box_sums(image: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Sum of every h x w window of ``image`` (an integral image: one pass, any size)."""
+    table = np.zeros((image.shape[0] + 1, image.shape[1] + 1))
+    table[1:, 1:] = image.cumsum(0).cumsum(1)
+    return table[h:, w:] - table[:-h, w:] - table[h:, :-w] + table[:-h, :-w]
 
 
 def _best_correlation(big: np.ndarray, template: np.ndarray) -> float:
@@ -203,20 +218,29 @@ def _best_correlation(big: np.ndarray, template: np.ndarray) -> float:
     norm = np.linalg.norm(t)
     if norm < 1e-6:
         return -1.0  # a flat template matches nothing meaningfully
+    h, w = t.shape
+    sums = _box_sums(big, h, w)
+    spread = np.maximum(_box_sums(big * big, h, w) - sums * sums / t.size, 1e-6)
     windows = np.lib.stride_tricks.sliding_window_view(big, t.shape)
-    n = t.size
-    sums = windows.sum((2, 3))
-    spread = np.maximum(np.einsum("ijkl,ijkl->ij", windows, windows) - sums * sums / n, 1e-6)
     return float((np.einsum("ijkl,kl->ij", windows, t / norm) / np.sqrt(spread)).max())
 
 
-def _contained_match(big: np.ndarray, small: np.ndarray, side: int) -> float:
+def _band_pass(image: np.ndarray) -> np.ndarray:
+    from scipy.ndimage import gaussian_filter
+
+    return image - gaussian_filter(image, _BAND_SIGMA, mode="reflect")
+
+
+def _contained_match(big: np.ndarray, small: np.ndarray, side: int, band_pass: bool) -> float:
     """Best correlation of ``small``, shrunk to a fraction of ``big``, with a window of
     ``big`` seen at ``side`` px: a crop (or the whole, resized) of ``big`` scores near 1."""
+    big, small = big.astype(np.float64), small.astype(np.float64)
     h, w = big.shape
     scale = side / max(h, w)
     bh, bw = max(1, round(h * scale)), max(1, round(w * scale))
     big_r = _resize(big, bh, bw)
+    if band_pass:
+        big_r = _band_pass(big_r)
     aspect = small.shape[1] / small.shape[0]
     best = -1.0
     for fraction in _WINDOW_SCALES:
@@ -228,17 +252,23 @@ def _contained_match(big: np.ndarray, small: np.ndarray, side: int) -> float:
         th, tw = round(th), round(tw)
         if th < _MIN_TEMPLATE or tw < _MIN_TEMPLATE or th > bh or tw > bw:
             continue
-        best = max(best, _best_correlation(big_r, _resize(small, th, tw)))
+        template = _resize(small, th, tw)
+        best = max(best, _best_correlation(big_r, _band_pass(template) if band_pass
+                                           else template))
     return best
 
 
 def pixel_match(a: np.ndarray, b: np.ndarray) -> float:
-    """How well one grey image (H, W) is a resized, re-encoded or cropped copy of the other:
-    the best zero-mean correlation in [-1, 1] over windows of either one."""
-    coarse = max(_contained_match(a, b, _COARSE_SIDE), _contained_match(b, a, _COARSE_SIDE))
+    """How well one grey image (H, W) is a resized, re-encoded or cropped (to at least 70 %
+    of each side) copy of the other: the best zero-mean correlation in [-1, 1] over windows
+    of either one (coarse grey levels first; band-passed at the fine size for pairs scoring
+    at least 0.85 there)."""
+    coarse = max(_contained_match(a, b, _COARSE_SIDE, False),
+                 _contained_match(b, a, _COARSE_SIDE, False))
     if coarse < _REFINE_FROM:
         return coarse
-    return max(_contained_match(a, b, _FINE_SIDE), _contained_match(b, a, _FINE_SIDE))
+    return max(_contained_match(a, b, _FINE_SIDE, True),
+               _contained_match(b, a, _FINE_SIDE, True))
 
 
 def sharpness(pixels: np.ndarray) -> float:
@@ -251,29 +281,23 @@ def sharpness(pixels: np.ndarray) -> float:
 
 # ---- grouping -------------------------------------------------------------------------------
 
-def _keeper_order(kind: str, photos: list[PhotoFacts]) -> tuple[list[PhotoFacts], str]:
+def _group(kind: str, photos: list[PhotoFacts]) -> DuplicateGroup:
+    """The group with its suggested keeper first."""
     if kind == "burst":
         # Shots of one moment at the same settings: the sharpest is the best.
         ranked = sorted(photos, key=lambda p: (-p.sharpness, -p.width * p.height,
                                                -p.file_size, p.path))
-        return ranked, "sharpest shot"
+        return DuplicateGroup(kind, tuple(ranked), "sharpest shot")
     if kind == "exact":
         ranked = sorted(photos, key=lambda p: (len(p.path), p.path))
-        return ranked, "identical files; the shortest path"
+        return DuplicateGroup(kind, tuple(ranked), "identical files; the shortest path")
     # Copies of one photo: more pixels, then less compression (bigger file), then sharpness
     # (a JPEG re-encoded harder adds edges that raise the Laplacian, so it comes last).
     ranked = sorted(photos, key=lambda p: (-p.width * p.height, -p.file_size, -p.sharpness,
                                            p.path))
     best = ranked[0]
-    return ranked, f"largest ({best.width}x{best.height}, {best.file_size} bytes)"
-
-
-def group_photos(kind: str, uf: UnionFind, facts: Sequence[PhotoFacts]) -> list[DuplicateGroup]:
-    out = []
-    for members in uf.groups():
-        ranked, reason = _keeper_order(kind, [facts[m] for m in members])
-        out.append(DuplicateGroup(kind, tuple(ranked), reason))
-    return out
+    return DuplicateGroup(kind, tuple(ranked),
+                          f"largest ({best.width}x{best.height}, {best.file_size} bytes)")
 
 
 def _different_moments(a: PhotoExif, b: PhotoExif) -> bool:
@@ -297,13 +321,11 @@ def find_duplicates_in(
     n = len(facts)
     if not len(embeddings) == len(exif) == n:
         raise ValueError("facts, embeddings and exif must have one row per photo")
-    progress(Progress("duplicates", 0, 3, "exact copies"))
     exact, copies = UnionFind(n), UnionFind(n)
     for a, b in exact_pairs(catalog, facts, cancel):
         exact.union(a, b)
         copies.union(a, b)
 
-    progress(Progress("duplicates", 1, 3, "near-duplicates"))
     greys: dict[int, np.ndarray] = {}
     compared = 0
     if n > 1:
@@ -311,6 +333,8 @@ def find_duplicates_in(
                                                     exclude_self=True)
         for a in range(n):
             cancel.check()
+            if a % 100 == 0:
+                progress(Progress("duplicates", a, n, f"{compared} pairs compared"))
             for b, s in zip(idx[a].tolist(), sims[a].tolist(), strict=True):
                 if s < config.candidate_similarity or copies.find(a) == copies.find(b):
                     continue
@@ -323,7 +347,6 @@ def find_duplicates_in(
                 if pixel_match(greys[a], greys[b]) >= config.pixel_match:
                     copies.union(a, b)
 
-    progress(Progress("duplicates", 2, 3, "bursts"))
     bursts = UnionFind(n)
     by_camera: dict[str, list[int]] = defaultdict(list)
     for row, e in enumerate(exif):
@@ -338,14 +361,13 @@ def find_duplicates_in(
             if float(embeddings[a] @ embeddings[b]) >= config.burst_similarity:
                 bursts.union(a, b)
 
-    groups = group_photos("burst", bursts, facts)
+    progress(Progress("duplicates", n, n, f"{compared} pairs compared"))
+    groups = [_group("burst", [facts[m] for m in members]) for members in bursts.groups()]
     for members in copies.groups():
-        kind = "exact" if all(exact.find(m) == exact.find(members[0]) for m in members) \
-            else "near_duplicate"
-        ranked, reason = _keeper_order(kind, [facts[m] for m in members])
-        groups.append(DuplicateGroup(kind, tuple(ranked), reason))
+        same_bytes = all(exact.find(m) == exact.find(members[0]) for m in members)
+        groups.append(_group("exact" if same_bytes else "near_duplicate",
+                             [facts[m] for m in members]))
     groups.sort(key=lambda g: (KINDS.index(g.kind), -len(g.photos), g.photos[0].path))
-    progress(Progress("duplicates", 3, 3, f"{len(groups)} groups"))
     return DuplicateReport(groups, n, compared)
 
 

@@ -15,6 +15,7 @@ from PIL import Image, ImageFilter
 from core.cli import main as cli_main
 from core.duplicates import DuplicateConfig, UnionFind, find_duplicates, pixel_match, sharpness
 from core.exif import PhotoExif, exif_for_images, read_exif
+from core.jobs import Cancelled, CancelToken, Progress
 from core.library import Library
 
 T0 = datetime(2024, 5, 1, 10, 0, 0)
@@ -177,3 +178,14 @@ def test_union_find_and_config_validation() -> None:
         DuplicateConfig(burst_gap_s=0)
     with pytest.raises(ValueError, match="pixel_match"):
         DuplicateConfig(pixel_match=1.5)
+
+
+def test_progress_and_cancel(library_dir) -> None:
+    events: list[Progress] = []
+    with Library(library_dir, create=False) as library:
+        find_duplicates(library, progress=events.append)
+        token = CancelToken()
+        token.cancel()
+        with pytest.raises(Cancelled):
+            find_duplicates(library, cancel=token)
+    assert events and events[-1].done == events[-1].total == 9
