@@ -68,6 +68,9 @@ class _Runner(QObject):
             self.returned.emit(result)
         finally:
             self.finished.emit()
+            # End the thread from inside: were it left to the GUI thread, a GUI thread
+            # blocked in Worker.wait() (closing the window) could never let it end.
+            self.thread().quit()
 
 
 class Worker(QObject):
@@ -137,5 +140,4 @@ class Worker(QObject):
 
     @Slot()
     def _finished(self) -> None:
-        self.thread.quit()
         self.finished.emit()

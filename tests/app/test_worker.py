@@ -1,0 +1,70 @@
+"""The worker pattern: results, errors and cancellation reach the GUI thread as signals."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from app.worker import Worker
+from core.jobs import Progress
+
+
+def run(qtbot, job) -> dict:
+    seen: dict = {"progress": [], "threads": set()}
+    worker = Worker(job, "test")
+    worker.progress.connect(lambda e: seen["progress"].append(e.done))
+    worker.returned.connect(lambda r: seen.update(result=r))
+    worker.errored.connect(lambda message, details: seen.update(error=message))
+    worker.cancelled.connect(lambda: seen.update(cancelled=True))
+    for signal in (worker.progress, worker.returned, worker.errored, worker.finished):
+        signal.connect(lambda *_: seen["threads"].add(threading.get_ident()))
+    with qtbot.waitSignal(worker.finished, timeout=10_000):
+        worker.start()
+    assert worker.wait(5_000)
+    return seen
+
+
+def test_result_and_progress_arrive_on_the_gui_thread(qtbot) -> None:
+    def job(cancel, progress):
+        for i in range(3):
+            progress(Progress("work", i + 1, 3))
+        return 42
+
+    seen = run(qtbot, job)
+    assert seen["result"] == 42 and seen["progress"][-1] == 3
+    assert seen["threads"] == {threading.get_ident()}
+
+
+@pytest.mark.parametrize("exc, text", [(ValueError("bad folder"), "bad folder"),
+                                       (KeyError("x"), "Unexpected error (KeyError)")])
+def test_errors_become_readable_messages(qtbot, exc, text) -> None:
+    def job(cancel, progress):
+        raise exc
+
+    assert text in run(qtbot, job)["error"]
+
+
+def test_cancel_stops_a_cooperative_job(qtbot) -> None:
+    def job(cancel, progress):
+        while True:
+            cancel.check()
+            time.sleep(0.01)
+
+    worker = Worker(job, "loop")
+    got = []
+    worker.cancelled.connect(lambda: got.append("cancelled"))
+    worker.start()
+    time.sleep(0.05)
+    with qtbot.waitSignal(worker.finished, timeout=5_000):
+        worker.cancel()
+    assert got == ["cancelled"] and worker.wait(5_000)
+
+
+def test_wait_from_the_gui_thread_does_not_hang(qtbot) -> None:
+    worker = Worker(lambda cancel, progress: 1, "quick")
+    worker.start()
+    started = time.monotonic()
+    assert worker.wait(10_000)  # the GUI thread blocks here without processing events
+    assert time.monotonic() - started < 5
