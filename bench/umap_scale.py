@@ -1,16 +1,16 @@
 """UMAP layout time and map quality at scale, on generated clustered 512-D embeddings.
 
     python bench/umap_scale.py --variant atlas --sizes 10000 100000
-    python bench/umap_scale.py --variant umap-default --sizes 10000 100000
+    python bench/umap_scale.py --variant ivf-knn --sizes 10000 100000
 
 Run one variant per process: numba compiles umap-learn's functions once per process, so a
-warm-up layout of 5,000 points (not timed) comes first. "umap-default" is umap-learn's own
-neighbour search (NN-descent) with the options the map used before; "atlas" is
-core.atlas.layout as it is now. Quality: kNN preservation (the share of a sampled point's 10
-nearest neighbours in the embedding space, exact cosine, that are among its 10 nearest on
-the map), cluster agreement (the share of its 10 map neighbours from its own generated
-cluster) and, up to 10,000 points, sklearn's trustworthiness (k=10). One JSON line per size,
-with seconds and the process's peak memory.
+warm-up layout of 5,000 points (not timed) comes first. "atlas" is core.atlas.layout,
+the map's UMAP (umap-learn's own NN-descent neighbour search); "ivf-knn" hands UMAP a
+neighbour graph from core.search (FAISS IVF, 8 cells probed) instead. Quality: kNN
+preservation (the share of a sampled point's 10 nearest neighbours in the embedding space,
+exact cosine, that are among its 10 nearest on the map), cluster agreement (the share of
+its 10 map neighbours from its own generated cluster) and, up to 10,000 points, sklearn's
+trustworthiness (k=10). One JSON line per size, with seconds and the process's peak memory.
 """
 
 from __future__ import annotations
@@ -33,18 +33,29 @@ from core.config import MapConfig  # noqa: E402
 from core.search import NeighborIndex  # noqa: E402
 
 
-def umap_default(embeddings: np.ndarray, cfg: MapConfig) -> np.ndarray:
-    """The layout the map used before precomputed neighbours (umap-learn's NN-descent)."""
+def neighbour_graph(embeddings: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's k nearest rows, itself first, as umap-learn's precomputed_knn expects:
+    (indices (N, k), cosine distances (N, k))."""
+    index = NeighborIndex(embeddings, nprobe=8)
+    ids, sims = index.query(embeddings, k - 1, exclude_self=True)
+    rows = np.arange(len(embeddings))[:, None]
+    return (np.hstack([rows, ids]).astype(np.int64),
+            np.hstack([np.zeros_like(rows, np.float32), 1 - sims]).astype(np.float32))
+
+
+def ivf_knn(embeddings: np.ndarray, cfg: MapConfig) -> np.ndarray:
+    """The map's UMAP settings with a neighbour graph from core.search."""
     import umap
 
     reducer = umap.UMAP(n_neighbors=cfg.n_neighbors, min_dist=cfg.min_dist, metric="cosine",
-                        random_state=cfg.seed, init="spectral")
+                        random_state=cfg.seed, init="spectral",
+                        precomputed_knn=(*neighbour_graph(embeddings, cfg.n_neighbors), None))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return reducer.fit_transform(embeddings).astype(np.float32)
 
 
-VARIANTS = {"umap-default": umap_default, "atlas": layout}
+VARIANTS = {"atlas": layout, "ivf-knn": ivf_knn}
 
 
 def cluster_agreement(xy: np.ndarray, cluster: np.ndarray, k: int = 10) -> float:

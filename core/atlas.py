@@ -9,10 +9,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import MapConfig
-from .search import NeighborIndex
-
-# umap-learn computes all pairwise distances below this many points (its own cut-off).
-_UMAP_SMALL_DATA = 4096
 
 
 @dataclass(frozen=True)
@@ -27,34 +23,17 @@ def default_min_cluster_size(n: int) -> int:
     return max(5, round(math.sqrt(n) / 2))
 
 
-def neighbour_graph(embeddings: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's ``k`` nearest rows, itself first, as umap-learn expects them: (indices
-    (N, k), cosine distances (N, k)), from core.search (FAISS above its exact limit)."""
-    ids, sims = NeighborIndex(embeddings).query(embeddings, k - 1, exclude_self=True)
-    rows = np.arange(len(embeddings))[:, None]
-    dists = np.clip(1.0 - sims, 0.0, 2.0)
-    return (np.hstack([rows, ids]).astype(np.int64),
-            np.hstack([np.zeros_like(rows, np.float32), dists]).astype(np.float32))
-
-
 def layout(embeddings: np.ndarray, cfg: MapConfig) -> np.ndarray:
-    """UMAP of unit-norm embeddings (N, D) to (N, 2) float32 (cosine metric).
-
-    From 4,096 points on, the neighbour graph comes from core.search instead of umap-learn's
-    NN-descent: 6x faster at 100,000 points with the same map quality (bench/umap_scale.py,
-    README "Search at scale").
-    """
+    """UMAP of unit-norm embeddings (N, D) to (N, 2) float32 (cosine metric)."""
     n = len(embeddings)
     if n < 4:
         # Too few points for a neighbour graph: spread them on a line, in input order.
         return np.stack([np.arange(n, dtype=np.float32), np.zeros(n, np.float32)], 1)
     import umap
 
-    k = min(cfg.n_neighbors, n - 1)
-    knn = (*neighbour_graph(embeddings, k), None) if n >= _UMAP_SMALL_DATA else (None,) * 3
-    reducer = umap.UMAP(n_neighbors=k, min_dist=cfg.min_dist, metric="cosine",
-                        random_state=cfg.seed, init="spectral" if n > 10 else "random",
-                        precomputed_knn=knn)
+    reducer = umap.UMAP(n_neighbors=min(cfg.n_neighbors, n - 1), min_dist=cfg.min_dist,
+                        metric="cosine", random_state=cfg.seed, init="spectral" if n > 10
+                        else "random")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # n_jobs / spectral-init chatter from umap-learn
         return reducer.fit_transform(embeddings).astype(np.float32)

@@ -137,7 +137,9 @@ def _index(args: argparse.Namespace) -> int:
             finally:
                 progress.close()
     _write_report(args.report, report)
-    images, training = report["images"], report["training"]
+    images = report["images"]
+    # Under torchrun the pipeline resumes a finished training: its figures are the processes'.
+    training = report.get("distributed", report["training"])
     print(f"{images['embedded']} photos embedded, {images['failed']} could not be read; "
           f"{report['clusters']} clusters; device {report['device']}; "
           f"{training['epochs']} epochs at {training['images_per_s']} images/s")

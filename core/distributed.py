@@ -97,6 +97,7 @@ def index_distributed(
     finally:
         library.close()
     report["distributed"] = {"processes": world, "steps": result.steps,
+                             "epochs": round(result.epochs, 3),
                              "seconds": round(result.seconds, 2),
                              "images_per_s": round(result.images_per_s, 2),
                              "cancelled": result.cancelled}

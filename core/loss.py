@@ -20,14 +20,30 @@ def _check_finite(name: str, tensor: torch.Tensor) -> None:
         raise ValueError(f"{name} contains NaN or infinite values")
 
 
+class _GatherWithGrad(torch.autograd.Function):
+    """all_gather whose backward hands each process the gradient of every process's loss
+    with respect to its own rows (an all_reduce of the gathered gradient, then its slice)."""
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor) -> torch.Tensor:
+        parts = [torch.empty_like(z) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, z.contiguous())
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        n = grad.shape[0] // dist.get_world_size()
+        return grad[dist.get_rank() * n:(dist.get_rank() + 1) * n]
+
+
 def gather_with_grad(z: torch.Tensor) -> torch.Tensor:
     """All processes' rows of ``z`` (N, D) stacked in rank order (world*N, D), keeping the
     gradient path to every process's rows; ``z`` itself when not running distributed."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return z
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(z))
+    return _GatherWithGrad.apply(z)
 
 
 class NTXentLoss(nn.Module):

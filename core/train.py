@@ -139,14 +139,12 @@ def train(
     if world > 1 and cfg.objective != "ntxent":
         raise ValueError("distributed training supports the ntxent objective only")
     if len(pixels) < 2 * world:
-        raise ValueError(f"training needs at least 2 photos per process, got {len(pixels)} "
-                         f"for {world}")
+        raise ValueError(f"training needs at least {2 * world} photos"
+                         f"{f' for {world} processes' if world > 1 else ''}, got {len(pixels)}")
     # Equal shards, so every process takes the same number of steps per epoch.
     shard = np.arange(rank, len(pixels), world)[:len(pixels) // world]
     n = len(shard)
     batch = max(1, min(cfg.batch_size, len(pixels)) // world)
-    if batch * world < 2:
-        raise ValueError("the global batch needs at least 2 photos")
     steps_per_epoch = max(1, n // batch)
     total_steps = None if cfg.epochs is None else cfg.epochs * steps_per_epoch
     budget_s = None if cfg.minutes is None else cfg.minutes * 60.0

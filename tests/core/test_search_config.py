@@ -108,6 +108,9 @@ def test_knn_accuracy_random_labels_near_chance():
     (dict(minutes=-1.0), "minutes"),
     (dict(epochs=-1), "epochs"),
     (dict(freeze_stages=-1), "freeze"),
+    (dict(hard_negative_beta=-0.5), "hard_negative_beta"),
+    (dict(hard_negative_beta=float("nan")), "hard_negative_beta"),
+    (dict(hard_negative_beta=0.5, objective="triplet"), "ntxent"),
 ])
 def test_train_config_validation(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -181,3 +184,12 @@ def test_lr_factor_monotone_without_warmup():
     assert values[-1] == pytest.approx(0.0, abs=1e-12)
     assert all(a >= b for a, b in zip(values, values[1:], strict=False))
     assert all(0.0 <= v <= 1.0 for v in values)
+
+
+def test_hard_negative_beta_reaches_the_cli_config():
+    from core.cli import build_parser
+
+    args = build_parser().parse_args(["index", "photos", "--hard-negative-beta", "0.5"])
+    assert args.hard_negative_beta == 0.5
+    default = build_parser().parse_args(["index", "photos"])
+    assert default.hard_negative_beta == TrainConfig().hard_negative_beta

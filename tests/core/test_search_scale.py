@@ -106,16 +106,3 @@ def test_ivf_cells_grow_with_size():
     assert ivf_cells(1000) == 1000 // 39  # FAISS wants about 39 training rows per cell
     assert ivf_cells(10) == 1
 
-
-def test_umap_neighbour_graph_lists_self_first_then_exact_neighbours(data):
-    from core.atlas import neighbour_graph
-
-    indices, dists = neighbour_graph(data[:500], 6)
-    assert indices.shape == dists.shape == (500, 6)
-    assert indices.dtype == np.int64 and dists.dtype == np.float32
-    np.testing.assert_array_equal(indices[:, 0], np.arange(500))
-    assert (dists[:, 0] == 0).all() and (np.diff(dists, axis=1) >= -1e-6).all()
-    exact_ids, exact_sims = NeighborIndex(data[:500], exact_limit=None).query(
-        data[:500], 5, exclude_self=True)
-    np.testing.assert_array_equal(indices[:, 1:], exact_ids)
-    np.testing.assert_allclose(dists[:, 1:], 1 - exact_sims, atol=1e-6)
