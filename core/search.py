@@ -8,9 +8,9 @@ import math
 import numpy as np
 import torch
 
-# Above this many rows the index is approximate: on the shared 2-core CPU one exact query of
-# 512-D rows took 6.9 ms at 20,000 rows and 13.7 ms at 100,000, an IVF query 0.3 ms at
-# 100,000 (bench/search_scale.py, README "Search at scale").
+# Above this many rows the index is approximate: one exact query reads every 512-D row, 2.6 ms
+# at 20,000 rows and 13.7 ms at 100,000 on a quiet 2-core CPU, where an IVF query took 0.3 ms
+# at 100,000 (bench/search_scale.py, README "Search at scale").
 EXACT_LIMIT = 20_000
 # Cells probed per query: recall@10 0.99 at 100,000 and 0.9999 at 1M clustered 512-D rows.
 DEFAULT_NPROBE = 32
