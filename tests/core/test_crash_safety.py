@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -160,11 +161,15 @@ from pathlib import Path
 from core.cache import decode_pending
 from core.library import Library
 from core.scan import scan_folders
+def report(event):
+    print(f"decoded {event.done} of {event.total}", file=sys.stderr, flush=True)
 with Library(Path(sys.argv[1])) as library:
     scan_folders(library.catalog, [Path(sys.argv[2])])
-    decode_pending(library.catalog, library.pixels, library.thumb_dir, workers=2)
+    decode_pending(library.catalog, library.pixels, library.thumb_dir, progress=report,
+                   workers=2)
     print(library.catalog.counts().get("ok", 0))
 """
+_DECODED = re.compile(rb"decoded (\d+) of (\d+)")
 
 
 def test_kills_during_scan_and_decode_lose_nothing(tmp_path: Path) -> None:
@@ -174,7 +179,14 @@ def test_kills_during_scan_and_decode_lose_nothing(tmp_path: Path) -> None:
     interrupted = 0
     for _ in range(5):
         process = _Process(["-c", _SCAN_AND_DECODE, str(library), str(photos)])
-        time.sleep(rng.uniform(0.3, 1.2))
+        # Kill once a random share of what is left has been decoded: the kill lands in the
+        # middle of decoding however fast or loaded the machine is.
+        share = rng.uniform(0.0, 0.5)
+        while process.proc.poll() is None:
+            counts = _DECODED.findall(bytes(process.err))
+            if counts and int(counts[-1][0]) >= share * int(counts[0][1]):
+                break
+            time.sleep(0.005)
         interrupted += process.kill()
         _assert_opens_cleanly(library)
     assert interrupted >= 3
