@@ -55,6 +55,14 @@ from .training_panel import TrainingPanel, connect_worker, format_seconds
 from .worker import Worker
 
 MAX_RECENT = 8
+# Maps of this many photos are laid out in a child process (see MapConfig.own_process_from):
+# below it UMAP's GIL stalls are short and a child's start-up would cost more than they do.
+MAP_OWN_PROCESS_FROM = 2000
+
+
+def map_config(seed: int) -> MapConfig:
+    return MapConfig(seed=seed, own_process_from=MAP_OWN_PROCESS_FROM)
+
 SHORTCUTS = (
     ("Ctrl+O", "Add a photo folder"), ("Ctrl+Shift+O", "Open a library"),
     ("Ctrl+T", "Start training"), ("Ctrl+E", "Copy the selection to a folder"),
@@ -423,7 +431,7 @@ class MainWindow(QMainWindow):
             from core.pipeline import index_library
 
             with Library(root) as library:
-                return index_library(library, folders, cfg, MapConfig(seed=cfg.seed), cancel,
+                return index_library(library, folders, cfg, map_config(cfg.seed), cancel,
                                      progress)
 
         worker = Worker(job, "training")
@@ -627,12 +635,14 @@ class MainWindow(QMainWindow):
         if root is None or self.session.data is None:
             self.compare_action.setChecked(False)
             return None
+        seed = self.session.data.run.report.get("config", {}).get("seed", 0)
 
         def job(cancel: CancelToken, progress: ProgressCallback):
             from core.compare import other_encoder_map
 
             with Library(root, create=False) as library:
-                return other_encoder_map(library, cancel, progress)
+                return other_encoder_map(library, cancel, progress,
+                                         map_cfg=map_config(seed))
 
         worker = self.run_job(job, "compare", on_result=self._show_other_map)
         worker.errored.connect(lambda *_: self.compare_action.setChecked(False))

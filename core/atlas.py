@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from .config import MapConfig
+from .jobs import CancelToken
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,29 @@ def representatives(embeddings: np.ndarray, labels: np.ndarray, per_cluster: int
     return reps
 
 
-def build_atlas(embeddings: np.ndarray, cfg: MapConfig) -> Atlas:
+def build_atlas(embeddings: np.ndarray, cfg: MapConfig, cancel: CancelToken | None = None
+                ) -> Atlas:
+    """Layout, clusters and representatives of unit ``embeddings`` (N, D); in a child
+    process when ``cfg.own_process_from`` says so (the child is killed on cancel)."""
+    if cfg.own_process_from is not None and len(embeddings) >= cfg.own_process_from:
+        return _build_in_child(embeddings, replace(cfg, own_process_from=None),
+                               cancel or CancelToken())
+    return _build(embeddings, cfg)
+
+
+def _build_in_child(embeddings: np.ndarray, cfg: MapConfig, cancel: CancelToken) -> Atlas:
+    import multiprocessing
+
+    # spawn: a fork of a process running Qt and torch threads is not safe.
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        result = pool.apply_async(_build, (embeddings, cfg))
+        while not result.ready():
+            cancel.check()  # leaving the block terminates the child
+            result.wait(0.2)
+        return result.get()
+
+
+def _build(embeddings: np.ndarray, cfg: MapConfig) -> Atlas:
     xy = layout(embeddings, cfg)
     labels = cluster(xy, cfg)
     return Atlas(xy, labels, representatives(embeddings, labels))

@@ -51,7 +51,7 @@ def _other_encoder(report: dict) -> tuple[str, SimCLRModel, int]:
 
 def other_encoder_map(library: Library, cancel: CancelToken | None = None,
                       progress: ProgressCallback = no_progress, device: str = "auto",
-                      ) -> OtherMap:
+                      map_cfg: MapConfig | None = None) -> OtherMap:
     """The current run's photos embedded and mapped with the encoder the run did not keep
     (computed once, then read from the run's folder)."""
     cancel = cancel or CancelToken()
@@ -80,7 +80,8 @@ def other_encoder_map(library: Library, cancel: CancelToken | None = None,
                                                f"embedding with the {which} encoder", clock))
     cancel.check()
     progress_map = part_of(progress, "compare", 1, 2, "laying out its map", clock)
-    atlas = build_atlas(embeddings, MapConfig(seed=run.report["config"]["seed"]))
+    map_cfg = map_cfg or MapConfig(seed=run.report["config"]["seed"])
+    atlas = build_atlas(embeddings, map_cfg, cancel)
     progress_map(Progress("compare", 1, 1))
     save_npz_atomic(cached, encoder=np.array(which), image_ids=run.image_ids,
                     embeddings=embeddings, xy=atlas.xy, cluster=atlas.cluster)

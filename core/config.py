@@ -113,8 +113,17 @@ class MapConfig:
     min_dist: float = 0.1
     min_cluster_size: int | None = None  # None: grows with the number of photos
     seed: int = 0
+    # Lay out maps of this many photos or more in a child process. umap-learn's compiled
+    # loops hold the GIL for up to seconds at a time (0.5 s measured at 20k photos), which
+    # would stall a GUI running the job on a thread; a child costs ~13 s of start-up, so
+    # small maps stay in-process. None: always in-process (the command line). The child is
+    # spawned, so the program's main module must be safe to import (an `if __name__ ==
+    # "__main__"` guard), as multiprocessing requires.
+    own_process_from: int | None = None
 
     def __post_init__(self) -> None:
+        if self.own_process_from is not None and self.own_process_from < 0:
+            raise ValueError("own_process_from must be >= 0")
         if self.n_neighbors < 2:
             raise ValueError("n_neighbors must be at least 2")
         if not 0 <= self.min_dist <= 1:

@@ -155,7 +155,7 @@ def index_library(
                                   cancel=cancel, progress=progress)
     progress(Progress("map", 0, 1, "laying out the map"))
     with timer.stage("map"):
-        atlas = build_atlas(embeddings, map_cfg)
+        atlas = build_atlas(embeddings, map_cfg, cancel)
     progress(Progress("map", 1, 1, "map done"))
     save_atomic({"backbone": cfg.backbone, "pretrained": cfg.pretrained,
                  "train_resolution": cfg.resolution, "resolution": kept_resolution,
