@@ -565,8 +565,9 @@ class MainWindow(QMainWindow):
         self.map.set_selection(s.selection, s.current)
         n = len(s.selection)
         self.selection_label.setText(f"{n} selected" if n else "")
-        self.copy_action.setEnabled(n > 0)
-        self.csv_action.setEnabled(n > 0)
+        for action in (self.copy_action, self.csv_action, self.like_action, self.unlike_action,
+                       self.tag_action):
+            action.setEnabled(n > 0)
         if s.data is not None:
             rows = s.selection[:5000]  # a grid of more is not browsable anyway
             self.gallery.photos.set_photos(rows, s.data.run.image_ids[rows],

@@ -112,7 +112,8 @@ class MapView(QWidget):
         self._dragging = False
         self._cursor = QPoint()
         self._version = 0
-        self.empty_text = "No map yet: add a photo folder and train."
+        self.empty_text = ("No map yet.\n\nAdd a folder of photos (File → Add folder…, or drop "
+                           "it on the window), then press Train.")
         self.caption = ""  # drawn in the top-left corner, e.g. which encoder made the map
 
     # data ---------------------------------------------------------------------------------
