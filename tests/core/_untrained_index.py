@@ -5,6 +5,7 @@ The map (UMAP) is skipped to keep tests fast; cluster labels are given by the te
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -40,3 +41,16 @@ def index_untrained(folder: Path, library_dir: Path,
         catalog.finish_run(run_id, {"run": run_id})
         catalog.set_meta("current_run", str(run_id))
     return library_dir
+
+
+def small_class_library(photo_dir: Path, root: Path, library_dir: Path,
+                        classes: tuple[str, ...], per_class: int
+                        ) -> tuple[Path, dict[str, list[Path]]]:
+    """``per_class`` photos of each of ``classes`` copied under ``root``, indexed untrained
+    into ``library_dir``; returns the library and each class's photos."""
+    for wnid in classes:
+        (root / wnid).mkdir(parents=True)
+        for src in sorted((photo_dir / wnid).iterdir())[:per_class]:
+            shutil.copy(src, root / wnid / src.name)
+    return index_untrained(root, library_dir), {w: sorted((root / w).iterdir())
+                                                for w in classes}

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from _untrained_index import index_untrained
+from _untrained_index import small_class_library
 
 from core.cli import main as cli_main
 from core.library import Library
@@ -20,13 +19,9 @@ PER_CLASS = 6
 
 @pytest.fixture(scope="module")
 def library(photo_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    root = tmp_path_factory.mktemp("query_photos")
-    for wnid in CLASSES:
-        (root / wnid).mkdir()
-        for src in sorted((photo_dir / wnid).iterdir())[:PER_CLASS]:
-            shutil.copy(src, root / wnid / src.name)
-    library_dir = index_untrained(root, tmp_path_factory.mktemp("query_lib") / "library")
-    return library_dir, {w: sorted((root / w).iterdir()) for w in CLASSES}
+    return small_class_library(photo_dir, tmp_path_factory.mktemp("query_photos"),
+                               tmp_path_factory.mktemp("query_lib") / "library", CLASSES,
+                               PER_CLASS)
 
 
 def test_more_like_these_ranks_their_category_first(library) -> None:
