@@ -526,12 +526,17 @@ class MainWindow(QMainWindow):
 
         def job(cancel: CancelToken, progress: ProgressCallback):
             from core.describe import describe_clusters
+            from core.exif import exif_for_images
 
             with Library(root, create=False) as library:
-                return describe_clusters(library, per_cluster=1)
+                described = describe_clusters(library, per_cluster=1)
+                # Read from the catalog's EXIF cache, which describing just filled.
+                exif = exif_for_images(library.catalog, library.catalog.images(status="ok"))
+            times = {i: e.taken.timestamp() for i, e in exif.items() if e.taken is not None}
+            return described, times
 
         self.run_job(job, "describe",
-                     on_result=lambda found: self.session.set_descriptions(run_id, found))
+                     on_result=lambda found: self.session.set_descriptions(run_id, *found))
 
     def _labels(self) -> list[MapLabel]:
         data = self.session.data

@@ -54,7 +54,7 @@ class MapData:
     run: RunArtifacts
     folder: np.ndarray  # (N,) int: index into ``folders``
     folders: list[str]
-    mtime: np.ndarray  # (N,) float seconds since the epoch
+    when: np.ndarray  # (N,) float seconds since the epoch: capture time, else file time
     representatives: dict[int, list[int]]  # cluster -> rows, most central first
 
     @property
@@ -87,6 +87,7 @@ class Session(QObject):
         self.cluster_names: dict[int, str] = {}
         self.showing_other = False  # the map of the encoder the run did not keep
         self.descriptions: dict[int, ClusterDescription] = {}
+        self.capture_times: dict[int, float] = {}
         self._kept_run: RunArtifacts | None = None
         self._index: NeighborIndex | None = None
 
@@ -149,8 +150,12 @@ class Session(QObject):
         folders = sorted(set(parents))
         lookup = {f: i for i, f in enumerate(folders)}
         rows = {r.id: r.mtime_ns for r in self.library.catalog.images()}
-        mtime = np.array([rows.get(int(i), 0) for i in run.image_ids], np.float64) / 1e9
-        return MapData(run, np.array([lookup[p] for p in parents], np.int64), folders, mtime,
+        when = np.array([rows.get(int(i), 0) for i in run.image_ids], np.float64) / 1e9
+        for row, image_id in enumerate(run.image_ids):
+            taken = self.capture_times.get(int(image_id))
+            if taken is not None:
+                when[row] = taken
+        return MapData(run, np.array([lookup[p] for p in parents], np.int64), folders, when,
                        representatives(run.embeddings, run.cluster, per_cluster=4))
 
     # colours and names --------------------------------------------------------------------
@@ -167,7 +172,7 @@ class Session(QObject):
         if mode == "folder":
             return palette(len(self.data.folders))[self.data.folder]
         if mode == "date":
-            return gradient(self.data.mtime)
+            return gradient(self.data.when)
         raise ValueError(f"unknown colour mode {mode!r}")
 
     def cluster_name(self, cluster: int) -> str:
@@ -188,10 +193,16 @@ class Session(QObject):
         described = self.descriptions.get(cluster)
         return described.summary if described is not None and not self.showing_other else ""
 
-    def set_descriptions(self, run_id: int, descriptions: list[ClusterDescription]) -> None:
+    def set_descriptions(self, run_id: int, descriptions: list[ClusterDescription],
+                         capture_times: dict[int, float]) -> None:
+        """What the catalog knows of the clusters, and photos' EXIF capture times (seconds
+        since the epoch, by image id), which the "date" colours use from then on."""
         if self._kept_run is None or run_id != self._kept_run.run_id:
             return  # a description of a map that is no longer shown
         self.descriptions = {d.cluster: d for d in descriptions}
+        self.capture_times = capture_times
+        if self.data is not None:
+            self.data = replace(self.data, when=self._derive(self.data.run).when)
         self.names_changed.emit()
 
     def rename_cluster(self, cluster: int, name: str) -> None:

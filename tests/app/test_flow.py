@@ -223,3 +223,25 @@ def test_before_after_toggle_shows_the_other_encoders_map(qtbot, tmp_path: Path,
     window.compare_action.trigger()
     assert not window.session.showing_other
     assert np.allclose(window.map.xy, kept_xy)
+
+
+def test_date_colours_prefer_exif_capture_times(qtbot, tmp_path: Path, settings,
+                                                family_photos, quick_config) -> None:
+    taken = family_photos / "a" / "family0_01.jpg"
+    exif = Image.Exif()
+    exif[0x0132] = "2001:02:03 04:05:06"  # DateTime
+    exif.get_ifd(0x8769)[0x9003] = "2001:02:03 04:05:06"  # DateTimeOriginal
+    Image.open(taken).save(taken, exif=exif)
+    window = MainWindow(tmp_path / "library", [family_photos], settings=settings)
+    qtbot.addWidget(window)
+    wait_idle(qtbot, window)
+    window.start_training(quick_config)
+    qtbot.waitUntil(lambda: window.training is None, timeout=180_000)
+    wait_idle(qtbot, window)  # the clusters are described and capture times read
+    data = window.session.data
+    row = [Path(p).name for p in data.run.paths].index("family0_01.jpg")
+    assert time.gmtime(data.when[row]).tm_year == 2001  # file times are from today
+    assert all(time.gmtime(w).tm_year > 2001 for i, w in enumerate(data.when) if i != row)
+    window.set_color_mode("date")
+    colors = window.map.colors
+    assert colors[row] != colors[(row + 1) % len(colors)]
