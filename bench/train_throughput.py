@@ -3,9 +3,12 @@ per-image PIL-transform DataLoader pipeline, same model, resolution, batch and l
 
     python bench/train_throughput.py FOLDER [--backbone resnet18] [--from-scratch]
         [--resolution 32] [--batch-size 256] [--steps 12] [--workers 2] [--device cpu]
-        [--photo-size 2048 --photos 600]
+        [--photo-size 2048 --photos 600] [--precision auto|fp32] [--baseline-like-ours]
 
 Prints one JSON line: images/s of each pipeline and their ratio (ours / baseline).
+The baseline is what the usual SimCLR recipe runs: float32 in the default memory layout.
+``--baseline-like-ours`` gives it PhotoAtlas's autocast dtype and channels_last too, so
+the ratio isolates the data path (cache + on-device augmentation).
 ``--photo-size`` first writes JPEG copies of the photos upscaled to that longer side, as
 cameras and phones make them (the baseline decodes them at every epoch; PhotoAtlas once,
 whose time is reported as ``decode_once_s``).
@@ -31,7 +34,7 @@ from core.library import Library  # noqa: E402
 from core.loss import NTXentLoss  # noqa: E402
 from core.model import build_model  # noqa: E402
 from core.scan import scan_folders  # noqa: E402
-from core.train import pick_device, train  # noqa: E402
+from core.train import autocast_dtype, pick_device, train, uses_channels_last  # noqa: E402
 
 
 class TwoViews:
@@ -63,9 +66,13 @@ class TwoViews:
 
 
 def baseline_images_per_s(paths: list[str], cfg: TrainConfig, steps: int, workers: int,
-                          device: torch.device) -> float:
-    model = build_model(cfg.backbone, cfg.pretrained, cfg.resolution).to(device).train()
-    model.freeze_stages(cfg.freeze_stages)
+                          device: torch.device, like_ours: bool) -> float:
+    amp = autocast_dtype(device, cfg.precision) if like_ours else None
+    layout = (torch.channels_last if like_ours and uses_channels_last(device)
+              else torch.contiguous_format)
+    model = build_model(cfg.backbone, cfg.pretrained, cfg.resolution).to(
+        device, memory_format=layout).train()
+    model.freeze_stages(cfg.freeze_stages, keep_bn_stats=cfg.pretrained)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
                                   lr=cfg.lr, weight_decay=cfg.weight_decay)
     loss_fn = NTXentLoss(cfg.temperature)
@@ -76,8 +83,10 @@ def baseline_images_per_s(paths: list[str], cfg: TrainConfig, steps: int, worker
     done, t0 = 0, None
     while done < steps + 1:
         for a, b in loader:
-            z = model(torch.cat([a, b]).to(device))
-            loss = loss_fn(*z.chunk(2))
+            views = torch.cat([a, b]).to(device).contiguous(memory_format=layout)
+            with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+                z = model(views)
+            loss = loss_fn(*z.float().chunk(2))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -118,10 +127,14 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--photo-size", type=int, help="upscale copies to this size first")
     parser.add_argument("--photos", type=int, default=600, help="how many, with --photo-size")
+    parser.add_argument("--precision", default="auto", help="PhotoAtlas's precision setting")
+    parser.add_argument("--baseline-like-ours", action="store_true",
+                        help="the baseline uses PhotoAtlas's autocast dtype and memory layout")
     args = parser.parse_args()
     device = pick_device(args.device)
     base = TrainConfig(backbone=args.backbone, pretrained=not args.from_scratch,
-                       resolution=args.resolution, batch_size=args.batch_size, device=args.device)
+                       resolution=args.resolution, batch_size=args.batch_size, device=args.device,
+                       precision=args.precision)
     cfg = base.resolved(device.type)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -147,10 +160,13 @@ def main() -> None:
         # Skip the first step (warm-up) as for the baseline.
         (s0, t0), (s1, t1) = stamps[0], stamps[min(len(stamps) - 1, args.steps)]
         ours = (s1 - s0) * cfg.batch_size / (t1 - t0)
-        baseline = baseline_images_per_s(paths, cfg, args.steps, args.workers, device)
+        baseline = baseline_images_per_s(paths, cfg, args.steps, args.workers, device,
+                                         args.baseline_like_ours)
     print(json.dumps({"backbone": cfg.backbone, "pretrained": cfg.pretrained,
                       "resolution": cfg.resolution, "batch_size": cfg.batch_size,
                       "device": str(device), "photos": len(paths),
+                      "photoatlas_autocast": str(autocast_dtype(device, cfg.precision)),
+                      "baseline_like_ours": args.baseline_like_ours,
                       "photo_size": args.photo_size or "as is",
                       "decode_once_s": round(decode_once_s, 1),
                       "photoatlas_images_per_s": round(ours, 1),

@@ -20,6 +20,7 @@ _RGB2YIQ = torch.tensor([[0.299, 0.587, 0.114],
                          [0.596, -0.274, -0.322],
                          [0.211, -0.523, 0.312]])
 _YIQ2RGB = torch.linalg.inv(_RGB2YIQ)
+_TO_GRAY = torch.ones(3, 1) * _LUMA.view(1, 3)  # the linear map that sets every channel to luma
 
 
 @dataclass(frozen=True)
@@ -69,71 +70,91 @@ def crop_boxes(n: int, size: int, cfg: AugmentConfig, gen: torch.Generator) -> t
     return torch.stack([x1, y1, x1 + w, y1 + h], dim=1)
 
 
-def _blend(a: torch.Tensor, b: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    """factor * a + (1 - factor) * b, per sample, clamped to [0, 1]."""
-    f = factor.view(-1, 1, 1, 1)
-    return (f * a + (1 - f) * b).clamp_(0, 1)
+def jitter_transform(mean_rgb: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample colour jitter as one affine map of RGB: brightness, contrast, saturation,
+    then hue, each a linear map, composed into ``M`` (n, 3, 3) and ``offset`` (n, 3) so that
+    the jittered image is clamp(M @ rgb + offset). ``mean_rgb`` (n, 3) is each image's mean
+    colour (contrast blends towards the mean grey). Composing skips the clamps torchvision
+    applies between the steps (they only differ on pixels pushed past white), and turns
+    four passes over the pixels into one."""
+    n = mean_rgb.shape[0]
+    apply = torch.rand(n, generator=gen) < cfg.jitter_p
+
+    def factors(strength: float) -> torch.Tensor:
+        f = _uniform(n, max(0.0, 1 - strength), 1 + strength, gen)
+        return torch.where(apply, f, torch.ones_like(f)).view(n, 1, 1)
+
+    eye = torch.eye(3).expand(n, 3, 3)
+    matrix = eye * factors(cfg.brightness)
+    offset = torch.zeros(n, 3, 1)
+    contrast = factors(cfg.contrast)
+    mean_gray = _LUMA.view(1, 1, 3) @ (matrix @ mean_rgb.float().cpu().view(n, 3, 1))
+    matrix, offset = contrast * matrix, contrast * offset + (1 - contrast) * mean_gray
+    saturation = factors(cfg.saturation)
+    mix = saturation * eye + (1 - saturation) * _TO_GRAY
+    matrix, offset = mix @ matrix, mix @ offset
+    if cfg.hue > 0:
+        angle = _uniform(n, -cfg.hue, cfg.hue, gen) * 2 * math.pi
+        angle = torch.where(apply, angle, torch.zeros_like(angle))
+        cos, sin = torch.cos(angle), torch.sin(angle)
+        rot = torch.zeros(n, 3, 3)
+        rot[:, 0, 0] = 1
+        rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = cos, -sin, sin, cos
+        hue = _YIQ2RGB @ rot @ _RGB2YIQ
+        matrix, offset = hue @ matrix, hue @ offset
+    return matrix, offset.view(n, 3)
 
 
-def _gray(x: torch.Tensor) -> torch.Tensor:
-    return (x * _LUMA.to(x).view(1, 3, 1, 1)).sum(1, keepdim=True)
+def apply_color(x: torch.Tensor, matrix: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+    """clamp(matrix @ rgb + offset) for every pixel: x (N, 3, H, W), matrix (N, 3, 3),
+    offset (N, 3); one batched matrix product."""
+    n, c, h, w = x.shape
+    out = torch.baddbmm(offset.to(x).view(n, 3, 1), matrix.to(x), x.reshape(n, c, h * w))
+    return out.view(n, c, h, w).clamp_(0, 1)
 
 
 def color_jitter(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
     """Brightness, contrast, saturation and hue jitter with per-sample factors,
     each sample jittered with probability ``jitter_p``. x: (N, 3, H, W) in [0, 1]."""
-    n = x.shape[0]
-    apply = (torch.rand(n, generator=gen) < cfg.jitter_p).to(x.device)
-
-    def factors(strength: float) -> torch.Tensor:
-        f = _uniform(n, max(0.0, 1 - strength), 1 + strength, gen).to(x)
-        return torch.where(apply, f, torch.ones_like(f))
-
-    x = (x * factors(cfg.brightness).view(-1, 1, 1, 1)).clamp_(0, 1)
-    mean = _gray(x).mean(dim=(1, 2, 3), keepdim=True)
-    x = _blend(x, mean.expand_as(x), factors(cfg.contrast))
-    x = _blend(x, _gray(x).expand_as(x), factors(cfg.saturation))
-    if cfg.hue > 0:
-        angle = _uniform(n, -cfg.hue, cfg.hue, gen).to(x) * 2 * math.pi
-        angle = torch.where(apply, angle, torch.zeros_like(angle))
-        cos, sin = torch.cos(angle), torch.sin(angle)
-        rot = torch.zeros(n, 3, 3, dtype=x.dtype, device=x.device)
-        rot[:, 0, 0] = 1
-        rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = cos, -sin, sin, cos
-        m = _YIQ2RGB.to(x) @ rot @ _RGB2YIQ.to(x)  # (n, 3, 3)
-        x = torch.einsum("nij,njhw->nihw", m, x).clamp_(0, 1)
-    return x
+    return apply_color(x, *jitter_transform(x.mean(dim=(2, 3)), cfg, gen))
 
 
 def gaussian_blur(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
-    """Separable Gaussian blur, sigma in [0.1, 2.0] * size / 224, kernel ~10% of the image;
-    each sample blurred with probability ``blur_p``. x: (N, C, H, W)."""
+    """Separable Gaussian blur, sigma in [0.1, 2.0] * size / 224, each sample blurred with
+    probability ``blur_p`` (only those are computed). The kernel reaches 3 sigma of the
+    largest sigma, at most ~10% of the image. x: (N, C, H, W)."""
     n, c, h, w = x.shape
     scale = h / 224
     sigma = _uniform(n, 0.1 * scale, 2.0 * scale, gen).clamp_min(1e-3)
-    sigma = torch.where(torch.rand(n, generator=gen) < cfg.blur_p, sigma, torch.full_like(sigma,
-                        1e-3))
-    radius = max(1, int(0.05 * h))
+    chosen = torch.nonzero(torch.rand(n, generator=gen) < cfg.blur_p).flatten()
+    if len(chosen) == 0:
+        return x
+    radius = max(1, min(int(0.05 * h), math.ceil(3 * 2.0 * scale)))
     offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    kernel = torch.exp(-offsets.view(1, -1) ** 2 / (2 * sigma.view(-1, 1) ** 2))
-    kernel = (kernel / kernel.sum(1, keepdim=True)).to(x)  # (n, k)
+    kernel = torch.exp(-offsets.view(1, -1) ** 2 / (2 * sigma[chosen].view(-1, 1) ** 2))
+    kernel = (kernel / kernel.sum(1, keepdim=True)).to(x)  # (m, k)
     kernel = kernel.repeat_interleave(c, dim=0)  # one kernel per (sample, channel)
-    flat = x.reshape(1, n * c, h, w)
+    m = len(chosen)
+    index = chosen.to(x.device)
+    flat = x.index_select(0, index).reshape(1, m * c, h, w)
     flat = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="reflect"),
-                    kernel.view(n * c, 1, 1, -1), groups=n * c)
+                    kernel.view(m * c, 1, 1, -1), groups=m * c)
     flat = F.conv2d(F.pad(flat, (0, 0, radius, radius), mode="reflect"),
-                    kernel.view(n * c, 1, -1, 1), groups=n * c)
-    return flat.view(n, c, h, w).clamp_(0, 1)
+                    kernel.view(m * c, 1, -1, 1), groups=m * c)
+    out = x.clone() if m < n else torch.empty_like(x)
+    out[index] = flat.view(m, c, h, w).clamp_(0, 1)
+    return out
 
 
 def _source(pixels: torch.Tensor, resolution: int) -> torch.Tensor:
-    """uint8 (N, 3, S, S) -> float in [0, 1], first shrunk (antialiased) to 4x the output
-    resolution when the cache is larger: crops then cost a fraction of the full-size work."""
+    """uint8 (N, 3, S, S) -> float in [0, 1], first shrunk (antialiased, still in uint8,
+    4x cheaper than in float) to 4x the output resolution when the cache is larger: crops
+    then cost a fraction of the full-size work."""
     size = pixels.shape[-1]
     if size > 4 * resolution:
-        small = F.interpolate(pixels.float(), size=(4 * resolution, 4 * resolution),
-                              mode="bilinear", antialias=True, align_corners=False)
-        return small.div_(255).clamp_(0, 1)
+        pixels = F.interpolate(pixels.contiguous(), size=(4 * resolution, 4 * resolution),
+                               mode="bilinear", antialias=True, align_corners=False)
     return pixels.float().div_(255)
 
 
@@ -142,14 +163,19 @@ def _view(x: torch.Tensor, resolution: int, cfg: AugmentConfig, gen: torch.Gener
     n, _, size, _ = x.shape
     boxes = crop_boxes(n, size, cfg, gen)
     rois = torch.cat([torch.arange(n, dtype=torch.float32).view(-1, 1), boxes], 1).to(x)
-    # sampling_ratio 2: 2x2 samples per output pixel average away most aliasing.
-    x = roi_align(x, rois, output_size=resolution, spatial_scale=1.0, sampling_ratio=2,
+    # Adaptive sampling (ceil(box / output) samples per output pixel and side): a shrunk
+    # crop averages away aliasing, an enlarged one costs one sample per pixel.
+    x = roi_align(x, rois, output_size=resolution, spatial_scale=1.0, sampling_ratio=-1,
                   aligned=True)
-    flip = (torch.rand(n, generator=gen) < cfg.flip_p).to(x.device).view(-1, 1, 1, 1)
-    x = torch.where(flip, x.flip(3), x)
-    x = color_jitter(x, cfg, gen)
-    gray = (torch.rand(n, generator=gen) < cfg.gray_p).to(x.device).view(-1, 1, 1, 1)
-    x = torch.where(gray, _gray(x).expand_as(x), x)
+    flipped = torch.nonzero(torch.rand(n, generator=gen) < cfg.flip_p).to(x.device).flatten()
+    if len(flipped):
+        x[flipped] = x[flipped].flip(3)
+    # Colour jitter and grayscale are both linear in RGB: one pass over the pixels.
+    matrix, offset = jitter_transform(x.mean(dim=(2, 3)), cfg, gen)
+    gray = (torch.rand(n, generator=gen) < cfg.gray_p).view(n, 1, 1)
+    matrix = torch.where(gray, _TO_GRAY @ matrix, matrix)
+    offset = torch.where(gray.view(n, 1), (_TO_GRAY @ offset.view(n, 3, 1)).view(n, 3), offset)
+    x = apply_color(x, matrix, offset)
     if resolution >= cfg.blur_min_resolution and cfg.blur_p > 0:
         x = gaussian_blur(x, cfg, gen)
     return x
@@ -164,12 +190,16 @@ def simclr_view(
 
 
 def simclr_pair(
-    pixels: torch.Tensor, resolution: int, cfg: AugmentConfig, gen: torch.Generator
+    pixels: torch.Tensor, resolution: int, cfg: AugmentConfig, gen: torch.Generator,
+    partners: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Both SimCLR views of a uint8 batch (N, 3, S, S): float (2N, 3, R, R), first all view A,
-    then all view B (row i and row N + i are the two views of photo i)."""
+    then all view B (row i and row N + i are the two views of photo i). With ``partners``
+    (uint8, same shape), view B of row i is made from ``partners[i]`` instead: a positive
+    pair of two photos (nearest-neighbour positives)."""
     x = _source(pixels, resolution)
-    return torch.cat([_view(x, resolution, cfg, gen), _view(x, resolution, cfg, gen)])
+    y = x if partners is None else _source(partners, resolution)
+    return torch.cat([_view(x, resolution, cfg, gen), _view(y, resolution, cfg, gen)])
 
 
 def resize_batch(pixels: torch.Tensor, resolution: int) -> torch.Tensor:

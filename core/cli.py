@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .config import DEVICES, OPTIMIZERS, MapConfig, TrainConfig
+from .config import DEVICES, OPTIMIZERS, PRECISIONS, MapConfig, TrainConfig
 from .decode import DecodeError
 from .jobs import Cancelled, CancelToken, Progress
 from .library import Library, LibraryError, default_library_dir, save_npz_atomic
@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--minutes", type=float, help="training time budget (default 5)")
     budget.add_argument("--epochs", type=int, help="training epochs instead of a time budget")
     ix.add_argument("--device", choices=DEVICES, default="auto")
+    ix.add_argument("--precision", choices=PRECISIONS, default=TrainConfig.precision,
+                    help="auto: bf16 on CUDA and on CPUs with hardware bf16, else float32")
     ix.add_argument("--backbone", choices=BACKBONES, default=None,
                     help="encoder (default efficientnet_lite0; from scratch resnet18, or "
                     "resnet18_half on a CPU)")
@@ -115,7 +117,7 @@ def _index(args: argparse.Namespace) -> int:
                       objective=args.objective, hard_negative_beta=args.hard_negative_beta,
                       freeze_stages=args.freeze_stages,
                       minutes=args.minutes, epochs=args.epochs,
-                      device=args.device, seed=args.seed,
+                      device=args.device, precision=args.precision, seed=args.seed,
                       checkpoint_every_s=args.checkpoint_every)
     from .distributed import index_distributed, launched_by_torchrun
     from .pipeline import index_library

@@ -77,7 +77,8 @@ def other_encoder_map(library: Library, cancel: CancelToken | None = None,
     pixels = CachedRows(library.pixels.array(), run.cache_rows)
     embeddings = embed_pixels(model, pixels, resolution, torch_device, cancel=cancel,
                               progress=part_of(progress, "compare", 0, 2,
-                                               f"embedding with the {which} encoder", clock))
+                                               f"embedding with the {which} encoder", clock),
+                              precision=run.precision)
     cancel.check()
     progress_map = part_of(progress, "compare", 1, 2, "laying out its map", clock)
     map_cfg = map_cfg or MapConfig(seed=run.report["config"]["seed"])

@@ -17,6 +17,7 @@ _FROZEN_STAGES = {
     "fast": {"efficientnet_lite0": 3, "resnet18": 1, "resnet50": 1},
 }
 OPTIMIZERS = ("adamw", "sgd")
+PRECISIONS = ("auto", "fp32")
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,10 @@ class TrainConfig:
     # Robinson et al. 2021 hard-negative weighting of NT-Xent; 0 = plain NT-Xent (see the
     # README, "Hard negatives", for why it is not on by default).
     hard_negative_beta: float = 0.0
+    # Probability that a photo's second view comes from one of its nearest neighbours under
+    # the starting encoder instead of itself (NNCLR-style positives; pretrained starts only).
+    neighbor_positives: float = 0.0
+    neighbor_k: int = 5
     optimizer: str = "adamw"
     lr: float | None = None
     weight_decay: float | None = None
@@ -41,6 +46,8 @@ class TrainConfig:
     minutes: float | None = None
     epochs: int | None = None
     device: str = "auto"
+    # auto: bf16 autocast on CUDA and on CPUs with hardware bf16, float32 elsewhere.
+    precision: str = "auto"
     seed: int = 0
     checkpoint_every_s: float = 120.0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -56,10 +63,19 @@ class TrainConfig:
             raise ValueError(f"hard_negative_beta must be >= 0, got {self.hard_negative_beta}")
         if self.hard_negative_beta and self.objective != "ntxent":
             raise ValueError("hard_negative_beta applies to the ntxent objective only")
+        if not 0 <= self.neighbor_positives <= 1:
+            raise ValueError(f"neighbor_positives must be in [0, 1], got {self.neighbor_positives}")
+        if self.neighbor_positives and not self.pretrained:
+            raise ValueError("neighbor_positives needs a pretrained start (its neighbours "
+                             "come from the starting encoder)")
+        if self.neighbor_k < 1:
+            raise ValueError(f"neighbor_k must be at least 1, got {self.neighbor_k}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {OPTIMIZERS}")
         if self.device not in DEVICES:
             raise ValueError(f"unknown device {self.device!r}; choose one of {DEVICES}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; choose one of {PRECISIONS}")
         if self.resolution is not None and not 16 <= self.resolution <= 1024:
             raise ValueError(f"resolution must be in 16..1024 px, got {self.resolution}")
         if self.batch_size is not None and self.batch_size < 2:

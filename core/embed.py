@@ -8,7 +8,7 @@ import torch
 from .augment import resize_batch
 from .jobs import CancelToken, EtaClock, Progress, ProgressCallback, no_progress
 from .model import SimCLRModel
-from .train import autocast_dtype
+from .train import autocast_dtype, uses_channels_last
 
 
 @torch.no_grad()
@@ -21,11 +21,15 @@ def embed_pixels(
     cancel: CancelToken | None = None,
     progress: ProgressCallback = no_progress,
     stage: str = "embed",
+    precision: str = "auto",
 ) -> np.ndarray:
-    """Embed uint8 ``pixels`` (N, 3, S, S) at ``resolution``: returns (N, D) float32, unit rows."""
+    """Embed uint8 ``pixels`` (N, 3, S, S) at ``resolution``: returns (N, D) float32, unit rows.
+    ``precision`` as in ``TrainConfig`` ("auto" or "fp32")."""
     cancel = cancel or CancelToken()
-    model.to(device).eval()
-    amp = autocast_dtype(device)
+    channels_last = uses_channels_last(device)
+    model.to(device, memory_format=torch.channels_last if channels_last
+             else torch.contiguous_format).eval()
+    amp = autocast_dtype(device, precision)
     out: list[np.ndarray] = []
     clock = EtaClock()
     n = len(pixels)
@@ -33,7 +37,7 @@ def embed_pixels(
         cancel.check()
         chunk = torch.from_numpy(np.ascontiguousarray(pixels[start:start + batch_size]))
         x = resize_batch(chunk.to(device), resolution)
-        if device.type == "cuda":
+        if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
             out.append(model.embed(x).cpu().numpy().astype(np.float32))

@@ -141,6 +141,12 @@ class RunArtifacts:
     report: dict
     cache_rows: np.ndarray  # (N,) int64, the pixel-cache row each embedding was made from
 
+    @property
+    def precision(self) -> str:
+        """The precision the run embedded in, so photos embedded later match (runs made
+        before the setting existed: "auto")."""
+        return self.report.get("config", {}).get("precision", "auto")
+
 
 class Library:
     """Open (or create) the library stored in ``root``; only one process at a time may hold

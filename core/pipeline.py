@@ -125,15 +125,18 @@ def index_library(
 
     with timer.stage("check"):
         after = measure(model, pixels, cfg.resolution, device, cfg.seed, cancel=cancel,
-                        progress=step(0, "measuring the trained encoder"))
+                        progress=step(0, "measuring the trained encoder"),
+                        precision=cfg.precision)
         check["after"] = after.to_dict()
         if start_model is not None:
             before = measure(start_model, pixels, CACHE_SIZE, device, cfg.seed, cancel=cancel,
-                             progress=step(1, "measuring the starting encoder"))
+                             progress=step(1, "measuring the starting encoder"),
+                             precision=cfg.precision)
             check["before"] = before.to_dict()
             overlap = neighborhood_overlap(start_model, CACHE_SIZE, model, cfg.resolution,
                                            pixels, device, cfg.seed, cancel=cancel,
-                                           progress=step(2, "comparing neighbourhoods"))
+                                           progress=step(2, "comparing neighbourhoods"),
+                                           precision=cfg.precision)
             check["overlap_with_start"] = overlap
             gained = after.neighbor_agreement >= before.neighbor_agreement + KEEP_MARGIN
             helped = gained and overlap >= MIN_OVERLAP
@@ -152,7 +155,7 @@ def index_library(
     cancel.check()
     with timer.stage("embed"):
         embeddings = embed_pixels(kept_model, pixels, kept_resolution, device,
-                                  cancel=cancel, progress=progress)
+                                  cancel=cancel, progress=progress, precision=cfg.precision)
     progress(Progress("map", 0, 1, "laying out the map"))
     with timer.stage("map"):
         atlas = build_atlas(embeddings, map_cfg, cancel)
@@ -276,7 +279,7 @@ def update_library(
             rows = np.array([r.cache_row for r in new_rows], np.int64)
             new_embeddings = embed_pixels(model, CachedRows(library.pixels.array(), rows),
                                           resolution, torch_device, cancel=cancel,
-                                          progress=progress)
+                                          progress=progress, precision=run.precision)
         progress(Progress("map", 0, 1, "placing new photos on the map"))
         with timer.stage("map"):
             new_xy, new_cluster = place_new(embeddings, xy, cluster, new_embeddings)
@@ -342,7 +345,8 @@ def similar_to_file(library: Library, image: Path, k: int) -> list[tuple[str, fl
         device = pick_device("auto")
         model, resolution = load_encoder(library, run.run_id, device)
         pixels = square_pixels(load_rgb(image, CACHE_SIZE), CACHE_SIZE)[None]
-        query = embed_pixels(model, pixels, resolution, device)
+        query = embed_pixels(model, pixels, resolution, device,
+                             precision=run.precision)
     # One query: exact search (milliseconds) beats building an approximate index (seconds).
     exact = NeighborIndex(run.embeddings, exact_limit=None)
     idx, scores = exact.query(query, k + len(known))

@@ -20,7 +20,7 @@ from .embed import embed_pixels
 from .jobs import CancelToken, EtaClock, Progress, ProgressCallback, no_progress, part_of
 from .model import SimCLRModel
 from .search import NeighborIndex
-from .train import autocast_dtype
+from .train import autocast_dtype, uses_channels_last
 
 # Milder than training views: the check asks whether photos stay near their neighbours
 # under the changes a photo collection really has (framing, light), not heavy distortion.
@@ -42,16 +42,20 @@ class EmbeddingQuality:
 def _embed_views(model: SimCLRModel, pixels: np.ndarray, resolution: int,
                  device: torch.device, seed: int, batch_size: int = 64,
                  cancel: CancelToken | None = None, progress: ProgressCallback = no_progress,
-                 ) -> tuple[np.ndarray, np.ndarray]:
+                 precision: str = "auto") -> tuple[np.ndarray, np.ndarray]:
     cancel = cancel or CancelToken()
     gen = torch.Generator().manual_seed(seed)
-    amp = autocast_dtype(device)
-    model.to(device).eval()
+    amp = autocast_dtype(device, precision)
+    channels_last = uses_channels_last(device)
+    model.to(device, memory_format=torch.channels_last if channels_last
+             else torch.contiguous_format).eval()
     views_a, views_b = [], []
     for start in range(0, len(pixels), batch_size):
         cancel.check()
         chunk = torch.from_numpy(np.ascontiguousarray(pixels[start:start + batch_size]))
         pair = simclr_pair(chunk.to(device), resolution, CHECK_AUGMENT, gen)
+        if channels_last:
+            pair = pair.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
             a, b = model.embed(pair).cpu().numpy().astype(np.float32).reshape(2, len(chunk), -1)
         views_a.append(a)
@@ -91,18 +95,20 @@ def _sample(n: int, seed: int, max_photos: int) -> np.ndarray:
 
 def measure(model: SimCLRModel, pixels: np.ndarray, resolution: int, device: torch.device,
             seed: int, max_photos: int = 600, cancel: CancelToken | None = None,
-            progress: ProgressCallback = no_progress) -> EmbeddingQuality:
+            progress: ProgressCallback = no_progress, precision: str = "auto"
+            ) -> EmbeddingQuality:
     """Label-free quality of ``model`` at ``resolution`` on (a fixed sample of) ``pixels``."""
     rows = _sample(len(pixels), seed, max_photos)
     a, b = _embed_views(model, pixels[rows], resolution, device, seed, cancel=cancel,
-                        progress=progress)
+                        progress=progress, precision=precision)
     return EmbeddingQuality(neighbor_agreement(a, b), alignment(a, b), uniformity(a))
 
 
 def neighborhood_overlap(start: SimCLRModel, start_resolution: int, adapted: SimCLRModel,
                          adapted_resolution: int, pixels: np.ndarray, device: torch.device,
                          seed: int, max_photos: int = 600, cancel: CancelToken | None = None,
-                         progress: ProgressCallback = no_progress) -> float:
+                         progress: ProgressCallback = no_progress, precision: str = "auto",
+                         ) -> float:
     """How much of each photo's 10-neighbourhood the adapted encoder keeps from the start
     (mean Jaccard, same sample as ``measure``). Training optimises augmentation agreement
     directly, so a rise in it can hide an encoder that replaced good neighbourhoods with
@@ -111,7 +117,7 @@ def neighborhood_overlap(start: SimCLRModel, start_resolution: int, adapted: Sim
     rows = _sample(len(pixels), seed, max_photos)
     half = [part_of(progress, "check", i, 2, "", EtaClock()) for i in range(2)]
     a = embed_pixels(start, pixels[rows], start_resolution, device, cancel=cancel,
-                     progress=half[0], stage="check")
+                     progress=half[0], stage="check", precision=precision)
     b = embed_pixels(adapted, pixels[rows], adapted_resolution, device, cancel=cancel,
-                     progress=half[1], stage="check")
+                     progress=half[1], stage="check", precision=precision)
     return neighbor_agreement(a, b)

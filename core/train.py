@@ -53,10 +53,31 @@ def describe_device(device: torch.device) -> str:
     return {"mps": "Apple MPS", "cpu": "CPU"}.get(device.type, device.type)
 
 
-def autocast_dtype(device: torch.device) -> torch.dtype | None:
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX); elsewhere oneDNN
+    emulates it and bf16 would be slower than float32."""
+    cpu = torch.cpu
+    return any(getattr(cpu, name, lambda: False)()
+               for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+
+
+def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
+    """The autocast dtype for ``device`` under ``precision`` ("auto" or "fp32"), None for
+    plain float32. "auto" takes bf16 on CPUs that compute it in hardware: on this project's
+    CPU it trains and embeds 2-3x faster at equal k-NN accuracy (README, "Precision")."""
+    if precision == "fp32":
+        return None
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and cpu_has_native_bf16():
+        return torch.bfloat16
     return None
+
+
+def uses_channels_last(device: torch.device) -> bool:
+    """NHWC tensors: faster convolutions on CUDA and in oneDNN on the CPU (1.3x measured
+    for float32 training on the CPU); MPS is left in its default layout."""
+    return device.type in ("cuda", "cpu")
 
 
 def lr_factor(progress: float, warmup_fraction: float) -> float:
@@ -119,8 +140,14 @@ def train(
     run_dir: Path,
     cancel: CancelToken | None = None,
     progress: ProgressCallback = no_progress,
+    neighbors: np.ndarray | None = None,
 ) -> TrainResult:
     """Train ``model`` with the configured objective on uint8 ``pixels`` (N, 3, S, S).
+
+    ``neighbors`` (N, K) int, rows of ``pixels``: each photo's nearest neighbours. With
+    ``cfg.neighbor_positives`` = p > 0, the second view of a photo is, with probability p,
+    made from one of its neighbours instead of itself (NNCLR-style positives; the loss is
+    unchanged).
 
     ``cfg`` must be resolved (no None defaults). Resumes from ``run_dir/checkpoint.pt`` when
     present. On cancel, saves a checkpoint and returns with ``cancelled=True``.
@@ -138,6 +165,8 @@ def train(
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
     if world > 1 and cfg.objective != "ntxent":
         raise ValueError("distributed training supports the ntxent objective only")
+    if cfg.neighbor_positives > 0 and (neighbors is None or len(neighbors) != len(pixels)):
+        raise ValueError("neighbor_positives needs each photo's neighbours (N, K)")
     if len(pixels) < 2 * world:
         raise ValueError(f"training needs at least {2 * world} photos"
                          f"{f' for {world} processes' if world > 1 else ''}, got {len(pixels)}")
@@ -155,10 +184,10 @@ def train(
     # the loss of the global batch.
     forward = model if world == 1 else DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None)
-    channels_last = device.type == "cuda"
+    channels_last = uses_channels_last(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    amp_dtype = autocast_dtype(device)
+    amp_dtype = autocast_dtype(device, cfg.precision)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     optimizer = _make_optimizer(model, cfg)
     objective = PairObjective(cfg.objective, cfg.temperature,
@@ -226,7 +255,15 @@ def train(
         idx = np.sort(order[position:position + batch])
         position += batch
         uint8 = torch.from_numpy(np.ascontiguousarray(pixels[idx])).to(device, non_blocking=True)
-        views = simclr_pair(uint8, cfg.resolution, cfg.augment, gen)
+        partners = None
+        if cfg.neighbor_positives > 0:
+            swap = order_rng.random(len(idx)) < cfg.neighbor_positives
+            partner_rows = idx.copy()
+            partner_rows[swap] = neighbors[idx[swap],
+                                           order_rng.integers(0, neighbors.shape[1], swap.sum())]
+            partners = torch.from_numpy(np.ascontiguousarray(pixels[partner_rows])).to(
+                device, non_blocking=True)
+        views = simclr_pair(uint8, cfg.resolution, cfg.augment, gen, partners)
         if channels_last:
             views = views.contiguous(memory_format=torch.channels_last)
         return views

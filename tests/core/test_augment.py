@@ -152,6 +152,53 @@ def test_simclr_pair_rows_are_two_views_of_the_same_photo(real_pixels):
     assert not torch.allclose(different[:4], different[4:])
 
 
+def test_simclr_pair_with_partners_pairs_each_photo_with_its_partner(real_pixels):
+    cfg = AugmentConfig(**OFF, min_scale=1.0)
+    partners = real_pixels[[1, 0, 3, 2]]
+    pair = simclr_pair(real_pixels, 64, cfg, _gen(0), partners)
+    assert torch.allclose(pair[:4], simclr_pair(real_pixels, 64, cfg, _gen(0))[:4], atol=1e-6)
+    assert torch.allclose(pair[4:], simclr_pair(partners, 64, cfg, _gen(0))[4:], atol=1e-6)
+
+
+def _stepwise_jitter(x: torch.Tensor, b: float, c: float, s: float, hue_turns: float
+                     ) -> torch.Tensor:
+    """Slow reference of one sample's jitter, each step written out (no clamping)."""
+    x = x * b
+    x = c * x + (1 - c) * _luma(x[None]).mean()
+    x = s * x + (1 - s) * _luma(x[None])[0]
+    yiq = torch.einsum("ij,jhw->ihw", _RGB2YIQ, x)
+    a = hue_turns * 2 * math.pi
+    i, q = yiq[1] * math.cos(a) - yiq[2] * math.sin(a), yiq[1] * math.sin(a) + yiq[2] * math.cos(a)
+    return torch.einsum("ij,jhw->ihw", torch.linalg.inv(_RGB2YIQ), torch.stack([yiq[0], i, q]))
+
+
+def test_jitter_transform_equals_the_four_steps_one_after_another():
+    gen = _gen(5)
+    # Mid-grey colours: no step pushes a pixel out of [0, 1], so the clamps never act.
+    x = 0.4 + 0.2 * torch.rand(6, 3, 8, 8, generator=gen)
+    cfg = AugmentConfig(jitter_p=1.0, brightness=0.2, contrast=0.3, saturation=0.4, hue=0.1)
+    out = color_jitter(x, cfg, _gen(7))
+    # Replay the generator's draws in the order jitter_transform makes them.
+    g = _gen(7)
+    torch.rand(6, generator=g)
+    draws = [0.8 + 0.4 * torch.rand(6, generator=g), 0.7 + 0.6 * torch.rand(6, generator=g),
+             0.6 + 0.8 * torch.rand(6, generator=g), -0.1 + 0.2 * torch.rand(6, generator=g)]
+    for i in range(6):
+        expected = _stepwise_jitter(x[i], *(float(d[i]) for d in draws))
+        assert torch.allclose(out[i], expected.clamp(0, 1), atol=1e-5), i
+
+
+def test_gaussian_blur_leaves_unchosen_samples_untouched():
+    x = torch.rand(16, 3, 96, 96, generator=_gen(0))
+    out = gaussian_blur(x, AugmentConfig(blur_p=0.5), _gen(3))
+    g = _gen(3)
+    torch.rand(16, generator=g)  # the sigmas
+    chosen = torch.rand(16, generator=g) < 0.5
+    assert 0 < chosen.sum() < 16
+    assert torch.equal(out[~chosen], x[~chosen])
+    assert ((out[chosen] - x[chosen]).abs().amax(dim=(1, 2, 3)) > 1e-6).any()
+
+
 def test_crop_boxes_respect_area_and_aspect():
     size = 64
     for lo, hi in ((0.2, 1.0), (0.9, 1.0), (1.0, 1.0)):

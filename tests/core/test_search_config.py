@@ -10,7 +10,7 @@ import pytest
 from core.augment import AugmentConfig
 from core.config import MapConfig, TrainConfig
 from core.search import NeighborIndex, knn_accuracy
-from core.train import lr_factor
+from core.train import autocast_dtype, lr_factor, uses_channels_last
 
 
 def _unit(n: int, d: int, seed: int = 0) -> np.ndarray:
@@ -111,6 +111,10 @@ def test_knn_accuracy_random_labels_near_chance():
     (dict(hard_negative_beta=-0.5), "hard_negative_beta"),
     (dict(hard_negative_beta=float("nan")), "hard_negative_beta"),
     (dict(hard_negative_beta=0.5, objective="triplet"), "ntxent"),
+    (dict(precision="fp16"), "precision"),
+    (dict(neighbor_positives=1.5), "neighbor_positives"),
+    (dict(neighbor_positives=0.5, pretrained=False), "pretrained start"),
+    (dict(neighbor_k=0), "neighbor_k"),
 ])
 def test_train_config_validation(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -193,3 +197,26 @@ def test_hard_negative_beta_reaches_the_cli_config():
     assert args.hard_negative_beta == 0.5
     default = build_parser().parse_args(["index", "photos"])
     assert default.hard_negative_beta == TrainConfig().hard_negative_beta
+
+
+# precision ---------------------------------------------------------------------------------
+
+def test_cpu_autocast_only_with_hardware_bf16(monkeypatch):
+    import torch
+
+    import core.train as train_module
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(train_module, "cpu_has_native_bf16", lambda: True)
+    assert autocast_dtype(cpu) == torch.bfloat16
+    assert autocast_dtype(cpu, "fp32") is None
+    monkeypatch.setattr(train_module, "cpu_has_native_bf16", lambda: False)
+    assert autocast_dtype(cpu) is None  # emulated bf16 would be slower than float32
+    assert uses_channels_last(cpu) and not uses_channels_last(torch.device("mps"))
+
+
+def test_precision_reaches_the_cli_config():
+    from core.cli import build_parser
+
+    assert build_parser().parse_args(["index", "p", "--precision", "fp32"]).precision == "fp32"
+    assert build_parser().parse_args(["index", "p"]).precision == TrainConfig().precision
