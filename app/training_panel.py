@@ -37,7 +37,9 @@ from .widgets import hint_label
 PRESETS = (("Quick", 5.0), ("Balanced", 15.0), ("Thorough", 45.0))
 STAGE_NAMES = {"scan": "Scanning folders", "decode": "Reading photos", "train": "Training",
                "check": "Checking the result", "embed": "Embedding photos",
-               "map": "Drawing the map", "measure": "Checking the result"}
+               "map": "Drawing the map", "measure": "Checking the result",
+               "neighbours": "Finding each photo's neighbours",
+               "views": "Encoding augmented views"}
 
 
 def detected_devices() -> list[tuple[str, str]]:
@@ -114,9 +116,10 @@ class TrainingPanel(QWidget):
         self.batch_size.setRange(0, 4096)
         self.batch_size.setSpecialValueText("automatic")
         self.temperature = QDoubleSpinBox()
-        self.temperature.setRange(0.01, 2.0)
+        self.temperature.setRange(0.0, 2.0)
         self.temperature.setSingleStep(0.05)
-        self.temperature.setValue(TrainConfig.temperature)
+        self.temperature.setSpecialValueText("automatic")
+        self.temperature.setValue(0.0)
         self.budget_kind = QComboBox()
         self.budget_kind.addItems(["minutes", "epochs"])
         self.budget = QDoubleSpinBox()
@@ -204,7 +207,7 @@ class TrainingPanel(QWidget):
             backbone=self.backbone.currentText(), pretrained=not scratch,
             resolution=self.resolution.value() or None,
             batch_size=self.batch_size.value() or None,
-            temperature=self.temperature.value(),
+            temperature=self.temperature.value() or None,
             minutes=None if by_epochs else self.budget.value(),
             epochs=int(self.budget.value()) if by_epochs else None,
             device=self.device.currentData())

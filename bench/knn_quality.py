@@ -60,7 +60,7 @@ def trained_embeddings(library_dir: Path, resolution: int | None
         run = library.current_run()
         cfg = run.report["config"]
         model = build_model(cfg["backbone"], cfg["pretrained"], cfg["resolution"],
-                            load_weights=False)
+                            load_weights=False, adapter=bool(cfg.get("adapter")))
         state = torch.load(library.run_dir(run.run_id) / CHECKPOINT_NAME, map_location="cpu",
                            weights_only=True)
         model.load_state_dict(state["model"])

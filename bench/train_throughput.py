@@ -132,9 +132,10 @@ def main() -> None:
                         help="the baseline uses PhotoAtlas's autocast dtype and memory layout")
     args = parser.parse_args()
     device = pick_device(args.device)
+    # The pixel loop is what is compared: the adapter's bank steps read no pixels at all.
     base = TrainConfig(backbone=args.backbone, pretrained=not args.from_scratch,
                        resolution=args.resolution, batch_size=args.batch_size, device=args.device,
-                       precision=args.precision)
+                       precision=args.precision, adapter=False)
     cfg = base.resolved(device.type)
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -76,7 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="random initial weights instead of ImageNet-pretrained ones")
     ix.add_argument("--resolution", type=int, help="training resolution in px")
     ix.add_argument("--batch-size", type=int)
-    ix.add_argument("--temperature", type=float, default=TrainConfig.temperature)
+    ix.add_argument("--temperature", type=float,
+                    help="NT-Xent temperature (default 0.5 for the adapter, else 0.2)")
+    ix.add_argument("--adapter", action=argparse.BooleanOptionalAction, default=None,
+                    help="train a linear adapter on the frozen pretrained encoder (default on "
+                    "a CPU) instead of fine-tuning its last stages")
+    ix.add_argument("--neighbor-positives", type=float, metavar="P",
+                    help="probability that a photo's positive is one of its nearest "
+                    "neighbours under the starting encoder (default 1 for the adapter, else 0)")
     ix.add_argument("--lr", type=float, help="peak learning rate")
     ix.add_argument("--optimizer", choices=OPTIMIZERS, default=TrainConfig.optimizer)
     ix.add_argument("--objective", choices=OBJECTIVES, default=TrainConfig.objective)
@@ -115,7 +122,8 @@ def _index(args: argparse.Namespace) -> int:
                       resolution=args.resolution, batch_size=args.batch_size,
                       temperature=args.temperature, lr=args.lr, optimizer=args.optimizer,
                       objective=args.objective, hard_negative_beta=args.hard_negative_beta,
-                      freeze_stages=args.freeze_stages,
+                      freeze_stages=args.freeze_stages, adapter=args.adapter,
+                      neighbor_positives=args.neighbor_positives,
                       minutes=args.minutes, epochs=args.epochs,
                       device=args.device, precision=args.precision, seed=args.seed,
                       checkpoint_every_s=args.checkpoint_every)

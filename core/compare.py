@@ -46,7 +46,8 @@ def _other_encoder(report: dict) -> tuple[str, SimCLRModel, int]:
             model = build_model(cfg["backbone"], cfg["pretrained"], cfg["resolution"])
         return "untrained", model, CACHE_SIZE if cfg["pretrained"] else cfg["resolution"]
     return "trained", build_model(cfg["backbone"], cfg["pretrained"], cfg["resolution"],
-                                  load_weights=False), cfg["resolution"]
+                                  load_weights=False, adapter=bool(cfg.get("adapter"))
+                                  ), cfg["resolution"]
 
 
 def other_encoder_map(library: Library, cancel: CancelToken | None = None,

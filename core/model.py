@@ -77,9 +77,15 @@ class EfficientNetLite0(nn.Module):
         self.classifier = nn.Linear(1280, num_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        x = (x - 0.5) / 0.5  # the released weights were trained on mean = std = 0.5
-        x = self.head(self.stages(self.stem(x)))
-        return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        return self.run_trunk(x)
+
+    def run_trunk(self, x: torch.Tensor, start: int = 0, stop: int | None = None
+                  ) -> torch.Tensor:
+        """Trunk modules ``start``..``stop`` (see ``trunk``): from the image (start 0) or from
+        an earlier part's output, to the pooled (N, 1280) features (stop None)."""
+        if start == 0:
+            x = (x - 0.5) / 0.5  # the released weights were trained on mean = std = 0.5
+        return _run_modules(self.trunk(), x, start, stop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
@@ -146,11 +152,29 @@ class ResNetEncoder(nn.Module):
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net((x - self.mean) / self.std)
+        return self.run_trunk(x)
+
+    def run_trunk(self, x: torch.Tensor, start: int = 0, stop: int | None = None
+                  ) -> torch.Tensor:
+        """As ``EfficientNetLite0.run_trunk``: trunk modules ``start``..``stop``."""
+        if start == 0:
+            x = (x - self.mean) / self.std
+        return _run_modules(self.trunk(), x, start, stop)
 
     def trunk(self) -> list[nn.Module]:
         n = self.net
-        return [nn.ModuleList([n.conv1, n.bn1]), n.layer1, n.layer2, n.layer3, n.layer4]
+        return [nn.Sequential(n.conv1, n.bn1, n.relu, n.maxpool), n.layer1, n.layer2, n.layer3,
+                n.layer4]
+
+
+def _run_modules(trunk: list[nn.Module], x: torch.Tensor, start: int, stop: int | None
+                 ) -> torch.Tensor:
+    """Apply ``trunk[start:stop]``; the full trunk ends in global average pooling."""
+    for module in trunk[start:stop]:
+        x = module(x)
+    if stop is None or stop >= len(trunk):
+        x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+    return x
 
 
 def _half_width_resnet18() -> nn.Module:
@@ -194,22 +218,40 @@ class ProjectionHead(nn.Module):
 
 
 class SimCLRModel(nn.Module):
-    """Encoder + projection head. ``forward`` gives head outputs (N, 128) for the loss;
-    ``embed`` gives L2-normalised encoder features (N, D) for browsing."""
+    """Encoder (+ optional linear adapter) + projection head. ``forward`` gives head outputs
+    (N, 128) for the loss; ``embed`` gives L2-normalised features (N, D) for browsing.
+
+    With an adapter (``add_adapter``), features are ``adapter(normalize(encoder(x)))``: a
+    D x D linear map, identity at first, learnt on a frozen pretrained encoder."""
 
     def __init__(self, encoder: nn.Module, head: ProjectionHead) -> None:
         super().__init__()
         self.encoder = encoder
         self.head = head
+        self.adapter: nn.Linear | None = None
         self.frozen_stages = 0
         self.keep_bn_stats = False
 
+    def add_adapter(self) -> None:
+        dim = self.encoder.feature_dim
+        self.adapter = nn.Linear(dim, dim, bias=False)
+        nn.init.eye_(self.adapter.weight)
+
+    def adapt(self, features: torch.Tensor) -> torch.Tensor:
+        """Encoder features (N, D) -> the model's features (N, D): through the adapter if any."""
+        if self.adapter is None:
+            return features
+        return self.adapter(F.normalize(features.float(), dim=1))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.adapt(self.encoder.features(x))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.encoder.features(x))
+        return self.head(self.features(x))
 
     @torch.no_grad()
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.encoder.features(x).float(), dim=1)
+        return F.normalize(self.features(x).float(), dim=1)
 
     def freeze_stages(self, count: int, keep_bn_stats: bool = False) -> None:
         """Freeze the first ``count`` trunk modules (no gradients, BatchNorm in eval mode).
@@ -281,7 +323,11 @@ def _torchvision_imagenet_weights(backbone: str) -> dict[str, torch.Tensor]:
 
 
 def build_model(backbone: str, pretrained: bool, resolution: int,
-                weights_file: Path | None = None, load_weights: bool = True) -> SimCLRModel:
+                weights_file: Path | None = None, load_weights: bool = True,
+                adapter: bool = False) -> SimCLRModel:
     encoder = build_encoder(backbone, pretrained, resolution, weights_file,
                             load_weights=load_weights)
-    return SimCLRModel(encoder, ProjectionHead(encoder.feature_dim))
+    model = SimCLRModel(encoder, ProjectionHead(encoder.feature_dim))
+    if adapter:
+        model.add_adapter()
+    return model

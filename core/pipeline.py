@@ -40,9 +40,11 @@ from .library import (
 from .model import SimCLRModel, build_model
 from .quality import measure, neighborhood_overlap
 from .scan import scan_folders
+from .search import NeighborIndex
 from .train import CHECKPOINT_NAME, describe_device, pick_device, save_atomic, train
 
 ENCODER_NAME = "encoder.pt"
+START_EMBEDDINGS_NAME = "start_embeddings.npz"
 # The adapted encoder must beat the start by this much neighbour agreement to be kept ...
 KEEP_MARGIN = 0.01
 # ... and keep at least this much of the start's neighbourhoods (a trust region: see
@@ -105,12 +107,19 @@ def index_library(
     key = _run_key(cfg, image_ids)
     run_id = catalog.unfinished_run(key) or catalog.start_run(key)
     run_dir = library.run_dir(run_id)
-    model = build_model(cfg.backbone, cfg.pretrained, cfg.resolution)
+    model = build_model(cfg.backbone, cfg.pretrained, cfg.resolution, adapter=cfg.adapter)
     start_model = copy.deepcopy(model) if cfg.pretrained else None
 
+    start_embeddings, neighbors = None, None
+    if cfg.neighbor_positives > 0:
+        with timer.stage("neighbours"):
+            start_embeddings = _start_embeddings(start_model, pixels, run_dir, device, cfg,
+                                                 cancel, progress)
+            neighbors, _ = NeighborIndex(start_embeddings).query(
+                start_embeddings, min(cfg.neighbor_k, len(pixels) - 1), exclude_self=True)
     with timer.stage("train"):
         try:
-            result = train(model, pixels, cfg, run_dir, cancel, progress)
+            result = train(model, pixels, cfg, run_dir, cancel, progress, neighbors)
         except pickle.UnpicklingError as exc:
             raise _not_weights(run_dir / CHECKPOINT_NAME) from exc
     if result.cancelled:
@@ -154,15 +163,20 @@ def index_library(
             check["kept"] = "adapted"
     cancel.check()
     with timer.stage("embed"):
-        embeddings = embed_pixels(kept_model, pixels, kept_resolution, device,
-                                  cancel=cancel, progress=progress, precision=cfg.precision)
+        if kept_model is start_model and start_embeddings is not None:
+            embeddings = start_embeddings  # the start's embeddings, made before training
+        else:
+            embeddings = embed_pixels(kept_model, pixels, kept_resolution, device,
+                                      cancel=cancel, progress=progress, precision=cfg.precision)
     progress(Progress("map", 0, 1, "laying out the map"))
     with timer.stage("map"):
         atlas = build_atlas(embeddings, map_cfg, cancel)
     progress(Progress("map", 1, 1, "map done"))
     save_atomic({"backbone": cfg.backbone, "pretrained": cfg.pretrained,
                  "train_resolution": cfg.resolution, "resolution": kept_resolution,
-                 "encoder": kept_model.encoder.state_dict()}, run_dir / ENCODER_NAME)
+                 "encoder": kept_model.encoder.state_dict(),
+                 "adapter": (None if kept_model.adapter is None
+                             else kept_model.adapter.state_dict())}, run_dir / ENCODER_NAME)
     _save_arrays(run_dir, image_ids, np.array([r.path for r in ok]), pixels.rows, embeddings,
                  atlas.xy, atlas.cluster, atlas.representatives)
     report = {
@@ -186,6 +200,22 @@ def index_library(
     catalog.finish_run(run_id, {k: v for k, v in report.items() if k != "images"})
     catalog.set_meta("current_run", str(run_id))
     return report
+
+
+def _start_embeddings(start_model: SimCLRModel, pixels: CachedRows, run_dir: Path,
+                      device: torch.device, cfg: TrainConfig, cancel: CancelToken,
+                      progress: ProgressCallback) -> np.ndarray:
+    """Every photo embedded by the starting encoder (its neighbours are the training's
+    neighbour positives), saved in the run so that a resumed run reads them back."""
+    path = run_dir / START_EMBEDDINGS_NAME
+    if path.exists():
+        with np.load(path) as data:
+            if len(data["embeddings"]) == len(pixels):
+                return data["embeddings"]
+    embeddings = embed_pixels(start_model, pixels, CACHE_SIZE, device, cancel=cancel,
+                              progress=progress, stage="neighbours", precision=cfg.precision)
+    save_npz_atomic(path, embeddings=embeddings)
+    return embeddings
 
 
 def _not_weights(path: Path) -> LibraryError:
@@ -322,6 +352,9 @@ def load_encoder(library: Library, run_id: int, device: torch.device
     model = build_model(state["backbone"], state["pretrained"], state["train_resolution"],
                         load_weights=False)
     model.encoder.load_state_dict(state["encoder"])
+    if state.get("adapter") is not None:  # encoders saved before adapters existed have none
+        model.add_adapter()
+        model.adapter.load_state_dict(state["adapter"])
     return model.to(device).eval(), int(state["resolution"])
 
 
@@ -329,7 +362,6 @@ def similar_to_file(library: Library, image: Path, k: int) -> list[tuple[str, fl
     """The ``k`` catalogued photos most similar to ``image`` (in the library or any file),
     best first, as (path, cosine similarity). A catalogued photo is not its own match."""
     from .decode import load_rgb, square_pixels
-    from .search import NeighborIndex
 
     if k < 1:
         raise ValueError("k must be at least 1")

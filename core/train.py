@@ -18,6 +18,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from .augment import simclr_pair
+from .bank import bank_pairs, bank_view_count, feature_bank
 from .config import TrainConfig
 from .jobs import Cancelled, CancelToken, Progress, ProgressCallback, no_progress
 from .loss import PairObjective
@@ -165,6 +166,9 @@ def train(
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
     if world > 1 and cfg.objective != "ntxent":
         raise ValueError("distributed training supports the ntxent objective only")
+    if cfg.adapter and (world > 1 or model.adapter is None):
+        raise ValueError("the adapter trains in one process, on a model built with one "
+                         "(build_model(..., adapter=True)); under torchrun use --no-adapter")
     if cfg.neighbor_positives > 0 and (neighbors is None or len(neighbors) != len(pixels)):
         raise ValueError("neighbor_positives needs each photo's neighbours (N, K)")
     if len(pixels) < 2 * world:
@@ -241,6 +245,24 @@ def train(
             frac, cancelled = float(flags[0]), bool(flags[1])
         return frac, cancelled
 
+    bank = None
+    if cfg.adapter and (total_steps is None or step < total_steps) and budget_s != 0:
+        # Encoding the views counts against a time budget: the steps get what is left
+        # (at least a tenth of it). A resumed run encodes them again (same generator state).
+        bank_start = time.monotonic()
+        views = bank_view_count(len(pixels), model.encoder.feature_dim, cfg.bank_views)
+        try:
+            bank = feature_bank(model, pixels, views, cfg.resolution, cfg.augment,
+                                torch.Generator().manual_seed(cfg.seed), device, amp_dtype,
+                                channels_last, cancel, progress)
+        except Cancelled:
+            model.eval()
+            result.cancelled, result.resumed_from_step = True, step
+            return result
+        if budget_s is not None:
+            budget_s = max(budget_s - (time.monotonic() - bank_start), 0.1 * budget_s)
+        forward = lambda features: model.head(model.adapt(features))  # noqa: E731
+
     model.train()
     t0 = time.monotonic()
     last_save = t0
@@ -254,15 +276,17 @@ def train(
             order, position = shard[order_rng.permutation(n)], 0
         idx = np.sort(order[position:position + batch])
         position += batch
-        uint8 = torch.from_numpy(np.ascontiguousarray(pixels[idx])).to(device, non_blocking=True)
-        partners = None
+        partner_rows = idx
         if cfg.neighbor_positives > 0:
             swap = order_rng.random(len(idx)) < cfg.neighbor_positives
             partner_rows = idx.copy()
             partner_rows[swap] = neighbors[idx[swap],
                                            order_rng.integers(0, neighbors.shape[1], swap.sum())]
-            partners = torch.from_numpy(np.ascontiguousarray(pixels[partner_rows])).to(
-                device, non_blocking=True)
+        if bank is not None:
+            return bank_pairs(bank, idx, partner_rows, order_rng).to(device, non_blocking=True)
+        uint8 = torch.from_numpy(np.ascontiguousarray(pixels[idx])).to(device, non_blocking=True)
+        partners = None if partner_rows is idx else torch.from_numpy(
+            np.ascontiguousarray(pixels[partner_rows])).to(device, non_blocking=True)
         views = simclr_pair(uint8, cfg.resolution, cfg.augment, gen, partners)
         if channels_last:
             views = views.contiguous(memory_format=torch.channels_last)
