@@ -45,6 +45,9 @@ class TrainConfig:
     # CPU default: see the README, "Adapting on a CPU").
     adapter: bool | None = None
     bank_views: int = 4
+    # Within a time budget the adapter stops after this many epochs: on the 32 px photos
+    # ~50 epochs (300 steps) gave 1-NN 0.832, 170 gave 0.829, 1,190 gave 0.826.
+    adapter_epochs: int = 50
     optimizer: str = "adamw"
     lr: float | None = None
     weight_decay: float | None = None
@@ -78,6 +81,8 @@ class TrainConfig:
         if self.adapter and not self.pretrained:
             raise ValueError("the adapter trains on a pretrained encoder; from scratch, "
                              "train the whole encoder")
+        if self.adapter_epochs < 1:
+            raise ValueError(f"adapter_epochs must be at least 1, got {self.adapter_epochs}")
         if self.bank_views < 2:
             raise ValueError(f"bank_views must be at least 2, got {self.bank_views}")
         if self.neighbor_k < 1:

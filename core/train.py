@@ -180,6 +180,10 @@ def train(
     batch = max(1, min(cfg.batch_size, len(pixels)) // world)
     steps_per_epoch = max(1, n // batch)
     total_steps = None if cfg.epochs is None else cfg.epochs * steps_per_epoch
+    if cfg.adapter and total_steps is None:
+        # The adapter also stops at adapter_epochs within a time budget: more steps overfit
+        # the bank's few views (README, "Adapting on a CPU").
+        total_steps = cfg.adapter_epochs * steps_per_epoch
     budget_s = None if cfg.minutes is None else cfg.minutes * 60.0
 
     model.to(device)
@@ -225,9 +229,10 @@ def train(
                      "losses": result.losses, "generator": gen.get_state()}, checkpoint)
 
     def training_progress() -> float:
-        if total_steps is not None:
-            return step / max(1, total_steps)
-        return (elapsed_before + time.monotonic() - t0) / max(1e-9, budget_s)
+        by_steps = None if total_steps is None else step / max(1, total_steps)
+        by_time = None if budget_s is None else (
+            (elapsed_before + time.monotonic() - t0) / max(1e-9, budget_s))
+        return max(f for f in (by_steps, by_time) if f is not None)
 
     def agreed_progress() -> tuple[float, bool]:
         """Training progress and whether to cancel, the same on every process: the furthest
@@ -326,8 +331,10 @@ def train(
             now = time.monotonic()
             rate = images_seen / max(1e-9, now - t0)
             frac = training_progress()
-            eta = (1 - frac) * budget_s if budget_s is not None else (
-                (total_steps - step) * batch * world / max(rate, 1e-9))
+            eta = min(e for e in (
+                None if budget_s is None else (1 - frac) * budget_s,
+                None if total_steps is None else (total_steps - step) * batch * world
+                / max(rate, 1e-9)) if e is not None)
             progress(Progress("train", step, total_steps or 0,
                               f"epoch {step / steps_per_epoch:.2f}  loss {result.losses[-1]:.4f}",
                               {"loss": result.losses[-1], "images_per_s": rate,

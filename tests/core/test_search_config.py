@@ -115,6 +115,9 @@ def test_knn_accuracy_random_labels_near_chance():
     (dict(neighbor_positives=1.5), "neighbor_positives"),
     (dict(neighbor_positives=0.5, pretrained=False), "pretrained start"),
     (dict(neighbor_k=0), "neighbor_k"),
+    (dict(adapter=True, pretrained=False), "adapter"),
+    (dict(bank_views=1), "bank_views"),
+    (dict(adapter_epochs=0), "adapter_epochs"),
 ])
 def test_train_config_validation(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -145,7 +148,14 @@ def test_train_config_resolved_keeps_explicit_values():
 
 def test_train_config_device_defaults_differ():
     cpu, gpu = TrainConfig().resolved("cpu"), TrainConfig().resolved("cuda")
-    assert cpu.resolution <= gpu.resolution and cpu.batch_size <= gpu.batch_size
+    # A CPU trains the linear adapter on a bank of features; a GPU can afford fine-tuning.
+    assert cpu.adapter and cpu.neighbor_positives == 1.0 and cpu.temperature == 0.5
+    assert not gpu.adapter and gpu.neighbor_positives == 0.0 and gpu.temperature == 0.2
+    assert cpu.freeze_stages == 9 and gpu.freeze_stages < 9
+    scratch_cpu = TrainConfig(pretrained=False).resolved("cpu")
+    scratch_gpu = TrainConfig(pretrained=False).resolved("cuda")
+    assert not scratch_cpu.adapter and scratch_cpu.resolution <= scratch_gpu.resolution
+    assert scratch_cpu.batch_size <= scratch_gpu.batch_size
 
 
 def test_default_backbone_follows_start_and_device():
