@@ -4,6 +4,9 @@
     python bench/knn_quality.py --untrained FOLDER [--resolution 224] [--backbone NAME]
     python bench/knn_quality.py --trained LIBRARY   # the newest run's trained weights, even
                                                     # when the check kept the start encoder
+    ... [--save FILE.npz]      # also write the paths and embeddings measured
+    ... [--against FILE.npz]   # paired comparison of 1-NN hits with embeddings saved before:
+                               # photos gained / lost and McNemar's exact p-value
 
 The parent folder name of each photo is its category: PhotoAtlas itself never reads it.
 """
@@ -81,6 +84,9 @@ def main() -> None:
     parser.add_argument("--resolution", type=int,
                         help="embedding resolution (untrained: 224; trained: its own)")
     parser.add_argument("-k", type=int, nargs="+", default=[1, 5])
+    parser.add_argument("--save", type=Path, help="write paths and embeddings to this .npz")
+    parser.add_argument("--against", type=Path,
+                        help="an .npz (export or --save) to compare 1-NN hits with, photo by photo")
     args = parser.parse_args()
     if args.export:
         with np.load(args.export) as data:
@@ -90,11 +96,39 @@ def main() -> None:
     else:
         paths, embeddings = untrained_embeddings(args.untrained, args.backbone,
                                                  args.resolution or 224)
+    if args.save:
+        np.savez(args.save, paths=paths, embeddings=embeddings)
     labels = labels_from_paths(paths)
     result = {"photos": len(paths), "categories": int(labels.max() + 1)}
     result.update({f"knn{k}_top1": round(knn_accuracy(embeddings, labels, k), 4)
                    for k in args.k})
+    if args.against:
+        result["against"] = paired_nn_comparison(paths, embeddings, args.against)
     print(json.dumps(result))
+
+
+def nn_hits(embeddings: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Whether each photo's nearest other photo shares its category."""
+    from core.search import NeighborIndex
+
+    nearest, _ = NeighborIndex(embeddings).query(embeddings, 1, exclude_self=True)
+    return labels[nearest[:, 0]] == labels
+
+
+def paired_nn_comparison(paths: np.ndarray, embeddings: np.ndarray, other: Path) -> dict:
+    """1-NN hits of these embeddings against another set of the same photos: how many photos
+    each gets right that the other misses, and McNemar's exact (binomial) p-value."""
+    from scipy.stats import binomtest
+
+    with np.load(other) as data:
+        position = {str(p): i for i, p in enumerate(data["paths"])}
+        theirs = data["embeddings"][[position[str(p)] for p in paths]]
+    labels = labels_from_paths(paths)
+    ours_hit, theirs_hit = nn_hits(embeddings, labels), nn_hits(theirs, labels)
+    gained, lost = int((ours_hit & ~theirs_hit).sum()), int((theirs_hit & ~ours_hit).sum())
+    p_value = binomtest(gained, gained + lost).pvalue if gained + lost else 1.0
+    return {"knn1_other": round(float(theirs_hit.mean()), 4), "gained": gained, "lost": lost,
+            "mcnemar_p": float(f"{p_value:.3g}")}
 
 
 if __name__ == "__main__":
