@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.search import knn_accuracy  # noqa: E402
+from core.search import knn_accuracy, knn_hits  # noqa: E402
 
 
 def labels_from_paths(paths: np.ndarray) -> np.ndarray:
@@ -107,14 +107,6 @@ def main() -> None:
     print(json.dumps(result))
 
 
-def nn_hits(embeddings: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Whether each photo's nearest other photo shares its category."""
-    from core.search import NeighborIndex
-
-    nearest, _ = NeighborIndex(embeddings).query(embeddings, 1, exclude_self=True)
-    return labels[nearest[:, 0]] == labels
-
-
 def paired_nn_comparison(paths: np.ndarray, embeddings: np.ndarray, other: Path) -> dict:
     """1-NN hits of these embeddings against another set of the same photos: how many photos
     each gets right that the other misses, and McNemar's exact (binomial) p-value."""
@@ -124,7 +116,7 @@ def paired_nn_comparison(paths: np.ndarray, embeddings: np.ndarray, other: Path)
         position = {str(p): i for i, p in enumerate(data["paths"])}
         theirs = data["embeddings"][[position[str(p)] for p in paths]]
     labels = labels_from_paths(paths)
-    ours_hit, theirs_hit = nn_hits(embeddings, labels), nn_hits(theirs, labels)
+    ours_hit, theirs_hit = knn_hits(embeddings, labels), knn_hits(theirs, labels)
     gained, lost = int((ours_hit & ~theirs_hit).sum()), int((theirs_hit & ~ours_hit).sum())
     p_value = binomtest(gained, gained + lost).pvalue if gained + lost else 1.0
     return {"knn1_other": round(float(theirs_hit.mean()), 4), "gained": gained, "lost": lost,

@@ -8,7 +8,7 @@ import torch
 from .augment import resize_batch
 from .jobs import CancelToken, EtaClock, Progress, ProgressCallback, no_progress
 from .model import SimCLRModel
-from .train import autocast_dtype, uses_channels_last
+from .train import place_model
 
 
 @torch.no_grad()
@@ -26,10 +26,7 @@ def embed_pixels(
     """Embed uint8 ``pixels`` (N, 3, S, S) at ``resolution``: returns (N, D) float32, unit rows.
     ``precision`` as in ``TrainConfig`` ("auto" or "fp32")."""
     cancel = cancel or CancelToken()
-    channels_last = uses_channels_last(device)
-    model.to(device, memory_format=torch.channels_last if channels_last
-             else torch.contiguous_format).eval()
-    amp = autocast_dtype(device, precision)
+    amp, channels_last = place_model(model.eval(), device, precision)
     out: list[np.ndarray] = []
     clock = EtaClock()
     n = len(pixels)

@@ -20,7 +20,7 @@ from .embed import embed_pixels
 from .jobs import CancelToken, EtaClock, Progress, ProgressCallback, no_progress, part_of
 from .model import SimCLRModel
 from .search import NeighborIndex
-from .train import autocast_dtype, uses_channels_last
+from .train import place_model
 
 # Milder than training views: the check asks whether photos stay near their neighbours
 # under the changes a photo collection really has (framing, light), not heavy distortion.
@@ -45,10 +45,7 @@ def _embed_views(model: SimCLRModel, pixels: np.ndarray, resolution: int,
                  precision: str = "auto") -> tuple[np.ndarray, np.ndarray]:
     cancel = cancel or CancelToken()
     gen = torch.Generator().manual_seed(seed)
-    amp = autocast_dtype(device, precision)
-    channels_last = uses_channels_last(device)
-    model.to(device, memory_format=torch.channels_last if channels_last
-             else torch.contiguous_format).eval()
+    amp, channels_last = place_model(model.eval(), device, precision)
     views_a, views_b = [], []
     for start in range(0, len(pixels), batch_size):
         cancel.check()

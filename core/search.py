@@ -128,11 +128,17 @@ def _build_ivf(vectors: np.ndarray, nprobe: int, seed: int):
     return index
 
 
-def knn_accuracy(embeddings: np.ndarray, labels: np.ndarray, k: int = 1) -> float:
-    """Leave-one-out k-NN accuracy (majority vote of the k nearest), for measurement only:
-    always exact."""
+def knn_hits(embeddings: np.ndarray, labels: np.ndarray, k: int = 1) -> np.ndarray:
+    """Per photo, whether the majority vote of its k nearest others gets its label right
+    (leave-one-out, for measurement only: always exact). (N,) bool."""
     index = NeighborIndex(embeddings, exact_limit=None)
     idx, _ = index.query(embeddings, k, exclude_self=True)
     votes = labels[idx]
     predicted = np.array([np.bincount(v).argmax() for v in votes])
-    return float((predicted == labels).mean())
+    return predicted == labels
+
+
+def knn_accuracy(embeddings: np.ndarray, labels: np.ndarray, k: int = 1) -> float:
+    """Leave-one-out k-NN accuracy (majority vote of the k nearest), for measurement only:
+    always exact."""
+    return float(knn_hits(embeddings, labels, k).mean())

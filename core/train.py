@@ -81,6 +81,16 @@ def uses_channels_last(device: torch.device) -> bool:
     return device.type in ("cuda", "cpu")
 
 
+def place_model(model: nn.Module, device: torch.device, precision: str = "auto"
+                ) -> tuple[torch.dtype | None, bool]:
+    """Move ``model`` to ``device`` in the memory layout its inputs will have there; returns
+    the autocast dtype (None: float32) and whether inputs go channels_last."""
+    channels_last = uses_channels_last(device)
+    model.to(device, memory_format=torch.channels_last if channels_last
+             else torch.contiguous_format)
+    return autocast_dtype(device, precision), channels_last
+
+
 def lr_factor(progress: float, warmup_fraction: float) -> float:
     """Linear warm-up then cosine decay to zero, as a function of training progress in [0, 1]."""
     progress = min(max(progress, 0.0), 1.0)
@@ -186,16 +196,12 @@ def train(
         total_steps = cfg.adapter_epochs * steps_per_epoch
     budget_s = None if cfg.minutes is None else cfg.minutes * 60.0
 
-    model.to(device)
+    amp_dtype, channels_last = place_model(model, device, cfg.precision)
     model.freeze_stages(cfg.freeze_stages, keep_bn_stats=cfg.pretrained)
     # DDP averages gradients over processes: the mean of the per-process losses, which is
     # the loss of the global batch.
     forward = model if world == 1 else DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None)
-    channels_last = uses_channels_last(device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    amp_dtype = autocast_dtype(device, cfg.precision)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     optimizer = _make_optimizer(model, cfg)
     objective = PairObjective(cfg.objective, cfg.temperature,
@@ -262,7 +268,7 @@ def train(
                                 channels_last, cancel, progress)
         except Cancelled:
             model.eval()
-            result.cancelled, result.resumed_from_step = True, step
+            result.cancelled = True
             return result
         if budget_s is not None:
             budget_s = max(budget_s - (time.monotonic() - bank_start), 0.1 * budget_s)
