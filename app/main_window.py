@@ -37,9 +37,11 @@ from PySide6.QtWidgets import (
 )
 
 from core.config import MapConfig, TrainConfig
+from core.device import available_devices
 from core.jobs import CancelToken, Progress, ProgressCallback
 from core.library import Library, LibraryError, default_library_dir
 from core.organize import CopyReport, copy_photos, write_paths_csv
+from core.runs import RunReport
 from core.search import EXACT_LIMIT, NeighborIndex
 
 from .clusters_panel import ClustersPanel
@@ -287,9 +289,7 @@ class MainWindow(QMainWindow):
         self.job_bar.setMaximumWidth(160)
         self.job_bar.setRange(0, 1000)
         self.job_bar.hide()
-        from .training_panel import detected_devices
-
-        self.device_label = QLabel(detected_devices()[0][1].removeprefix("Automatic (")[:-1])
+        self.device_label = QLabel(available_devices()[0].label)
         # Counts stay visible: temporary messages (left) would paint over normal widgets.
         status.addPermanentWidget(self.counts_label)
         status.addPermanentWidget(self.selection_label)
@@ -370,7 +370,8 @@ class MainWindow(QMainWindow):
 
     def rescan(self) -> Worker | None:
         """Find new, changed, moved and removed photos and read the new ones; with a map,
-        also embed the new photos and place them on it (no training, no new layout)."""
+        also embed the new photos and place them on it (no training, no new layout);
+        without one, draw the starting encoder's map (the map comes before any training)."""
         root, folders = self.session.root, self.library_folders()
         if root is None or not folders:
             return None
@@ -379,21 +380,31 @@ class MainWindow(QMainWindow):
                                          "next training) reads the new folders", 8000)
             return None
         has_map = self.session.data is not None
+        map_cfg = self._start_map_config()
 
         def job(cancel: CancelToken, progress: ProgressCallback) -> bool:
-            from core.cache import decode_pending
-            from core.pipeline import update_library
-            from core.scan import scan_folders
+            from core.pipeline import index_library, update_library
 
             with Library(root) as library:
                 if has_map:
                     return update_library(library, cancel, progress)["map_changed"]
-                scan_folders(library.catalog, folders, cancel, progress)
-                decode_pending(library.catalog, library.pixels, library.thumb_dir, cancel,
-                               progress)
-                return False
+                index_library(library, folders, map_cfg, map_config(map_cfg.seed), cancel,
+                              progress, adapt=False)
+                return True
 
-        return self.run_job(job, "rescan", on_result=self._after_rescan)
+        worker = self.run_job(job, "rescan", on_result=self._after_rescan)
+        worker.progress.connect(self._map_ready)
+        return worker
+
+    def _start_map_config(self) -> TrainConfig:
+        """The training panel's settings for the starting map (so a later training reuses
+        its embeddings), or the defaults when they need no pretrained start."""
+        try:
+            cfg = self.training_panel.config()
+        except ValueError:
+            return TrainConfig()
+        return cfg if cfg.pretrained else TrainConfig(device=cfg.device,
+                                                      precision=cfg.precision)
 
     def _after_rescan(self, map_changed: bool) -> None:
         if map_changed:
@@ -438,6 +449,7 @@ class MainWindow(QMainWindow):
         self.training = worker
         self.training_panel.run_started(cfg)
         connect_worker(self.training_panel, worker, self._training_done)
+        worker.progress.connect(self._map_ready)
         worker.errored.connect(lambda message, _tb: self.show_error("Training stopped", message))
         worker.finished.connect(self._training_finished)
         self._launch(worker)
@@ -448,11 +460,17 @@ class MainWindow(QMainWindow):
             self.training.cancel()
             self.training_panel.stage.setText("Cancelling after this step…")
 
-    def _training_done(self, report: dict) -> None:
+    def _training_done(self, report: RunReport) -> None:
         self.session.reload_map()
         self.statusBar().showMessage(
-            f"Mapped {report['images']['embedded']} photos into {report['clusters']} clusters",
+            f"Mapped {report.images['embedded']} photos into {report.clusters} clusters",
             10000)
+
+    def _map_ready(self, event: Progress) -> None:
+        """A job wrote a new current map (the starting encoder's, a partial one, the
+        adapted one): show it at once."""
+        if event.stage == "map" and event.values.get("map_ready"):
+            self.session.reload_map()
 
     def _training_finished(self) -> None:
         self.training = None
@@ -641,7 +659,7 @@ class MainWindow(QMainWindow):
         if root is None or self.session.data is None:
             self.compare_action.setChecked(False)
             return None
-        seed = self.session.data.run.report.get("config", {}).get("seed", 0)
+        seed = self.session.data.run.report.seed
 
         def job(cancel: CancelToken, progress: ProgressCallback):
             from core.compare import other_encoder_map
@@ -663,7 +681,9 @@ class MainWindow(QMainWindow):
         data = self.session.data
         if data is None:
             return ""
-        kept = data.run.report.get("check", {}).get("kept", "adapted")
+        kept = data.run.report.kept
+        if data.run.report.check is None and kept == "start":
+            return "Map of the starting encoder · Train adapts it to your photos"
         kept_name = "trained" if kept == "adapted" else "untrained (start)"
         if self.session.showing_other:
             other = "untrained (start)" if kept == "adapted" else "trained (not kept)"

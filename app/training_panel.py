@@ -28,8 +28,10 @@ from PySide6.QtWidgets import (
 )
 
 from core.config import TrainConfig
+from core.device import available_devices
 from core.jobs import Progress
 from core.model import BACKBONES, PRETRAINED_BACKBONES
+from core.runs import RunReport
 
 from .widgets import hint_label
 
@@ -37,24 +39,8 @@ from .widgets import hint_label
 PRESETS = (("Quick", 5.0), ("Balanced", 15.0), ("Thorough", 45.0))
 STAGE_NAMES = {"scan": "Scanning folders", "decode": "Reading photos", "train": "Training",
                "check": "Checking the result", "embed": "Embedding photos",
-               "map": "Drawing the map", "measure": "Checking the result",
-               "neighbours": "Finding each photo's neighbours",
-               "views": "Encoding augmented views"}
-
-
-def detected_devices() -> list[tuple[str, str]]:
-    """(value, label) of the devices this machine can train on, 'auto' first."""
-    import torch
-
-    from core.train import describe_device, pick_device
-
-    found = [("auto", f"Automatic ({describe_device(pick_device('auto'))})"), ("cpu", "CPU")]
-    if torch.cuda.is_available():
-        found.append(("cuda", describe_device(torch.device("cuda"))))
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        found.append(("mps", "Apple MPS"))
-    return found
+               "map": "Drawing the map", "views": "Encoding augmented views",
+               "adapt": "Adapting to your photos"}
 
 
 def format_seconds(seconds: float | None) -> str:
@@ -129,8 +115,9 @@ class TrainingPanel(QWidget):
         budget_row.addWidget(self.budget)
         budget_row.addWidget(self.budget_kind)
         self.device = QComboBox()
-        for value, label in detected_devices():
-            self.device.addItem(label, value)
+        for choice in available_devices():
+            label = f"Automatic ({choice.label})" if choice.value == "auto" else choice.label
+            self.device.addItem(label, choice.value)
         form.addRow("Encoder", self.backbone)
         form.addRow("Start", self.start_from)
         form.addRow("Resolution", self.resolution)
@@ -242,7 +229,7 @@ class TrainingPanel(QWidget):
             parts.append(f"{event.values['images_per_s']:.0f} images/s")
         parts.append(f"{format_seconds(event.eta_s)} left")
         self.detail.setText("  ·  ".join(parts))
-        if event.stage == "train" and "loss" in event.values:
+        if event.stage in ("train", "adapt") and "loss" in event.values:
             self._steps.append(event.done)
             self._losses.append(float(event.values["loss"]))
             self._draw_loss()
@@ -258,38 +245,40 @@ class TrainingPanel(QWidget):
             smooth[i] = acc
         self.smooth_curve.setData(steps, smooth)
 
-    def show_last_run(self, report: dict) -> None:
+    def show_last_run(self, report: RunReport) -> None:
         """Summarise a finished run (the one the map shows) without touching the log."""
-        images, training = report.get("images", {}), report.get("training", {})
-        if "embedded" in images and "epochs" in training:
-            self.detail.setText(
-                f"Last run: {images['embedded']} photos embedded · "
-                f"{report.get('clusters', 0)} clusters · {training['epochs']} epochs at "
-                f"{training['images_per_s']:.0f} images/s")
-        check = report.get("check", {})
-        verdict = check.get("verdict")
-        text = verdict[0].upper() + verdict[1:] if verdict else ""
-        if "before" in check and "after" in check:
-            b, a = check["before"], check["after"]
-            text += (f"\nBefore → after: neighbour agreement {b['neighbor_agreement']:.3f} → "
-                     f"{a['neighbor_agreement']:.3f} (higher is better), alignment "
-                     f"{b['alignment']:.3f} → {a['alignment']:.3f}, uniformity "
-                     f"{b['uniformity']:.2f} → {a['uniformity']:.2f} (lower is better).")
+        line = (f"Last run: {report.images.get('embedded', 0)} photos embedded · "
+                f"{report.clusters} clusters")
+        if "epochs" in report.training:
+            line += (f" · {report.training['epochs']} epochs at "
+                     f"{report.training['images_per_s']:.0f} images/s")
+        self.detail.setText(line)
+        check = report.check
+        text = "" if check is None else check.verdict()
+        if check is not None and check.before is not None and check.after is not None:
+            b, a = check.before, check.after
+            text += (f"\nBefore → after: neighbour agreement {b.neighbor_agreement:.3f} → "
+                     f"{a.neighbor_agreement:.3f} (higher is better), alignment "
+                     f"{b.alignment:.3f} → {a.alignment:.3f}, uniformity "
+                     f"{b.uniformity:.2f} → {a.uniformity:.2f} (lower is better).")
+        cuts = report.adaptation.get("cut", [])
+        if cuts:
+            text += "\nCut to fit the time budget: " + "; ".join(cuts) + "."
         self.verdict.setText(text)
 
-    def run_finished(self, report: dict) -> None:
+    def run_finished(self, report: RunReport) -> None:
         self._running = False
         self._resumable = False
         self.show_last_run(report)
         self.stage.setText("Done")
         self.bar.setValue(1000)
-        images = report["images"]
-        verdict = report.get("check", {}).get("verdict")
-        self.append_log(f"finished in {sum(report['stage_seconds'].values()):.0f} s on "
-                        f"{report['device']}")
-        if verdict:
-            self.append_log(verdict)
-        for item in images.get("failed_files", [])[:50]:
+        self.append_log(f"finished in {sum(report.stage_seconds.values()):.0f} s on "
+                        f"{report.device}")
+        if report.check is not None:
+            self.append_log(report.check.verdict())
+        for cut in report.adaptation.get("cut", []):
+            self.append_log(f"cut to fit the budget: {cut}")
+        for item in report.images.get("failed_files", [])[:50]:
             self.append_log(f"skipped {item['path']}: {item['reason']}")
         self._update_buttons()
 

@@ -29,12 +29,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.cache import THUMBNAIL_SIZE  # noqa: E402
 from core.decode import load_rgb, square_pixels, thumbnail  # noqa: E402
+from core.device import pick_device  # noqa: E402
 from core.duplicates import DuplicateConfig, grey_thumbnail, pixel_match  # noqa: E402
 from core.embed import embed_pixels  # noqa: E402
 from core.library import CACHE_SIZE, Library  # noqa: E402
-from core.pipeline import load_encoder  # noqa: E402
+from core.pipeline import run_encoder  # noqa: E402
 from core.search import NeighborIndex  # noqa: E402
-from core.train import pick_device  # noqa: E402
 
 PERCENTILES = (0, 1, 5, 50, 95, 99, 100)
 
@@ -79,7 +79,7 @@ def main() -> None:
     device = pick_device("auto")
     library = Library(args.library, create=False)
     run = library.current_run()
-    model, resolution = load_encoder(library, run.run_id, device)
+    model, resolution = run_encoder(library, run.run_id, device)
     labels = np.array([Path(str(p)).parent.name for p in run.paths])
     picked = np.concatenate([rng.choice(np.flatnonzero(labels == c), args.per_class,
                                         replace=False) for c in np.unique(labels)])

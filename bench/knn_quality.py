@@ -57,16 +57,21 @@ def trained_embeddings(library_dir: Path, resolution: int | None
     from core.embed import embed_pixels
     from core.library import Library
     from core.model import build_model
-    from core.train import CHECKPOINT_NAME
+    from core.runs import CHECKPOINT_NAME
 
     with Library(library_dir, create=False) as library:
         run = library.current_run()
-        cfg = run.report["config"]
-        model = build_model(cfg["backbone"], cfg["pretrained"], cfg["resolution"],
-                            load_weights=False, adapter=bool(cfg.get("adapter")))
+        cfg = run.report.config
         state = torch.load(library.run_dir(run.run_id) / CHECKPOINT_NAME, map_location="cpu",
                            weights_only=True)
-        model.load_state_dict(state["model"])
+        # The adapter's checkpoint holds only the adapter and head (the encoder is frozen).
+        adapter = "adapter" in state
+        model = build_model(cfg["backbone"], cfg["pretrained"], cfg["resolution"],
+                            load_weights=adapter, adapter=adapter)
+        if adapter:
+            model.adapter.load_state_dict(state["adapter"])
+        else:
+            model.load_state_dict(state["model"])
         rows = {r.id: r.cache_row for r in library.catalog.images(status="ok")}
         pixels = CachedRows(library.pixels.array(), np.array([rows[i] for i in run.image_ids]))
         return run.paths, embed_pixels(model, pixels, resolution or cfg["resolution"],

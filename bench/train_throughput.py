@@ -30,11 +30,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.cache import CachedRows, decode_pending  # noqa: E402
 from core.config import TrainConfig  # noqa: E402
+from core.device import autocast_dtype, pick_device, uses_channels_last  # noqa: E402
 from core.library import Library  # noqa: E402
 from core.loss import NTXentLoss  # noqa: E402
 from core.model import build_model  # noqa: E402
 from core.scan import scan_folders  # noqa: E402
-from core.train import autocast_dtype, pick_device, train, uses_channels_last  # noqa: E402
+from core.train import train  # noqa: E402
 
 
 class TwoViews:

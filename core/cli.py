@@ -11,9 +11,10 @@ from pathlib import Path
 from .config import DEVICES, OPTIMIZERS, PRECISIONS, MapConfig, TrainConfig
 from .decode import DecodeError
 from .jobs import Cancelled, CancelToken, Progress
-from .library import Library, LibraryError, default_library_dir, save_npz_atomic
+from .library import Library, LibraryError, default_library_dir
 from .loss import OBJECTIVES
 from .model import BACKBONES
+from .runs import save_npz_atomic
 
 
 class TqdmProgress:
@@ -34,8 +35,9 @@ class TqdmProgress:
             # Time-budgeted training has no step total: show a percentage of the budget.
             total = event.total if event.total > 0 else 100
             bar = self._tqdm(total=total, desc=f"{event.stage:>7}",
-                             unit="%" if event.total <= 0 else "photo" if event.stage != "train"
-                             else "step", dynamic_ncols=True, file=sys.stderr)
+                             unit="%" if event.total <= 0 else "step"
+                             if event.stage in ("train", "adapt") else "photo",
+                             dynamic_ncols=True, file=sys.stderr)
             self._bars[event.stage] = bar
         done = event.done if event.total > 0 else round(100 * event.values.get("fraction", 0))
         bar.update(max(0, min(done, bar.total) - bar.n))
@@ -79,8 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     ix.add_argument("--temperature", type=float,
                     help="NT-Xent temperature (default 0.5 for the adapter, else 0.2)")
     ix.add_argument("--adapter", action=argparse.BooleanOptionalAction, default=None,
-                    help="train a linear adapter on the frozen pretrained encoder (default on "
-                    "a CPU) instead of fine-tuning its last stages")
+                    help="train a linear adapter on the frozen pretrained encoder (the "
+                    "default) instead of fine-tuning its last stages")
+    ix.add_argument("--map-only", action="store_true",
+                    help="write the starting encoder's map and stop (no adaptation)")
     ix.add_argument("--neighbor-positives", type=float, metavar="P",
                     help="probability that a photo's positive is one of its nearest "
                     "neighbours under the starting encoder (default 1 for the adapter, else 0)")
@@ -143,19 +147,25 @@ def _index(args: argparse.Namespace) -> int:
         with Library(args.library) as library:
             try:
                 report = index_library(library, args.folders, cfg, MapConfig(seed=args.seed),
-                                       CancelToken(), progress)
+                                       CancelToken(), progress, adapt=not args.map_only)
             finally:
                 progress.close()
-    _write_report(args.report, report)
-    images = report["images"]
+    _write_report(args.report, report.to_dict())
+    images = report.images
     # Under torchrun the pipeline resumes a finished training: its figures are the processes'.
-    training = report.get("distributed", report["training"])
-    print(f"{images['embedded']} photos embedded, {images['failed']} could not be read; "
-          f"{report['clusters']} clusters; device {report['device']}; "
-          f"{training['epochs']} epochs at {training['images_per_s']} images/s")
+    training = report.distributed or report.training
+    line = (f"{images['embedded']} photos embedded, {images['failed']} could not be read; "
+            f"{report.clusters} clusters; device {report.device}")
+    if training:
+        line += f"; {training['epochs']} epochs at {training['images_per_s']} images/s"
+    print(line)
     _print_failed(images["failed_files"])
-    if "verdict" in report["check"]:
-        print(report["check"]["verdict"])
+    for cut in report.adaptation.get("cut", []):
+        print(f"  cut to fit the budget: {cut}")
+    if report.check is not None:
+        print(report.check.verdict())
+    elif report.config.get("pretrained"):
+        print("Map of the starting encoder written (not adapted).")
     return 0
 
 

@@ -1,9 +1,11 @@
 """The map of the other encoder, to see what training did.
 
 A run keeps one encoder (the label-free check picks the trained one or its start). This
-module embeds and maps the library's photos with the encoder it did not keep: the starting
-(untrained) encoder when the trained one was kept, the trained checkpoint when the start
-was kept. The result is cached beside the run, so toggling back and forth is instant.
+module gives the map of the encoder it did not keep: the starting (untrained) encoder when
+the trained one was kept, the trained one when the start was kept. The index writes it when
+it has it for free (the start's map, when the adapted one replaced it); otherwise it is
+computed here once (an adapter is applied to the start's embeddings, no encoder pass) and
+cached beside the run, so toggling back and forth is instant.
 """
 
 from __future__ import annotations
@@ -16,13 +18,13 @@ import torch
 from .atlas import build_atlas
 from .cache import CachedRows
 from .config import MapConfig
-from .embed import embed_pixels
+from .device import pick_device
+from .embed import adapt_embeddings, embed_pixels
+from .features import start_embeddings
 from .jobs import CancelToken, EtaClock, Progress, ProgressCallback, no_progress, part_of
-from .library import CACHE_SIZE, Library, LibraryError, save_npz_atomic
-from .model import SimCLRModel, build_model
-from .train import CHECKPOINT_NAME, pick_device
-
-OTHER_MAP_NAME = "atlas-other.npz"
+from .library import Library, LibraryError, RunArtifacts
+from .model import build_model
+from .runs import CHECKPOINT_NAME, OTHER_ATLAS_NAME, load_tensors, save_npz_atomic
 
 
 @dataclass(frozen=True)
@@ -35,19 +37,37 @@ class OtherMap:
     cluster: np.ndarray  # (N,) int64, -1 = noise
 
 
-def _other_encoder(report: dict) -> tuple[str, SimCLRModel, int]:
-    """Which encoder the run did not keep, built, with its embedding resolution."""
-    cfg = report["config"]
-    kept = report.get("check", {}).get("kept", "adapted")
-    if kept == "adapted":
+def _other_embeddings(library: Library, run: RunArtifacts, device: torch.device,
+                      cancel: CancelToken, progress: ProgressCallback) -> tuple[str, np.ndarray]:
+    report = run.report
+    cfg = report.config
+    pixels = CachedRows(library.pixels.array(), run.cache_rows)
+    if report.kept == "adapted":
+        if cfg["pretrained"]:
+            model = build_model(cfg["backbone"], True, cfg["resolution"])
+            embeddings, _ = start_embeddings(library, model, cfg["backbone"], pixels, device,
+                                             run.precision, cancel, progress)
+            return "untrained", embeddings
         # Seeded so the untrained map of a from-scratch run is the same every time.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg["seed"])
-            model = build_model(cfg["backbone"], cfg["pretrained"], cfg["resolution"])
-        return "untrained", model, CACHE_SIZE if cfg["pretrained"] else cfg["resolution"]
-    return "trained", build_model(cfg["backbone"], cfg["pretrained"], cfg["resolution"],
-                                  load_weights=False, adapter=bool(cfg.get("adapter"))
-                                  ), cfg["resolution"]
+            model = build_model(cfg["backbone"], False, cfg["resolution"])
+        return "untrained", embed_pixels(model, pixels, cfg["resolution"], device,
+                                         cancel=cancel, progress=progress,
+                                         precision=run.precision)
+    checkpoint = library.run_dir(run.run_id) / CHECKPOINT_NAME
+    if not checkpoint.exists():
+        raise LibraryError(f"the trained checkpoint {checkpoint} is gone")
+    state = load_tensors(checkpoint)
+    model = build_model(cfg["backbone"], cfg["pretrained"], cfg["resolution"],
+                        load_weights=False)
+    if "adapter" in state:  # the adapter's checkpoint: applied to the start's embeddings
+        model.add_adapter()
+        model.adapter.load_state_dict(state["adapter"])
+        return "trained", adapt_embeddings(model, run.embeddings)
+    model.load_state_dict(state["model"])
+    return "trained", embed_pixels(model, pixels, cfg["resolution"], device, cancel=cancel,
+                                   progress=progress, precision=run.precision)
 
 
 def other_encoder_map(library: Library, cancel: CancelToken | None = None,
@@ -58,32 +78,22 @@ def other_encoder_map(library: Library, cancel: CancelToken | None = None,
     cancel = cancel or CancelToken()
     run = library.current_run()
     run_dir = library.run_dir(run.run_id)
-    cached = run_dir / OTHER_MAP_NAME
+    cached = run_dir / OTHER_ATLAS_NAME
     if cached.exists():
         with np.load(cached) as data:
             if np.array_equal(data["image_ids"], run.image_ids):
                 return OtherMap(str(data["encoder"]), data["embeddings"], data["xy"],
                                 data["cluster"])
-    if "config" not in run.report:
-        raise LibraryError("this run's report has no training config; run 'photoatlas index'")
-    which, model, resolution = _other_encoder(run.report)
-    if which == "trained":
-        checkpoint = run_dir / CHECKPOINT_NAME
-        if not checkpoint.exists():
-            raise LibraryError(f"the trained checkpoint {checkpoint} is gone")
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
-    torch_device = pick_device(device)
+    if run.report.check is None:
+        raise LibraryError("this map comes from the starting encoder and has not been "
+                           "trained yet, so there is no other map to show; train first")
     clock = EtaClock()
-    pixels = CachedRows(library.pixels.array(), run.cache_rows)
-    embeddings = embed_pixels(model, pixels, resolution, torch_device, cancel=cancel,
-                              progress=part_of(progress, "compare", 0, 2,
-                                               f"embedding with the {which} encoder", clock),
-                              precision=run.precision)
+    which, embeddings = _other_embeddings(
+        library, run, pick_device(device), cancel,
+        part_of(progress, "compare", 0, 2, "embedding with the other encoder", clock))
     cancel.check()
     progress_map = part_of(progress, "compare", 1, 2, "laying out its map", clock)
-    map_cfg = map_cfg or MapConfig(seed=run.report["config"]["seed"])
-    atlas = build_atlas(embeddings, map_cfg, cancel)
+    atlas = build_atlas(embeddings, map_cfg or MapConfig(seed=run.report.seed), cancel)
     progress_map(Progress("compare", 1, 1))
     save_npz_atomic(cached, encoder=np.array(which), image_ids=run.image_ids,
                     embeddings=embeddings, xy=atlas.xy, cluster=atlas.cluster)

@@ -40,14 +40,18 @@ class TrainConfig:
     # the starting encoder instead of itself (NNCLR-style positives; pretrained starts only).
     neighbor_positives: float | None = None
     neighbor_k: int = 20
+    # Keep only mutual neighbours as positives (a photo among its neighbour's neighbours).
+    mutual_neighbors: bool = False
     # Train a linear adapter on the frozen pretrained encoder, from a bank of its features of
-    # ``bank_views`` augmented views per photo, instead of fine-tuning its last stages (the
-    # CPU default: see the README, "Adapting on a CPU").
+    # ``bank_views`` augmented views per sampled photo, instead of fine-tuning its last
+    # stages (the default on every device: docs/adaptation.md).
     adapter: bool | None = None
-    bank_views: int = 4
+    bank_views: int | None = None
     # Within a time budget the adapter stops after this many epochs: on the 32 px photos
     # ~50 epochs (300 steps) gave 1-NN 0.832, 170 gave 0.829, 1,190 gave 0.826.
     adapter_epochs: int = 50
+    # Weight of the adapter's squared distance from the identity, added to the loss.
+    identity_pull: float = 0.0
     optimizer: str = "adamw"
     lr: float | None = None
     weight_decay: float | None = None
@@ -83,7 +87,9 @@ class TrainConfig:
                              "train the whole encoder")
         if self.adapter_epochs < 1:
             raise ValueError(f"adapter_epochs must be at least 1, got {self.adapter_epochs}")
-        if self.bank_views < 2:
+        if not self.identity_pull >= 0 or not math.isfinite(self.identity_pull):
+            raise ValueError(f"identity_pull must be >= 0, got {self.identity_pull}")
+        if self.bank_views is not None and self.bank_views < 2:
             raise ValueError(f"bank_views must be at least 2, got {self.bank_views}")
         if self.neighbor_k < 1:
             raise ValueError(f"neighbor_k must be at least 1, got {self.neighbor_k}")
@@ -118,28 +124,31 @@ class TrainConfig:
         fast = device_type in ("cuda", "mps")
         backbone = self.backbone or (
             "efficientnet_lite0" if self.pretrained else "resnet18" if fast else "resnet18_half")
-        adapter = self.pretrained and not fast if self.adapter is None else self.adapter
+        # The adapter is the default on every device until a GPU measurement says otherwise:
+        # it is the recipe measured to help (docs/adaptation.md); pixel fine-tuning of the
+        # last stages (adapter=False) was never measured on a GPU.
+        adapter = self.pretrained if self.adapter is None else self.adapter
         if adapter:
-            # Measured on a 2-core CPU (README, "Adapting on a CPU"): fine-tuning even the
-            # last stages buys a few epochs in minutes and barely moves k-NN accuracy; a linear
-            # adapter on cached features of augmented views gets hundreds of epochs, and
-            # neighbour positives at a soft temperature are what made it gain.
+            # Measured on a 2-core CPU (docs/adaptation.md): fine-tuning even the last stages
+            # buys a few epochs in minutes and barely moves k-NN accuracy; a linear adapter on
+            # cached features of augmented views gets hundreds of epochs. A GPU encodes more
+            # views in the same minutes.
             defaults = dict(resolution=224, batch_size=512, lr=1e-3, weight_decay=0.05,
                             freeze_stages=_TRUNK_MODULES[backbone], temperature=0.5,
-                            neighbor_positives=1.0)
+                            neighbor_positives=1.0, bank_views=8 if fast else 4)
         elif self.pretrained:
             # Adaptation helps only at the resolution it trains at, and the encoder is best at
             # 224 px, so train there and leave only the last stages trainable.
             frozen = _FROZEN_STAGES["fast" if fast else "cpu"][backbone]
             defaults = dict(resolution=224, batch_size=256 if fast else 64, lr=1e-4,
                             weight_decay=0.05, freeze_stages=frozen, temperature=0.2,
-                            neighbor_positives=0.0)
+                            neighbor_positives=0.0, bank_views=4)
         else:
             # On a CPU a half-width ResNet-18 at 32 px gets many more epochs in the same
             # minutes than wider or sharper models, and that is what pays from scratch.
             defaults = dict(resolution=128 if fast else 32, batch_size=256 if fast else 128,
                             lr=2e-3 if fast else 1e-3, weight_decay=1e-4, freeze_stages=0,
-                            temperature=0.2, neighbor_positives=0.0)
+                            temperature=0.2, neighbor_positives=0.0, bank_views=4)
         budget = {} if self.minutes is not None or self.epochs is not None else {"minutes": 5.0}
         filled = {k: v for k, v in defaults.items() if getattr(self, k) is None}
         filled["backbone"] = backbone

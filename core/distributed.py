@@ -4,20 +4,21 @@ DDP on its shard of the pixel cache, then rank 0 checks, embeds and maps as usua
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 
-from .cache import CachedRows, PixelCache, decode_pending
+from .cache import CachedRows, PixelCache
 from .config import MapConfig, TrainConfig
+from .device import pick_device
 from .jobs import Cancelled, CancelToken, ProgressCallback, no_progress
 from .library import Library
 from .model import build_model
-from .pipeline import _run_key, index_library
-from .scan import scan_folders
-from .train import pick_device, train
+from .pipeline import StageTimer, index_library, prepare, run_key
+from .runs import RunReport
+from .train import train
 
 
 def launched_by_torchrun() -> bool:
@@ -36,18 +37,15 @@ def join_process_group(device: str) -> tuple[int, int]:
 def _plan(library: Library, folders: list[Path], train_cfg: TrainConfig, world: int,
           cancel: CancelToken, progress: ProgressCallback) -> dict:
     """Rank 0: bring the cache up to date and name the run every process trains into."""
-    scan_folders(library.catalog, folders, cancel, progress)
-    decode_pending(library.catalog, library.pixels, library.thumb_dir, cancel, progress)
-    ok = library.catalog.images(status="ok")
-    if len(ok) < 2 * world:
-        raise ValueError(f"found {len(ok)} readable photo(s); {world} processes need at least "
-                         f"{2 * world}")
     cfg = train_cfg.resolved(pick_device(train_cfg.device).type)
-    image_ids = np.array([r.id for r in ok], np.int64)
-    key = _run_key(cfg, image_ids)
-    run_id = library.catalog.unfinished_run(key) or library.catalog.start_run(key)
+    if cfg.adapter:
+        raise ValueError("the adapter trains in one process; under torchrun use --no-adapter "
+                         "(pixel fine-tuning) or --from-scratch")
+    prep = prepare(library, folders, cancel, progress, StageTimer(), at_least=2 * world)
+    run_id = (library.catalog.unfinished_run(run_key(cfg, prep.image_ids))
+              or library.catalog.start_run(run_key(cfg, prep.image_ids)))
     return {"cfg": cfg, "cache": str(library.pixels.path), "cache_size": library.pixels.size,
-            "rows": [r.cache_row for r in ok], "run_dir": str(library.run_dir(run_id))}
+            "rows": prep.pixels.rows.tolist(), "run_dir": str(library.run_dir(run_id))}
 
 
 def index_distributed(
@@ -57,7 +55,7 @@ def index_distributed(
     map_cfg: MapConfig,
     cancel: CancelToken | None = None,
     progress: ProgressCallback = no_progress,
-) -> dict | None:
+) -> RunReport | None:
     """Run by every process torchrun starts. Returns the run's report on rank 0 (with the
     distributed training's own figures under "distributed"), None elsewhere.
 
@@ -96,9 +94,8 @@ def index_distributed(
         report = index_library(library, folders, train_cfg, map_cfg, cancel, progress)
     finally:
         library.close()
-    report["distributed"] = {"processes": world, "steps": result.steps,
-                             "epochs": round(result.epochs, 3),
-                             "seconds": round(result.seconds, 2),
-                             "images_per_s": round(result.images_per_s, 2),
-                             "cancelled": result.cancelled}
-    return report
+    return replace(report, distributed={"processes": world, "steps": result.steps,
+                                        "epochs": round(result.epochs, 3),
+                                        "seconds": round(result.seconds, 2),
+                                        "images_per_s": round(result.images_per_s, 2),
+                                        "cancelled": result.cancelled})

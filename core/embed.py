@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .augment import resize_batch
-from .jobs import CancelToken, EtaClock, Progress, ProgressCallback, no_progress
+from .batches import encode_rows
+from .device import place_model
+from .jobs import CancelToken, ProgressCallback, no_progress
 from .model import SimCLRModel
-from .train import place_model
 
 
-@torch.no_grad()
 def embed_pixels(
     model: SimCLRModel,
     pixels: np.ndarray,
@@ -23,22 +24,22 @@ def embed_pixels(
     stage: str = "embed",
     precision: str = "auto",
 ) -> np.ndarray:
-    """Embed uint8 ``pixels`` (N, 3, S, S) at ``resolution``: returns (N, D) float32, unit rows.
-    ``precision`` as in ``TrainConfig`` ("auto" or "fp32")."""
-    cancel = cancel or CancelToken()
-    amp, channels_last = place_model(model.eval(), device, precision)
-    out: list[np.ndarray] = []
-    clock = EtaClock()
-    n = len(pixels)
-    for start in range(0, n, batch_size):
-        cancel.check()
-        chunk = torch.from_numpy(np.ascontiguousarray(pixels[start:start + batch_size]))
-        x = resize_batch(chunk.to(device), resolution)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-            out.append(model.embed(x).cpu().numpy().astype(np.float32))
-        done = min(n, start + batch_size)
-        progress(Progress(stage, done, n, f"{done}/{n} photos", eta_s=clock.eta(done, n)))
-    dim = model.encoder.feature_dim
-    return np.concatenate(out) if out else np.zeros((0, dim), np.float32)
+    """Embed uint8 ``pixels`` (N, 3, S, S) at ``resolution``: returns (N, D) float32, unit rows
+    (through the model's adapter when it has one). ``precision`` as in ``TrainConfig``."""
+    placement = place_model(model.eval(), device, precision)
+    out = encode_rows(model.embed, pixels, lambda rows: resize_batch(rows, resolution),
+                      placement, batch_size, cancel, progress, stage)
+    return out if len(out) else np.zeros((0, model.encoder.feature_dim), np.float32)
+
+
+def adapt_embeddings(model: SimCLRModel, embeddings: np.ndarray) -> np.ndarray:
+    """The model's embeddings of photos whose starting-encoder embeddings (N, D) unit rows
+    are given: its adapter applied to them (a linear map on normalised encoder features,
+    so no encoder pass is needed). Without an adapter, the rows themselves."""
+    if model.adapter is None:
+        return embeddings
+    with torch.no_grad():
+        weight = model.adapter.weight.detach().float().cpu()
+        out = F.normalize(torch.from_numpy(np.ascontiguousarray(embeddings)).float() @ weight.T,
+                          dim=1)
+    return out.numpy()

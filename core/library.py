@@ -15,11 +15,11 @@ import numpy as np
 
 from .cache import PixelCache
 from .catalog import MARKER_KEY, Catalog, CatalogError
+from .runs import ATLAS_NAME, RunReport, load_atlas, read_report
 
 CATALOG_NAME = "catalog.sqlite"
 LOCK_NAME = "library.lock"
 CACHE_SIZE = 224  # pixels kept per photo: the pretrained encoders' native input size
-ATLAS_NAME = "atlas.npz"
 
 
 class LibraryError(Exception):
@@ -138,14 +138,13 @@ class RunArtifacts:
     embeddings: np.ndarray  # (N, D) float32, unit rows
     xy: np.ndarray  # (N, 2) float32
     cluster: np.ndarray  # (N,) int64, -1 = noise
-    report: dict
+    report: RunReport
     cache_rows: np.ndarray  # (N,) int64, the pixel-cache row each embedding was made from
 
     @property
     def precision(self) -> str:
-        """The precision the run embedded in, so photos embedded later match (runs made
-        before the setting existed: "auto")."""
-        return self.report.get("config", {}).get("precision", "auto")
+        """The precision the run embedded in, so photos embedded later match."""
+        return self.report.precision
 
 
 class Library:
@@ -207,37 +206,10 @@ class Library:
         if run is None:
             raise LibraryError(f"{self.root} has no finished index yet; run 'photoatlas index'")
         folder = self.runs_dir / run
-        with np.load(folder / ATLAS_NAME) as data:
-            arrays = {k: data[k] for k in data.files}
-        if "embeddings" not in arrays:  # written by the first version, beside the atlas
-            arrays["embeddings"] = np.load(folder / "embeddings.npy")
-        ids = arrays["image_ids"]
-        if "cache_rows" not in arrays:  # first version: the photos were never re-decoded
-            rows = {r.id: r.cache_row for r in self.catalog.images()}
-            arrays["cache_rows"] = np.array([rows.get(int(i), -1) for i in ids], np.int64)
+        atlas = load_atlas(folder / ATLAS_NAME,
+                           lambda: {r.id: r.cache_row for r in self.catalog.images()})
         known = self.catalog.paths_by_id()
-        paths = np.array([known.get(int(i), str(p)) for i, p in zip(ids, arrays["paths"],
+        paths = np.array([known.get(int(i), str(p)) for i, p in zip(atlas.image_ids, atlas.paths,
                                                                     strict=True)])
-        return RunArtifacts(int(run), ids, paths, arrays["embeddings"], arrays["xy"],
-                            arrays["cluster"], json.loads((folder / "report.json").read_text()),
-                            arrays["cache_rows"])
-
-
-def _fsync_replace(tmp: Path, path: Path) -> None:
-    """Flush ``tmp`` to disk, then rename it over ``path``: readers see the old file or the
-    new one, never half of one, even after a crash."""
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    _fsync_replace(tmp, path)
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    _fsync_replace(tmp, path)
+        return RunArtifacts(int(run), atlas.image_ids, paths, atlas.embeddings, atlas.xy,
+                            atlas.cluster, read_report(folder), atlas.cache_rows)

@@ -1,57 +1,77 @@
-"""The index job (scan -> decode -> train -> label-free check -> embed -> map, resumable) and
-the update job (rescan, embed only new or changed photos with the current encoder, place
-them on the existing map)."""
+"""The index job and the update job.
+
+index: scan -> decode -> the starting encoder's embeddings (one pass) -> the map, written
+at once -> adaptation as a refinement (by default a linear adapter on a bank of view
+features sized to the budget) -> the label-free check -> the adapted map, only when the
+check keeps it. Resumable: a killed run continues where it stopped.
+
+update: rescan, embed only new or changed photos with the current encoder, place them on
+the existing map.
+"""
 
 from __future__ import annotations
 
 import copy
-import pickle
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .adapter import (
+    BANK_SHARE,
+    bank_neighbors,
+    build_bank,
+    load_bank,
+    save_bank,
+    split_sample,
+    train_adapter,
+)
 from .atlas import build_atlas, representatives
-from .cache import CachedRows, decode_pending
+from .augment import simclr_view
+from .batches import encode_rows
+from .cache import CachedRows, DecodeResult, decode_pending
 from .catalog import Catalog
 from .config import MapConfig, TrainConfig
-from .embed import embed_pixels
+from .device import describe_device, pick_device, place_model
+from .embed import adapt_embeddings, embed_pixels
+from .features import start_embeddings
 from .jobs import (
     Cancelled,
     CancelToken,
-    EtaClock,
     Progress,
     ProgressCallback,
     no_progress,
-    part_of,
 )
-from .library import (
-    ATLAS_NAME,
-    CACHE_SIZE,
-    Library,
-    LibraryError,
-    save_npz_atomic,
-    write_json_atomic,
-)
+from .library import CACHE_SIZE, Library
 from .model import SimCLRModel, build_model
-from .quality import measure, neighborhood_overlap
-from .scan import scan_folders
+from .quality import CHECK_AUGMENT, INSTANCE_AUGMENT, CheckViews, decide, measures
+from .quality import neighborhood_overlap as overlap_of
+from .runs import (
+    ATLAS_NAME,
+    ENCODER_NAME,
+    OTHER_ATLAS_NAME,
+    AtlasArrays,
+    CheckResult,
+    RunReport,
+    load_encoder,
+    save_atlas,
+    save_encoder,
+    save_npz_atomic,
+    write_report,
+)
+from .scan import ScanResult, scan_folders
 from .search import NeighborIndex
-from .train import CHECKPOINT_NAME, describe_device, pick_device, save_atomic, train
+from .train import TrainResult, train
 
-ENCODER_NAME = "encoder.pt"
-START_EMBEDDINGS_NAME = "start_embeddings.npz"
-# The adapted encoder must beat the start by this much neighbour agreement to be kept ...
-KEEP_MARGIN = 0.01
-# ... and keep at least this much of the start's neighbourhoods (a trust region: see
-# core.quality.neighborhood_overlap for the measurements behind it).
-MIN_OVERLAP = 0.5
 # A new photo lands at the weighted mean position of this many nearest mapped photos.
 PLACE_NEIGHBOURS = 10
+# Libraries at least this large show a partial map once this many photos are embedded.
+PARTIAL_MAP_FROM = 3000
+PARTIAL_MAP_PHOTOS = 1000
 
 
 @dataclass
@@ -67,10 +87,92 @@ class StageTimer:
             self.seconds[name] = round(self.seconds.get(name, 0.0) + time.monotonic() - t0, 2)
 
 
-def _run_key(cfg: TrainConfig, photo_ids: np.ndarray) -> dict:
+@dataclass(frozen=True)
+class Prepared:
+    """The library's readable photos after a scan and decode, in catalog order."""
+
+    image_ids: np.ndarray  # (N,) int64
+    paths: np.ndarray  # (N,) str
+    pixels: CachedRows  # (N, 3, S, S) uint8 rows of the pixel cache
+    scan: ScanResult
+    decoded: DecodeResult
+    failed: list[dict]  # {"path", "reason"} of every photo and folder that could not be read
+
+
+def prepare(library: Library, folders: list[Path], cancel: CancelToken,
+            progress: ProgressCallback, timer: StageTimer, at_least: int = 2) -> Prepared:
+    """Scan ``folders`` into the catalog and decode what is new: the first steps of every
+    index, in one process or under torchrun (rank 0)."""
+    with timer.stage("scan"):
+        scan = scan_folders(library.catalog, folders, cancel, progress)
+    with timer.stage("decode"):
+        decoded = decode_pending(library.catalog, library.pixels, library.thumb_dir, cancel,
+                                 progress)
+    ok = library.catalog.images(status="ok")
+    if len(ok) < at_least:
+        raise ValueError(
+            f"found {len(ok)} readable photo(s) in {', '.join(map(str, folders))}; "
+            f"PhotoAtlas needs at least {at_least}")
+    return Prepared(np.array([r.id for r in ok], np.int64), np.array([r.path for r in ok]),
+                    CachedRows(library.pixels.array(), np.array([r.cache_row for r in ok])),
+                    scan, decoded, _failed_files(library.catalog, scan.unreadable))
+
+
+def run_key(cfg: TrainConfig, photo_ids: np.ndarray) -> dict:
     """What identifies a run for resuming: its full config and the photos it trains on."""
     return {"train": cfg.to_dict(), "photos": int(len(photo_ids)),
             "photo_id_sum": int(photo_ids.sum())}
+
+
+@dataclass
+class _Run:
+    """One index run in progress: where it writes and what its report says so far."""
+
+    library: Library
+    run_id: int
+    cfg: TrainConfig
+    prep: Prepared
+    device: torch.device
+    map_cfg: MapConfig
+    timer: StageTimer
+    cancel: CancelToken
+    progress: ProgressCallback
+
+    @property
+    def dir(self) -> Path:
+        return self.library.run_dir(self.run_id)
+
+    def layout(self, embeddings: np.ndarray, what: str) -> AtlasArrays:
+        self.progress(Progress("map", 0, 1, f"laying out the map ({what})"))
+        with self.timer.stage("map"):
+            atlas = build_atlas(embeddings, self.map_cfg, self.cancel)
+        return AtlasArrays(self.prep.image_ids, self.prep.paths, self.prep.pixels.rows,
+                           embeddings, atlas.xy, atlas.cluster, atlas.representatives)
+
+    def publish(self, atlas: AtlasArrays, model: SimCLRModel, resolution: int,
+                state: str, check: CheckResult | None, training: dict, adaptation: dict
+                ) -> RunReport:
+        """Write the map, the encoder it came from and the report, and make this run the
+        library's current map (the window shows it at once)."""
+        save_encoder(self.dir / ENCODER_NAME, model, self.cfg.backbone, self.cfg.pretrained,
+                     self.cfg.resolution, resolution)
+        save_atlas(self.dir / ATLAS_NAME, atlas)
+        scan, decoded = self.prep.scan, self.prep.decoded
+        report = RunReport(
+            run=self.run_id, state=state, device=describe_device(self.device),
+            config=self.cfg.to_dict(), stage_seconds=dict(self.timer.seconds),
+            images={"found": scan.found, "new_or_changed": scan.new_or_changed,
+                    "moved": decoded.moved, "missing": max(0, scan.missing - decoded.moved),
+                    "embedded": int(len(atlas.embeddings)), "failed": len(self.prep.failed),
+                    "failed_files": self.prep.failed},
+            clusters=int(atlas.cluster.max() + 1) if len(atlas.cluster) else 0,
+            embedding={"resolution": resolution, "dim": int(atlas.embeddings.shape[1])},
+            training=training, adaptation=adaptation, check=check)
+        write_report(self.dir, report)
+        self.library.catalog.set_meta("current_run", str(self.run_id))
+        self.progress(Progress("map", 1, 1, f"map of {len(atlas.embeddings)} photos ready",
+                               {"map_ready": 1.0}))
+        return report
 
 
 def index_library(
@@ -80,147 +182,224 @@ def index_library(
     map_cfg: MapConfig,
     cancel: CancelToken | None = None,
     progress: ProgressCallback = no_progress,
-) -> dict:
+    adapt: bool = True,
+) -> RunReport:
     """Run every stage on ``folders`` into ``library`` and return the run's report.
 
-    A killed or cancelled run resumes from its last checkpoint on the next call with the
-    same config and photos. Raises Cancelled when cancelled (after saving what it has).
+    With a pretrained start the map of the starting encoder is written (and made current)
+    as soon as the photos are embedded; ``adapt=False`` stops there. Adaptation follows and
+    replaces that map only when the label-free check keeps the adapted encoder.
+    A killed or cancelled run resumes on the next call with the same config and photos.
+    Raises Cancelled when cancelled (after saving what it has).
     """
     cancel = cancel or CancelToken()
     timer = StageTimer()
-    catalog = library.catalog
-    with timer.stage("scan"):
-        scan = scan_folders(catalog, folders, cancel, progress)
-    with timer.stage("decode"):
-        decoded = decode_pending(catalog, library.pixels, library.thumb_dir, cancel, progress)
-    ok = catalog.images(status="ok")
-    failed = _failed_files(catalog, scan.unreadable)
-    if len(ok) < 2:
-        raise ValueError(
-            f"found {len(ok)} readable photo(s) in {', '.join(map(str, folders))}; "
-            "PhotoAtlas needs at least 2")
-    image_ids = np.array([r.id for r in ok], np.int64)
-    pixels = CachedRows(library.pixels.array(), np.array([r.cache_row for r in ok]))
-
+    prep = prepare(library, folders, cancel, progress, timer)
     device = pick_device(train_cfg.device)
     cfg = train_cfg.resolved(device.type)
-    key = _run_key(cfg, image_ids)
-    run_id = catalog.unfinished_run(key) or catalog.start_run(key)
-    run_dir = library.run_dir(run_id)
-    model = build_model(cfg.backbone, cfg.pretrained, cfg.resolution, adapter=cfg.adapter)
-    start_model = copy.deepcopy(model) if cfg.pretrained else None
-
-    start_embeddings, neighbors = None, None
-    if cfg.neighbor_positives > 0:
-        with timer.stage("neighbours"):
-            start_embeddings = _start_embeddings(start_model, pixels, run_dir, device, cfg,
-                                                 cancel, progress)
-            neighbors, _ = NeighborIndex(start_embeddings).query(
-                start_embeddings, min(cfg.neighbor_k, len(pixels) - 1), exclude_self=True)
-    with timer.stage("train"):
-        try:
-            result = train(model, pixels, cfg, run_dir, cancel, progress, neighbors)
-        except pickle.UnpicklingError as exc:
-            raise _not_weights(run_dir / CHECKPOINT_NAME) from exc
-    if result.cancelled:
-        raise Cancelled()
-
-    check: dict = {}
-    kept_model, kept_resolution = model, cfg.resolution
-    parts, clock = (3 if start_model is not None else 1), EtaClock()
-
-    def step(i: int, what: str) -> ProgressCallback:
-        return part_of(progress, "check", i, parts, what, clock)
-
-    with timer.stage("check"):
-        after = measure(model, pixels, cfg.resolution, device, cfg.seed, cancel=cancel,
-                        progress=step(0, "measuring the trained encoder"),
-                        precision=cfg.precision)
-        check["after"] = after.to_dict()
-        if start_model is not None:
-            before = measure(start_model, pixels, CACHE_SIZE, device, cfg.seed, cancel=cancel,
-                             progress=step(1, "measuring the starting encoder"),
-                             precision=cfg.precision)
-            check["before"] = before.to_dict()
-            overlap = neighborhood_overlap(start_model, CACHE_SIZE, model, cfg.resolution,
-                                           pixels, device, cfg.seed, cancel=cancel,
-                                           progress=step(2, "comparing neighbourhoods"),
-                                           precision=cfg.precision)
-            check["overlap_with_start"] = overlap
-            gained = after.neighbor_agreement >= before.neighbor_agreement + KEEP_MARGIN
-            helped = gained and overlap >= MIN_OVERLAP
-            check["kept"] = "adapted" if helped else "start"
-            if not helped:
-                kept_model, kept_resolution = start_model, CACHE_SIZE
-            reason = "" if helped or not gained else (
-                f", but it kept only {overlap:.2f} of the starting encoder's neighbourhoods "
-                f"(at least {MIN_OVERLAP} needed)")
-            check["verdict"] = (
-                f"training {'helped' if helped else 'did not help'}: neighbour agreement "
-                f"{before.neighbor_agreement:.3f} before, {after.neighbor_agreement:.3f} after"
-                f"{reason}; keeping the {'adapted' if helped else 'starting'} encoder")
-        else:
-            check["kept"] = "adapted"
-    cancel.check()
-    with timer.stage("embed"):
-        if kept_model is start_model and start_embeddings is not None:
-            embeddings = start_embeddings  # the start's embeddings, made before training
-        else:
-            embeddings = embed_pixels(kept_model, pixels, kept_resolution, device,
-                                      cancel=cancel, progress=progress, precision=cfg.precision)
-    progress(Progress("map", 0, 1, "laying out the map"))
-    with timer.stage("map"):
-        atlas = build_atlas(embeddings, map_cfg, cancel)
-    progress(Progress("map", 1, 1, "map done"))
-    save_atomic({"backbone": cfg.backbone, "pretrained": cfg.pretrained,
-                 "train_resolution": cfg.resolution, "resolution": kept_resolution,
-                 "encoder": kept_model.encoder.state_dict(),
-                 "adapter": (None if kept_model.adapter is None
-                             else kept_model.adapter.state_dict())}, run_dir / ENCODER_NAME)
-    _save_arrays(run_dir, image_ids, np.array([r.path for r in ok]), pixels.rows, embeddings,
-                 atlas.xy, atlas.cluster, atlas.representatives)
-    report = {
-        "run": run_id,
-        "device": describe_device(device),
-        "config": cfg.to_dict(),
-        "stage_seconds": timer.seconds,
-        "images": {"found": scan.found, "new_or_changed": scan.new_or_changed,
-                   "moved": decoded.moved, "missing": max(0, scan.missing - decoded.moved),
-                   "embedded": int(len(embeddings)), "failed": len(failed),
-                   "failed_files": failed},
-        "training": {"steps": result.steps, "epochs": round(result.epochs, 3),
-                     "images_per_s": round(result.images_per_s, 2),
-                     "resumed_from_step": result.resumed_from_step,
-                     "first_loss": result.first_loss, "last_loss": result.last_loss},
-        "check": check,
-        "embedding": {"resolution": kept_resolution, "dim": int(embeddings.shape[1])},
-        "clusters": int(atlas.cluster.max() + 1),
-    }
-    write_json_atomic(run_dir / "report.json", report)
-    catalog.finish_run(run_id, {k: v for k, v in report.items() if k != "images"})
-    catalog.set_meta("current_run", str(run_id))
+    key = run_key(cfg, prep.image_ids)
+    run_id = library.catalog.unfinished_run(key) or library.catalog.start_run(key)
+    run = _Run(library, run_id, cfg, prep, device, map_cfg, timer, cancel, progress)
+    if not cfg.pretrained:
+        report = _from_scratch(run)
+    else:
+        report = _pretrained(run, adapt)
+    library.catalog.finish_run(run_id, {k: v for k, v in report.to_dict().items()
+                                        if k != "images"})
     return report
 
 
-def _start_embeddings(start_model: SimCLRModel, pixels: CachedRows, run_dir: Path,
-                      device: torch.device, cfg: TrainConfig, cancel: CancelToken,
-                      progress: ProgressCallback) -> np.ndarray:
-    """Every photo embedded by the starting encoder (its neighbours are the training's
-    neighbour positives), saved in the run so that a resumed run reads them back."""
-    path = run_dir / START_EMBEDDINGS_NAME
-    if path.exists():
-        with np.load(path) as data:
-            if len(data["embeddings"]) == len(pixels):
-                return data["embeddings"]
-    embeddings = embed_pixels(start_model, pixels, CACHE_SIZE, device, cancel=cancel,
-                              progress=progress, stage="neighbours", precision=cfg.precision)
-    save_npz_atomic(path, embeddings=embeddings)
-    return embeddings
+def _pretrained(run: _Run, adapt: bool) -> RunReport:
+    cfg, prep = run.cfg, run.prep
+    start_model = build_model(cfg.backbone, True, cfg.resolution)
+    shown_partial = False
+
+    def partial_map(done: np.ndarray, embeddings: np.ndarray) -> None:
+        """A large library's first photos on the map while the rest are embedded."""
+        nonlocal shown_partial
+        if (shown_partial or len(done) < PARTIAL_MAP_FROM or done.all()
+                or done.sum() < PARTIAL_MAP_PHOTOS):
+            return
+        shown_partial = True
+        rows = np.flatnonzero(done)
+        part = _Run(run.library, run.run_id, cfg, _subset(prep, rows), run.device,
+                    run.map_cfg, StageTimer(), run.cancel, run.progress)
+        atlas = part.layout(embeddings[rows], f"first {len(rows)} photos")
+        part.publish(atlas, start_model, CACHE_SIZE, "partial", None, {}, {})
+
+    with run.timer.stage("embed"):
+        start, rate = start_embeddings(run.library, start_model, cfg.backbone, prep.pixels,
+                                       run.device, cfg.precision, run.cancel, run.progress,
+                                       partial_map)
+    start_atlas = run.layout(start, "starting encoder")
+    speed = {"photos_per_s": None if rate is None else round(rate, 2)}
+    report = run.publish(start_atlas, start_model, CACHE_SIZE, "map", None, {}, speed)
+    if not adapt or cfg.minutes == 0 or cfg.epochs == 0:
+        return report
+    if cfg.adapter:
+        model, check, training, adaptation = _adapt_on_bank(run, start_model, start)
+        adapted = adapt_embeddings(model, start)
+    else:
+        model, check, training, adapted = _fine_tune(run, start_model, start)
+        adaptation = {}
+    adaptation.update(speed)
+    if check.kept == "adapted":
+        atlas = run.layout(adapted, "adapted encoder")
+        # The start's map stays one toggle away (core.compare).
+        save_npz_atomic(run.dir / OTHER_ATLAS_NAME, encoder=np.array("untrained"),
+                        image_ids=start_atlas.image_ids, embeddings=start_atlas.embeddings,
+                        xy=start_atlas.xy, cluster=start_atlas.cluster)
+        return run.publish(atlas, model, cfg.resolution, "done", check, training, adaptation)
+    return run.publish(start_atlas, start_model, CACHE_SIZE, "done", check, training,
+                       adaptation)
 
 
-def _not_weights(path: Path) -> LibraryError:
-    return LibraryError(f"{path} holds more than tensors and plain values, so it was not "
-                        "loaded (it could run code); delete it to train again")
+def _subset(prep: Prepared, rows: np.ndarray) -> Prepared:
+    return Prepared(prep.image_ids[rows], prep.paths[rows],
+                    CachedRows(prep.pixels.cache, prep.pixels.rows[rows]), prep.scan,
+                    prep.decoded, prep.failed)
+
+
+def _training_summary(result: TrainResult) -> dict:
+    return {"steps": result.steps, "epochs": round(result.epochs, 3),
+            "images_per_s": round(result.images_per_s, 2),
+            "resumed_from_step": result.resumed_from_step,
+            "first_loss": result.first_loss, "last_loss": result.last_loss}
+
+
+def _judge(views_before: CheckViews, views_after: CheckViews, start: np.ndarray,
+           adapted: np.ndarray, rows: np.ndarray) -> CheckResult:
+    """The label-free check: measures of both encoders on the same sample, and the decision."""
+    before, hits_before = measures(views_before, start, rows)
+    after, hits_after = measures(views_after, adapted, rows)
+    overlap = overlap_of(start, adapted, rows)
+    gained = int((hits_after & ~hits_before).sum())
+    lost = int((hits_before & ~hits_after).sum())
+    decision = decide(before, after, overlap, gained, lost)
+    return CheckResult(decision.kept, after, before, round(overlap, 4), gained, lost,
+                       decision.reasons, len(rows))
+
+
+def _adapt_on_bank(run: _Run, start_model: SimCLRModel, start: np.ndarray
+                   ) -> tuple[SimCLRModel, CheckResult, dict, dict]:
+    """Train the adapter within the budget: the bank (views of as many sampled photos as
+    BANK_SHARE of the budget allows), then the steps in what is left; the check on the
+    bank's held-out views, with no encoder pass."""
+    cfg = run.cfg
+    model = copy.deepcopy(start_model)
+    model.add_adapter()
+    budget_s = None if cfg.minutes is None else cfg.minutes * 60.0
+    began = time.monotonic()
+    bank = load_bank(run.dir, len(start), cfg.seed)
+    resumed_bank = bank is not None
+    if bank is None:
+        with run.timer.stage("views"):
+            placement = place_model(model, run.device, cfg.precision)
+            deadline = None if budget_s is None else began + BANK_SHARE * budget_s
+            bank = build_bank(model, run.prep.pixels, cfg, placement, cfg.bank_views, deadline,
+                              run.cancel, run.progress)
+        save_bank(run.dir, bank)
+    spent = 0.0 if resumed_bank else time.monotonic() - began
+    steps_s = None if budget_s is None else max(budget_s - spent, 0.1 * budget_s)
+    neighbors = bank_neighbors(start, bank.train_rows, cfg.neighbor_k, cfg.mutual_neighbors)
+    with run.timer.stage("adapt"):
+        result = train_adapter(model, bank, neighbors, cfg, run.dir, steps_s, run.cancel,
+                               run.progress)
+    if result.cancelled:
+        raise Cancelled()
+    with run.timer.stage("check"):
+        check = _judge(bank.check, _adapted_views(model, bank.check), start,
+                       adapt_embeddings(model, start), bank.check_rows)
+    cap = cfg.epochs if cfg.epochs is not None else cfg.adapter_epochs
+    cut = []
+    if len(bank.train_rows) < bank.wanted_photos:
+        cut.append(f"views of {len(bank.train_rows)} of {bank.wanted_photos} photos encoded "
+                   "(the budget's share for encoding ran out)")
+    if result.epochs < cap - 1e-6:
+        cut.append(f"{result.epochs:.1f} of {cap} adapter epochs (the budget ran out)")
+    adaptation = {"bank_photos": int(len(bank.train_rows)),
+                  "bank_photos_wanted": bank.wanted_photos, "views": bank.views,
+                  "check_photos": int(len(bank.check_rows)),
+                  "bank_seconds": round(bank.seconds, 2), "bank_resumed": resumed_bank,
+                  "epochs": round(result.epochs, 2), "epoch_cap": cap,
+                  "budget_s": budget_s, "seconds": round(time.monotonic() - began, 2),
+                  "cut": cut}
+    return model, check, _training_summary(result), adaptation
+
+
+@torch.no_grad()
+def _adapted_views(model: SimCLRModel, views: CheckViews) -> CheckViews:
+    def through(x: np.ndarray) -> np.ndarray:
+        return adapt_embeddings(model, x)
+    return CheckViews(through(views.mild_a), through(views.mild_b), through(views.strong))
+
+
+def _pixel_check_views(model: SimCLRModel, pixels: np.ndarray, resolution: int,
+                       run: _Run) -> CheckViews:
+    """The check's three views of ``pixels`` through ``model`` (same views for every model:
+    the generator is seeded the same)."""
+    placement = place_model(model.eval(), run.device, run.cfg.precision)
+    gen = torch.Generator().manual_seed(run.cfg.seed)
+
+    def encode(augment) -> np.ndarray:
+        return encode_rows(model.embed, pixels, lambda r: simclr_view(r, resolution, augment,
+                                                                        gen),
+                           placement, cancel=run.cancel, stage="check")
+
+    return CheckViews(encode(CHECK_AUGMENT), encode(CHECK_AUGMENT), encode(INSTANCE_AUGMENT))
+
+
+def _fine_tune(run: _Run, start_model: SimCLRModel, start: np.ndarray
+               ) -> tuple[SimCLRModel, CheckResult, dict, np.ndarray]:
+    """Pixel fine-tuning of the last stages (adapter off), then the check by encoder passes
+    over the sample and the whole library."""
+    cfg = run.cfg
+    model = copy.deepcopy(start_model)
+    neighbors = None
+    if cfg.neighbor_positives > 0:
+        neighbors, _ = NeighborIndex(start).query(start, min(cfg.neighbor_k, len(start) - 1),
+                                                  exclude_self=True)
+    with run.timer.stage("train"):
+        result = train(model, run.prep.pixels, cfg, run.dir, run.cancel, run.progress,
+                       neighbors)
+    if result.cancelled:
+        raise Cancelled()
+    rows, _ = split_sample(len(start), cfg.seed)
+    sample = run.prep.pixels[rows]
+    with run.timer.stage("check"):
+        before = _pixel_check_views(start_model, sample, CACHE_SIZE, run)
+        after = _pixel_check_views(model, sample, cfg.resolution, run)
+    with run.timer.stage("embed"):
+        adapted = embed_pixels(model, run.prep.pixels, cfg.resolution, run.device,
+                               cancel=run.cancel, progress=run.progress,
+                               precision=cfg.precision)
+    return model, _judge(before, after, start, adapted, rows), _training_summary(result), \
+        adapted
+
+
+def _from_scratch(run: _Run) -> RunReport:
+    """Train a randomly initialised encoder, then embed and map with it (no start to
+    compare with: its measures are reported)."""
+    cfg = run.cfg
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        model = build_model(cfg.backbone, False, cfg.resolution)
+    with run.timer.stage("train"):
+        result = train(model, run.prep.pixels, cfg, run.dir, run.cancel, run.progress)
+    if result.cancelled:
+        raise Cancelled()
+    with run.timer.stage("embed"):
+        embeddings = embed_pixels(model, run.prep.pixels, cfg.resolution, run.device,
+                                  cancel=run.cancel, progress=run.progress,
+                                  precision=cfg.precision)
+    rows, _ = split_sample(len(embeddings), cfg.seed)
+    with run.timer.stage("check"):
+        after, _ = measures(_pixel_check_views(model, run.prep.pixels[rows], cfg.resolution,
+                                               run), embeddings, rows)
+    atlas = run.layout(embeddings, "trained encoder")
+    return run.publish(atlas, model, cfg.resolution, "done",
+                       CheckResult("adapted", after=after, sample=len(rows)),
+                       _training_summary(result), {})
 
 
 def _failed_files(catalog: Catalog, unreadable: list[tuple[str, str]]) -> list[dict]:
@@ -230,19 +409,6 @@ def _failed_files(catalog: Catalog, unreadable: list[tuple[str, str]]) -> list[d
     known = {p for p, _ in problems}
     problems += [(p, why) for p, why in unreadable if p not in known]
     return [{"path": p, "reason": why} for p, why in problems]
-
-
-def _save_arrays(run_dir: Path, image_ids: np.ndarray, paths: np.ndarray,
-                 cache_rows: np.ndarray, embeddings: np.ndarray, xy: np.ndarray,
-                 cluster: np.ndarray, reps: dict[int, list[int]]) -> None:
-    """Everything the map needs in one file, renamed into place: a process killed at any
-    moment leaves the previous map or the new one, never a mix of both."""
-    rep_cluster = [c for c, rows in reps.items() for _ in rows]
-    rep_row = [r for rows in reps.values() for r in rows]
-    save_npz_atomic(run_dir / ATLAS_NAME, image_ids=image_ids, paths=paths,
-                    cache_rows=np.asarray(cache_rows, np.int64), embeddings=embeddings,
-                    xy=xy, cluster=cluster, rep_cluster=np.array(rep_cluster, np.int64),
-                    rep_row=np.array(rep_row, np.int64))
 
 
 def place_new(mapped: np.ndarray, xy: np.ndarray, cluster: np.ndarray, new: np.ndarray,
@@ -305,7 +471,7 @@ def update_library(
         cancel.check()
         with timer.stage("embed"):
             torch_device = pick_device(device)
-            model, resolution = load_encoder(library, run.run_id, torch_device)
+            model, resolution = run_encoder(library, run.run_id, torch_device)
             rows = np.array([r.cache_row for r in new_rows], np.int64)
             new_embeddings = embed_pixels(model, CachedRows(library.pixels.array(), rows),
                                           resolution, torch_device, cancel=cancel,
@@ -321,8 +487,9 @@ def update_library(
     if changed:
         cancel.check()
         paths = np.array([ok_rows[int(i)].path for i in image_ids])
-        _save_arrays(library.run_dir(run.run_id), image_ids, paths, cache_rows, embeddings, xy,
-                     cluster, representatives(embeddings, cluster))
+        save_atlas(library.run_dir(run.run_id) / ATLAS_NAME,
+                   AtlasArrays(image_ids, paths, cache_rows, embeddings, xy, cluster,
+                               representatives(embeddings, cluster)))
     progress(Progress("map", 1, 1, f"{len(image_ids)} photos on the map"))
     failed = _failed_files(catalog, scan.unreadable)
     update = {
@@ -336,26 +503,14 @@ def update_library(
                    "failed_files": failed},
         "map_changed": changed,
     }
-    write_json_atomic(library.run_dir(run.run_id) / "report.json", {**run.report,
-                                                                    "last_update": update})
+    write_report(library.run_dir(run.run_id), replace(run.report, last_update=update))
     return update
 
 
-def load_encoder(library: Library, run_id: int, device: torch.device
-                 ) -> tuple[SimCLRModel, int]:
+def run_encoder(library: Library, run_id: int, device: torch.device
+                ) -> tuple[SimCLRModel, int]:
     """The encoder a run kept, and the resolution its embeddings were made at."""
-    path = library.run_dir(run_id) / ENCODER_NAME
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise _not_weights(path) from exc
-    model = build_model(state["backbone"], state["pretrained"], state["train_resolution"],
-                        load_weights=False)
-    model.encoder.load_state_dict(state["encoder"])
-    if state.get("adapter") is not None:  # encoders saved before adapters existed have none
-        model.add_adapter()
-        model.adapter.load_state_dict(state["adapter"])
-    return model.to(device).eval(), int(state["resolution"])
+    return load_encoder(library.run_dir(run_id) / ENCODER_NAME, device)
 
 
 def similar_to_file(library: Library, image: Path, k: int) -> list[tuple[str, float]]:
@@ -375,7 +530,7 @@ def similar_to_file(library: Library, image: Path, k: int) -> list[tuple[str, fl
         query = run.embeddings[known[:1]]
     else:
         device = pick_device("auto")
-        model, resolution = load_encoder(library, run.run_id, device)
+        model, resolution = run_encoder(library, run.run_id, device)
         pixels = square_pixels(load_rgb(image, CACHE_SIZE), CACHE_SIZE)[None]
         query = embed_pixels(model, pixels, resolution, device,
                              precision=run.precision)

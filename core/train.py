@@ -1,12 +1,15 @@
-"""The SimCLR training loop over the uint8 pixel cache: device pick, AMP, warm-up + cosine
-schedule, time or epoch budget, atomic checkpoints, resume, cancel, progress events; under
-torch.distributed (torchrun) each process trains DDP on its shard of the cache."""
+"""The SimCLR training loop over the uint8 pixel cache (fine-tuning a pretrained encoder's
+last stages, or from scratch): a batch source of augmented pixel views, a budget, a
+checkpoint, and a short loop with AMP, warm-up + cosine schedule, cancel and progress
+events; under torch.distributed (torchrun) each process trains DDP on its shard of the cache.
+The adapter trains on a bank of features instead (core.adapter)."""
 
 from __future__ import annotations
 
 import math
 import os
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,27 +21,12 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from .augment import simclr_pair
-from .bank import bank_pairs, bank_view_count, feature_bank
 from .config import TrainConfig
-from .jobs import Cancelled, CancelToken, Progress, ProgressCallback, no_progress
+from .device import pick_device, place_model
+from .jobs import CancelToken, Progress, ProgressCallback, no_progress
 from .loss import PairObjective
 from .model import SimCLRModel
-
-CHECKPOINT_NAME = "checkpoint.pt"
-
-
-def pick_device(requested: str = "auto") -> torch.device:
-    """cuda > mps > cpu for 'auto'; a clear error when a requested device is missing."""
-    has_mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
-    if requested == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        return torch.device("mps" if has_mps else "cpu")
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but no CUDA GPU is available")
-    if requested == "mps" and not has_mps:
-        raise ValueError("device 'mps' requested but Apple MPS is not available")
-    return torch.device(requested)
+from .runs import CHECKPOINT_NAME, load_tensors, save_torch_atomic
 
 
 def rank_and_world() -> tuple[int, int]:
@@ -46,49 +34,6 @@ def rank_and_world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
-
-
-def describe_device(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"CUDA: {torch.cuda.get_device_name(device)}"
-    return {"mps": "Apple MPS", "cpu": "CPU"}.get(device.type, device.type)
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX); elsewhere oneDNN
-    emulates it and bf16 would be slower than float32."""
-    cpu = torch.cpu
-    return any(getattr(cpu, name, lambda: False)()
-               for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
-
-
-def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
-    """The autocast dtype for ``device`` under ``precision`` ("auto" or "fp32"), None for
-    plain float32. "auto" takes bf16 on CPUs that compute it in hardware: on this project's
-    CPU it trains and embeds 2-3x faster at equal k-NN accuracy (README, "Precision")."""
-    if precision == "fp32":
-        return None
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "cpu" and cpu_has_native_bf16():
-        return torch.bfloat16
-    return None
-
-
-def uses_channels_last(device: torch.device) -> bool:
-    """NHWC tensors: faster convolutions on CUDA and in oneDNN on the CPU (1.3x measured
-    for float32 training on the CPU); MPS is left in its default layout."""
-    return device.type in ("cuda", "cpu")
-
-
-def place_model(model: nn.Module, device: torch.device, precision: str = "auto"
-                ) -> tuple[torch.dtype | None, bool]:
-    """Move ``model`` to ``device`` in the memory layout its inputs will have there; returns
-    the autocast dtype (None: float32) and whether inputs go channels_last."""
-    channels_last = uses_channels_last(device)
-    model.to(device, memory_format=torch.channels_last if channels_last
-             else torch.contiguous_format)
-    return autocast_dtype(device, precision), channels_last
 
 
 def lr_factor(progress: float, warmup_fraction: float) -> float:
@@ -119,21 +64,53 @@ class TrainResult:
         return self.losses[-1] if self.losses else None
 
 
-def save_atomic(obj: object, path: Path) -> None:
-    """torch.save to a temporary file, then rename: a killed process never leaves half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+class Budget:
+    """When training stops: after ``steps`` steps or ``seconds`` of training (counting the
+    time of earlier attempts of a resumed run), whichever comes first."""
+
+    def __init__(self, steps: int | None, seconds: float | None) -> None:
+        if steps is None and seconds is None:
+            raise ValueError("a budget needs steps, seconds or both")
+        self.steps, self.seconds = steps, seconds
+        self.before = 0.0
+        self.t0 = time.monotonic()
+        self.step0 = 0
+
+    def resume(self, elapsed_before: float) -> None:
+        self.before = elapsed_before
+
+    def start(self, step: int = 0) -> None:
+        self.t0, self.step0 = time.monotonic(), step
+
+    def running(self) -> float:
+        """Seconds since start() in this attempt."""
+        return time.monotonic() - self.t0
+
+    def elapsed(self) -> float:
+        return self.before + self.running()
+
+    def fraction(self, step: int) -> float:
+        """Training progress in [0, 1+]: the furthest of steps and time."""
+        by_steps = None if self.steps is None else step / max(1, self.steps)
+        by_time = None if self.seconds is None else self.elapsed() / max(1e-9, self.seconds)
+        return max(f for f in (by_steps, by_time) if f is not None)
+
+    def eta(self, step: int) -> float | None:
+        left = []
+        if self.seconds is not None:
+            left.append(max(0.0, self.seconds - self.elapsed()))
+        if self.steps is not None and step > self.step0:
+            left.append(self.running() / (step - self.step0) * max(0, self.steps - step))
+        return min(left) if left else None
 
 
 def _mix_seed(*entropy: int) -> int:
     return int(np.random.SeedSequence(list(entropy)).generate_state(1)[0])
 
 
-def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
+def make_optimizer(parameters: Iterable[nn.Parameter], cfg: TrainConfig
+                   ) -> torch.optim.Optimizer:
+    params = [p for p in parameters if p.requires_grad]
     # No weight decay on BatchNorm and bias parameters (the usual SimCLR/LARS practice).
     decay = [p for p in params if p.ndim > 1]
     no_decay = [p for p in params if p.ndim <= 1]
@@ -142,6 +119,52 @@ def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
     return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+class PixelViews:
+    """The batch source of pixel training: shuffled batches of a shard of the cache, each
+    made into two augmented views on the device (the second of a photo from one of its
+    neighbours with probability ``cfg.neighbor_positives``).
+
+    Batch ``step`` depends only on the seeds, ``step`` and the augmentation generator's
+    state, so a resumed run draws exactly the batches an uninterrupted one would."""
+
+    def __init__(self, pixels: np.ndarray, shard: np.ndarray, batch: int, cfg: TrainConfig,
+                 device: torch.device, channels_last: bool, gen: torch.Generator,
+                 seed: list[int], neighbors: np.ndarray | None) -> None:
+        self.pixels, self.shard, self.batch, self.cfg = pixels, shard, batch, cfg
+        self.device, self.channels_last, self.gen, self.seed = device, channels_last, gen, seed
+        self.neighbors = neighbors
+        self.steps_per_epoch = max(1, len(shard) // batch)
+
+    def rows(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """Batch ``step``'s rows and each one's partner row (itself or a neighbour)."""
+        epoch, position = divmod(step, self.steps_per_epoch)
+        order = self.shard[np.random.default_rng([*self.seed, epoch]).permutation(
+            len(self.shard))]
+        idx = np.sort(order[position * self.batch:(position + 1) * self.batch])
+        partners = idx
+        if self.cfg.neighbor_positives > 0:
+            rng = np.random.default_rng([*self.seed, epoch, position, 1])
+            swap = rng.random(len(idx)) < self.cfg.neighbor_positives
+            partners = idx.copy()
+            partners[swap] = self.neighbors[idx[swap], rng.integers(
+                0, self.neighbors.shape[1], swap.sum())]
+        return idx, partners
+
+    def __call__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(2B, 3, R, R) float views (all first views, then all second views), and the
+        augmentation generator's state before they were drawn (for the checkpoint)."""
+        state = self.gen.get_state()
+        idx, partner_rows = self.rows(step)
+        uint8 = torch.from_numpy(np.ascontiguousarray(self.pixels[idx])).to(
+            self.device, non_blocking=True)
+        partners = None if partner_rows is idx else torch.from_numpy(
+            np.ascontiguousarray(self.pixels[partner_rows])).to(self.device, non_blocking=True)
+        views = simclr_pair(uint8, self.cfg.resolution, self.cfg.augment, self.gen, partners)
+        if self.channels_last:
+            views = views.contiguous(memory_format=torch.channels_last)
+        return views, state
 
 
 def train(
@@ -176,9 +199,6 @@ def train(
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
     if world > 1 and cfg.objective != "ntxent":
         raise ValueError("distributed training supports the ntxent objective only")
-    if cfg.adapter and (world > 1 or model.adapter is None):
-        raise ValueError("the adapter trains in one process, on a model built with one "
-                         "(build_model(..., adapter=True)); under torchrun use --no-adapter")
     if cfg.neighbor_positives > 0 and (neighbors is None or len(neighbors) != len(pixels)):
         raise ValueError("neighbor_positives needs each photo's neighbours (N, K)")
     if len(pixels) < 2 * world:
@@ -186,69 +206,52 @@ def train(
                          f"{f' for {world} processes' if world > 1 else ''}, got {len(pixels)}")
     # Equal shards, so every process takes the same number of steps per epoch.
     shard = np.arange(rank, len(pixels), world)[:len(pixels) // world]
-    n = len(shard)
     batch = max(1, min(cfg.batch_size, len(pixels)) // world)
-    steps_per_epoch = max(1, n // batch)
-    total_steps = None if cfg.epochs is None else cfg.epochs * steps_per_epoch
-    if cfg.adapter and total_steps is None:
-        # The adapter also stops at adapter_epochs within a time budget: more steps overfit
-        # the bank's few views (README, "Adapting on a CPU").
-        total_steps = cfg.adapter_epochs * steps_per_epoch
-    budget_s = None if cfg.minutes is None else cfg.minutes * 60.0
+    steps_per_epoch = max(1, len(shard) // batch)
+    budget = Budget(None if cfg.epochs is None else cfg.epochs * steps_per_epoch,
+                    None if cfg.minutes is None else cfg.minutes * 60.0)
 
-    amp_dtype, channels_last = place_model(model, device, cfg.precision)
+    placement = place_model(model, device, cfg.precision)
     model.freeze_stages(cfg.freeze_stages, keep_bn_stats=cfg.pretrained)
     # DDP averages gradients over processes: the mean of the per-process losses, which is
     # the loss of the global batch.
     forward = model if world == 1 else DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-    optimizer = _make_optimizer(model, cfg)
+    scaler = torch.amp.GradScaler("cuda", enabled=placement.autocast == torch.float16)
+    optimizer = make_optimizer(model.parameters(), cfg)
     objective = PairObjective(cfg.objective, cfg.temperature,
                               hard_negative_beta=cfg.hard_negative_beta)
     # Each process draws its own augmentations and shard order.
     gen = torch.Generator().manual_seed(cfg.seed if world == 1 else _mix_seed(cfg.seed, rank))
-    order_rng = np.random.default_rng(cfg.seed if world == 1 else [cfg.seed, rank])
 
     result = TrainResult()
-    step, elapsed_before = 0, 0.0
+    step = 0
     checkpoint = run_dir / CHECKPOINT_NAME
     if checkpoint.exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=True)
+        state = load_tensors(checkpoint, map_location=device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        step, elapsed_before = int(state["step"]), float(state["elapsed"])
+        step = int(state["step"])
+        budget.resume(float(state["elapsed"]))
         result.losses = list(state["losses"])
         if world == 1:
             gen.set_state(state["generator"])
         else:  # the checkpoint holds rank 0's generator only
             gen.manual_seed(_mix_seed(cfg.seed, rank, step))
-        order_rng = np.random.default_rng([cfg.seed, step] if world == 1
-                                          else [cfg.seed, rank, step])
         result.resumed_from_step = step
 
-    def save() -> None:
-        if rank != 0:
-            return
-        save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "step": step, "elapsed": elapsed_before + (time.monotonic() - t0),
-                     "losses": result.losses, "generator": gen.get_state()}, checkpoint)
-
-    def training_progress() -> float:
-        by_steps = None if total_steps is None else step / max(1, total_steps)
-        by_time = None if budget_s is None else (
-            (elapsed_before + time.monotonic() - t0) / max(1e-9, budget_s))
-        return max(f for f in (by_steps, by_time) if f is not None)
+    def save(generator_state: torch.Tensor) -> None:
+        """``generator_state``: as it was before the next, untrained batch was drawn."""
+        if rank == 0:
+            save_torch_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                               "step": step, "elapsed": budget.elapsed(),
+                               "losses": result.losses, "generator": generator_state},
+                              checkpoint)
 
     def agreed_progress() -> tuple[float, bool]:
         """Training progress and whether to cancel, the same on every process: the furthest
         progress and any cancel win, so all processes stop at the same step."""
-        try:
-            cancel.check()
-            cancelled = False
-        except Cancelled:
-            cancelled = True
-        frac = training_progress()
+        frac, cancelled = budget.fraction(step), cancel.cancelled
         if world > 1:
             flags = torch.tensor([frac, float(cancelled)], dtype=torch.float64,
                                  device=device if device.type == "cuda" else "cpu")
@@ -256,57 +259,16 @@ def train(
             frac, cancelled = float(flags[0]), bool(flags[1])
         return frac, cancelled
 
-    bank = None
-    if cfg.adapter and (total_steps is None or step < total_steps) and budget_s != 0:
-        # Encoding the views counts against a time budget: the steps get what is left
-        # (at least a tenth of it). A resumed run encodes them again (same generator state).
-        bank_start = time.monotonic()
-        views = bank_view_count(len(pixels), model.encoder.feature_dim, cfg.bank_views)
-        try:
-            bank = feature_bank(model, pixels, views, cfg.resolution, cfg.augment,
-                                torch.Generator().manual_seed(cfg.seed), device, amp_dtype,
-                                channels_last, cancel, progress)
-        except Cancelled:
-            model.eval()
-            result.cancelled = True
-            return result
-        if budget_s is not None:
-            budget_s = max(budget_s - (time.monotonic() - bank_start), 0.1 * budget_s)
-        forward = lambda features: model.head(model.adapt(features))  # noqa: E731
-
     model.train()
-    t0 = time.monotonic()
-    last_save = t0
+    budget.start(step)
+    last_save = time.monotonic()
     images_seen = 0
-    order = shard[order_rng.permutation(n)]
-    position = (step % steps_per_epoch) * batch
-
-    def next_views() -> torch.Tensor:
-        nonlocal order, position
-        if position + batch > n:
-            order, position = shard[order_rng.permutation(n)], 0
-        idx = np.sort(order[position:position + batch])
-        position += batch
-        partner_rows = idx
-        if cfg.neighbor_positives > 0:
-            swap = order_rng.random(len(idx)) < cfg.neighbor_positives
-            partner_rows = idx.copy()
-            partner_rows[swap] = neighbors[idx[swap],
-                                           order_rng.integers(0, neighbors.shape[1], swap.sum())]
-        if bank is not None:
-            return bank_pairs(bank, idx, partner_rows, order_rng).to(device, non_blocking=True)
-        uint8 = torch.from_numpy(np.ascontiguousarray(pixels[idx])).to(device, non_blocking=True)
-        partners = None if partner_rows is idx else torch.from_numpy(
-            np.ascontiguousarray(pixels[partner_rows])).to(device, non_blocking=True)
-        views = simclr_pair(uint8, cfg.resolution, cfg.augment, gen, partners)
-        if channels_last:
-            views = views.contiguous(memory_format=torch.channels_last)
-        return views
-
+    source = PixelViews(pixels, shard, batch, cfg, device, placement.channels_last, gen,
+                        [cfg.seed] if world == 1 else [cfg.seed, rank], neighbors)
     # The next batch is read and augmented on a side thread while this one trains
     # (torch releases the GIL), so the data path overlaps the model's compute.
     prefetch = ThreadPoolExecutor(1)
-    upcoming = prefetch.submit(next_views)
+    upcoming = prefetch.submit(source, step)
     try:
         while True:
             frac, cancelled = agreed_progress()
@@ -315,12 +277,11 @@ def train(
                 break
             if frac >= 1.0:
                 break
-            views = upcoming.result()
-            upcoming = prefetch.submit(next_views)
+            views, _ = upcoming.result()
+            upcoming = prefetch.submit(source, step + 1)
             for group in optimizer.param_groups:
                 group["lr"] = cfg.lr * lr_factor(frac, cfg.warmup_fraction)
-            with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
-                                 enabled=amp_dtype is not None):
+            with placement.autocasting():
                 z = forward(views)
             loss = objective(*z.float().chunk(2))
             optimizer.zero_grad(set_to_none=True)
@@ -334,29 +295,24 @@ def train(
                 dist.all_reduce(global_loss)
                 global_loss /= world
             result.losses.append(float(global_loss))
-            now = time.monotonic()
-            rate = images_seen / max(1e-9, now - t0)
-            frac = training_progress()
-            eta = min(e for e in (
-                None if budget_s is None else (1 - frac) * budget_s,
-                None if total_steps is None else (total_steps - step) * batch * world
-                / max(rate, 1e-9)) if e is not None)
-            progress(Progress("train", step, total_steps or 0,
+            rate = images_seen / max(1e-9, budget.running())
+            progress(Progress("train", step, budget.steps or 0,
                               f"epoch {step / steps_per_epoch:.2f}  loss {result.losses[-1]:.4f}",
                               {"loss": result.losses[-1], "images_per_s": rate,
-                               "epoch": step / steps_per_epoch, "fraction": frac}, eta))
-            if now - last_save >= cfg.checkpoint_every_s:
-                save()
-                last_save = now
+                               "epoch": step / steps_per_epoch,
+                               "fraction": budget.fraction(step)}, budget.eta(step)))
+            if time.monotonic() - last_save >= cfg.checkpoint_every_s:
+                save(upcoming.result()[1])
+                last_save = time.monotonic()
     finally:
         upcoming.cancel()
         prefetch.shutdown(wait=True)
-    save()
+    save(gen.get_state() if upcoming.cancelled() else upcoming.result()[1])
     if world > 1:
         dist.barrier()  # the checkpoint exists before any process returns
     result.steps = step
     result.epochs = step / steps_per_epoch
-    result.seconds = time.monotonic() - t0
+    result.seconds = budget.running()
     result.images_per_s = images_seen / max(1e-9, result.seconds)
     model.eval()
     return result

@@ -1,0 +1,274 @@
+"""Adapting a pretrained encoder at constant cost: a linear adapter trained on a bank of the
+frozen encoder's features of augmented views, sized to the time budget.
+
+The one cost that grows with the library is the starting encoder's pass over every photo
+(the map needs it anyway). The adapter has D x D weights: it does not need every photo of a
+large library, so the bank holds views of as many sampled photos as fit the budget's share,
+the check's views come from the same pass, and the kept embeddings are the adapter applied
+to the start's embeddings (core.embed.adapt_embeddings): no second pass.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .augment import AugmentConfig, simclr_view
+from .batches import encode_rows
+from .config import TrainConfig
+from .device import Placement
+from .jobs import Cancelled, CancelToken, EtaClock, Progress, ProgressCallback, no_progress
+from .loss import PairObjective
+from .model import SimCLRModel
+from .quality import CHECK_AUGMENT, INSTANCE_AUGMENT, CheckViews
+from .runs import (
+    BANK_NAME,
+    CHECKPOINT_NAME,
+    load_tensors,
+    save_npz_atomic,
+    save_torch_atomic,
+)
+from .search import NeighborIndex
+from .train import Budget, TrainResult, lr_factor, make_optimizer
+
+# Share of the time budget the bank's encoding may use; the adapter's steps get the rest.
+BANK_SHARE = 0.6
+# Photos held out of training for the check (their views are measured, never trained on).
+CHECK_PHOTOS = 200
+# The bank is held in memory as bf16; fewer photos are encoded rather than exceed this.
+MAX_BANK_BYTES = 2 << 30
+# A bank smaller than this is not worth training on (the photos are encoded past the
+# budget's share if need be: seconds).
+MIN_BANK_PHOTOS = 64
+BANK_BATCH = 64
+
+
+@dataclass(frozen=True)
+class Bank:
+    """The frozen encoder's features (unit rows) of the sampled photos' views."""
+
+    train_rows: np.ndarray  # (M,) indices into the run's photos
+    features: torch.Tensor  # (M, V, D) bf16
+    check_rows: np.ndarray  # (C,) indices into the run's photos, disjoint from train_rows
+    check: CheckViews
+    wanted_photos: int  # training photos there were (M < this when the budget cut it)
+    seconds: float  # encoding time
+
+    @property
+    def views(self) -> int:
+        return int(self.features.shape[1])
+
+
+def split_sample(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(check rows, training rows in encoding order): a fixed random split of n photos."""
+    order = np.random.default_rng([seed, 7]).permutation(n)
+    check = min(CHECK_PHOTOS, max(2, n // 5))
+    return np.sort(order[:check]), order[check:]
+
+
+def _view_fn(resolution: int, augment: AugmentConfig, gen: torch.Generator
+             ) -> Callable[[torch.Tensor], torch.Tensor]:
+    return lambda rows: simclr_view(rows, resolution, augment, gen)
+
+
+def _encode(model: SimCLRModel) -> Callable[[torch.Tensor], torch.Tensor]:
+    return lambda x: F.normalize(model.encoder.features(x).float(), dim=1)
+
+
+def build_bank(model: SimCLRModel, pixels: np.ndarray, cfg: TrainConfig, placement: Placement,
+               views: int, deadline: float | None, cancel: CancelToken | None = None,
+               progress: ProgressCallback = no_progress) -> Bank:
+    """Encode the check's three views of its sample, then ``views`` training views of as
+    many training photos (in random order) as ``deadline`` (time.monotonic()) allows, at
+    least MIN_BANK_PHOTOS. Raises Cancelled."""
+    cancel = cancel or CancelToken()
+    started = time.monotonic()
+    model.eval()
+    check_rows, train_order = split_sample(len(pixels), cfg.seed)
+    dim = model.encoder.feature_dim
+    cap = min(len(train_order), max(MIN_BANK_PHOTOS, MAX_BANK_BYTES // (views * dim * 2)))
+    gen = torch.Generator().manual_seed(cfg.seed)
+    check_pixels = pixels[check_rows]
+    clock = EtaClock()
+
+    def encode(rows_pixels: np.ndarray, augment: AugmentConfig) -> np.ndarray:
+        return encode_rows(_encode(model), rows_pixels, _view_fn(cfg.resolution, augment, gen),
+                           placement, BANK_BATCH, cancel)
+
+    parts = [encode(check_pixels, CHECK_AUGMENT), encode(check_pixels, CHECK_AUGMENT),
+             encode(check_pixels, INSTANCE_AUGMENT)]
+    check = CheckViews(*parts)
+    chunks: list[torch.Tensor] = []
+    done = 0
+    while done < cap:
+        if deadline is not None and done >= MIN_BANK_PHOTOS and time.monotonic() >= deadline:
+            break
+        rows = np.sort(train_order[done:done + BANK_BATCH])
+        chunk = pixels[rows]
+        chunks.append(torch.stack([torch.from_numpy(encode(chunk, cfg.augment))
+                                   for _ in range(views)], 1).to(torch.bfloat16))
+        done += len(rows)
+        progress(Progress("views", done, cap, f"{views} augmented views of {done}/{cap} photos",
+                          eta_s=clock.eta(done, cap)))
+    # Training photos are encoded in a random order, so a bank cut by the deadline is a
+    # random sample; rows within a chunk were sorted (cache reads in order).
+    encoded = [np.sort(train_order[s:s + BANK_BATCH]) for s in range(0, done, BANK_BATCH)]
+    train_rows = np.concatenate(encoded) if encoded else np.zeros(0, np.int64)
+    features = torch.cat(chunks) if chunks else torch.zeros(0, views, dim, dtype=torch.bfloat16)
+    return Bank(train_rows.astype(np.int64), features, check_rows, check, len(train_order),
+                time.monotonic() - started)
+
+
+def save_bank(run_dir: Path, bank: Bank) -> None:
+    """Kept in the run so that a resumed run does not encode the views again."""
+    save_npz_atomic(run_dir / BANK_NAME, train_rows=bank.train_rows,
+                    features=bank.features.float().numpy().astype(np.float16),
+                    check_rows=bank.check_rows, mild_a=bank.check.mild_a,
+                    mild_b=bank.check.mild_b, strong=bank.check.strong,
+                    wanted_photos=np.array(bank.wanted_photos), seconds=np.array(bank.seconds))
+
+
+def load_bank(run_dir: Path, photos: int, seed: int) -> Bank | None:
+    """The bank saved by an earlier attempt of this run, if it fits these photos."""
+    path = run_dir / BANK_NAME
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError, KeyError):
+        return None  # a damaged bank is encoded again
+    check_rows, _ = split_sample(photos, seed)
+    if not np.array_equal(arrays["check_rows"], check_rows):
+        return None
+    return Bank(arrays["train_rows"], torch.from_numpy(arrays["features"].astype(np.float32)
+                                                        ).to(torch.bfloat16),
+                check_rows, CheckViews(arrays["mild_a"], arrays["mild_b"], arrays["strong"]),
+                int(arrays["wanted_photos"]), float(arrays["seconds"]))
+
+
+def bank_neighbors(start: np.ndarray, rows: np.ndarray, k: int, mutual: bool) -> np.ndarray:
+    """(M, k) each bank photo's nearest neighbours among the bank's photos (indices into
+    ``rows``) under the starting embeddings ``start`` (N, D). With ``mutual``, a neighbour
+    that does not have the photo among its own k is replaced by the photo itself."""
+    k = max(1, min(k, len(rows) - 1))
+    emb = start[rows]
+    near, _ = NeighborIndex(emb).query(emb, k, exclude_self=True)
+    if mutual:
+        keep = np.array([[i in set(near[j].tolist()) for j in row] for i, row in
+                         enumerate(near)], bool)
+        near = np.where(keep, near, np.arange(len(rows))[:, None])
+    return near
+
+
+def bank_pairs(features: torch.Tensor, rows: np.ndarray, partners: np.ndarray,
+               rng: np.random.Generator) -> torch.Tensor:
+    """Float (2B, D): a random view of each bank row, then a view of its partner (a
+    different view when the partner is the row itself)."""
+    views = features.shape[1]
+    first = rng.integers(0, views, len(rows))
+    second = rng.integers(0, views, len(rows))
+    own = partners == rows
+    second[own] = (first[own] + rng.integers(1, views, own.sum())) % views
+    return torch.cat([features[rows, first], features[partners, second]]).float()
+
+
+def train_adapter(model: SimCLRModel, bank: Bank, neighbors: np.ndarray, cfg: TrainConfig,
+                  run_dir: Path, budget_s: float | None, cancel: CancelToken | None = None,
+                  progress: ProgressCallback = no_progress) -> TrainResult:
+    """Train ``model``'s adapter and head on the bank with the configured pair objective:
+    each pair is a view of a photo and, with probability ``cfg.neighbor_positives``, a view
+    of one of its ``neighbors`` (M, K) (else another view of itself). At most
+    ``cfg.adapter_epochs`` epochs (or ``cfg.epochs``), within ``budget_s`` seconds.
+    Checkpoints to ``run_dir`` and resumes from it; on cancel saves and returns cancelled."""
+    cancel = cancel or CancelToken()
+    if model.adapter is None:
+        raise ValueError("train_adapter needs a model built with an adapter")
+    m = len(bank.train_rows)
+    if m < 2:
+        raise ValueError(f"the adapter needs at least 2 photos in its bank, got {m}")
+    model.to("cpu")
+    for p in model.encoder.parameters():
+        p.requires_grad_(False)
+    batch = min(cfg.batch_size, m)
+    steps_per_epoch = max(1, m // batch)
+    epochs = cfg.epochs if cfg.epochs is not None else cfg.adapter_epochs
+    budget = Budget(epochs * steps_per_epoch, budget_s)
+    optimizer = make_optimizer([*model.adapter.parameters(), *model.head.parameters()], cfg)
+    objective = PairObjective(cfg.objective, cfg.temperature,
+                              hard_negative_beta=cfg.hard_negative_beta)
+    identity = torch.eye(model.adapter.weight.shape[0])
+    result = TrainResult()
+    step = 0
+    checkpoint = run_dir / CHECKPOINT_NAME
+    if checkpoint.exists():
+        state = load_tensors(checkpoint)
+        model.adapter.load_state_dict(state["adapter"])
+        model.head.load_state_dict(state["head"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, result.losses = int(state["step"]), list(state["losses"])
+        budget.resume(float(state["elapsed"]))
+        result.resumed_from_step = step
+
+    def save() -> None:
+        save_torch_atomic({"adapter": model.adapter.state_dict(), "head": model.head.state_dict(),
+                           "optimizer": optimizer.state_dict(), "step": step,
+                           "elapsed": budget.elapsed(), "losses": result.losses}, checkpoint)
+
+    model.train()
+    budget.start()
+    last_save = time.monotonic()
+    try:
+        while True:
+            frac = budget.fraction(step)
+            if frac >= 1.0:
+                break
+            cancel.check()
+            # Every draw depends on the seed and the step only: a resumed run trains on
+            # exactly the batches an uninterrupted one would.
+            epoch, position = divmod(step, steps_per_epoch)
+            order = np.random.default_rng([cfg.seed, 11, epoch]).permutation(m)
+            rows = order[position * batch:(position + 1) * batch]
+            rng = np.random.default_rng([cfg.seed, 12, step])
+            partners = rows.copy()
+            if cfg.neighbor_positives > 0:
+                swap = rng.random(len(rows)) < cfg.neighbor_positives
+                partners[swap] = neighbors[rows[swap],
+                                           rng.integers(0, neighbors.shape[1], swap.sum())]
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.lr * lr_factor(frac, cfg.warmup_fraction)
+            z = model.head(model.adapt(bank_pairs(bank.features, rows, partners, rng)))
+            loss = objective(*z.float().chunk(2))
+            if cfg.identity_pull > 0:
+                # Keeps the adapter near the identity: the start's neighbourhoods (and with
+                # them "this shot" identity) bend rather than break.
+                loss = loss + cfg.identity_pull * (model.adapter.weight - identity).pow(2).sum()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            result.losses.append(float(loss.detach()))
+            now = time.monotonic()
+            progress(Progress("adapt", step, budget.steps or 0,
+                              f"epoch {step / steps_per_epoch:.1f}  loss {result.losses[-1]:.4f}",
+                              {"loss": result.losses[-1], "epoch": step / steps_per_epoch,
+                               "images_per_s": step * batch / max(1e-9, budget.running())},
+                              budget.eta(step)))
+            if now - last_save >= cfg.checkpoint_every_s:
+                save()
+                last_save = now
+    except Cancelled:
+        result.cancelled = True
+    save()
+    model.eval()
+    result.steps = step
+    result.epochs = step / steps_per_epoch
+    result.seconds = budget.running()
+    result.images_per_s = (step - result.resumed_from_step) * batch / max(1e-9, result.seconds)
+    return result

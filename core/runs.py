@@ -1,0 +1,278 @@
+"""A run on disk, owned here: its map arrays (``atlas.npz``, versioned), the kept encoder
+(``encoder.pt``), the training checkpoint, the typed report (``report.json``) and the one
+way every one of them is written (to a temporary file, flushed, renamed).
+
+A run folder holds:
+    atlas.npz          the map: ids, paths, cache rows, embeddings, xy, clusters, representatives
+    atlas-other.npz    the map of the encoder the run did not keep (before/after toggle)
+    encoder.pt         the kept encoder (+ adapter), as tensors only
+    checkpoint.pt      the training state, for resuming
+    bank.npy           the adapter's bank of view features, for resuming
+    report.json        RunReport
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .model import SimCLRModel, build_model
+
+ATLAS_NAME = "atlas.npz"
+OTHER_ATLAS_NAME = "atlas-other.npz"
+ENCODER_NAME = "encoder.pt"
+CHECKPOINT_NAME = "checkpoint.pt"
+BANK_NAME = "bank.npy"
+REPORT_NAME = "report.json"
+# 1: first release (embeddings.npy beside the atlas, no cache rows); 2: one file, cache rows;
+# 3: adds the format version itself.
+ATLAS_VERSION = 3
+
+
+class RunFileError(Exception):
+    """A run file that cannot be used; the message says why and what to do."""
+
+
+# atomic writes ----------------------------------------------------------------------------
+def _fsync_replace(tmp: Path, path: Path) -> None:
+    """Flush ``tmp`` to disk, then rename it over ``path``: readers see the old file or the
+    new one, never half of one, even after a crash."""
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    _fsync_replace(tmp, path)
+
+
+def save_npy_atomic(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(path.name + ".tmp.npy")
+    np.save(tmp, array)
+    _fsync_replace(tmp, path)
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    _fsync_replace(tmp, path)
+
+
+def save_torch_atomic(obj: object, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    _fsync_replace(tmp, path)
+
+
+def load_tensors(path: Path, map_location: str | torch.device = "cpu") -> dict:
+    """A torch file of tensors and plain values only: one that could run code is refused."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise RunFileError(f"{path} holds more than tensors and plain values, so it was not "
+                           "loaded (it could run code); delete it to train again") from exc
+
+
+# the map ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AtlasArrays:
+    """A map, row-aligned: one row per photo."""
+
+    image_ids: np.ndarray  # (N,) int64, catalog ids
+    paths: np.ndarray  # (N,) str, paths when the map was written
+    cache_rows: np.ndarray  # (N,) int64, the pixel-cache row each embedding was made from
+    embeddings: np.ndarray  # (N, D) float32, unit rows
+    xy: np.ndarray  # (N, 2) float32
+    cluster: np.ndarray  # (N,) int64, -1 = noise
+    representatives: dict[int, list[int]] = field(default_factory=dict)  # cluster -> rows
+
+
+def save_atlas(path: Path, atlas: AtlasArrays) -> None:
+    """One file, renamed into place: a process killed at any moment leaves the previous
+    map or the new one, never a mix of both."""
+    reps = atlas.representatives
+    save_npz_atomic(path, version=np.array(ATLAS_VERSION), image_ids=atlas.image_ids,
+                    paths=atlas.paths, cache_rows=np.asarray(atlas.cache_rows, np.int64),
+                    embeddings=atlas.embeddings, xy=atlas.xy, cluster=atlas.cluster,
+                    rep_cluster=np.array([c for c, rows in reps.items() for _ in rows], np.int64),
+                    rep_row=np.array([r for rows in reps.values() for r in rows], np.int64))
+
+
+def load_atlas(path: Path, cache_row_of: Callable[[], dict[int, int]] = dict) -> AtlasArrays:
+    """Read a map of any version. Version 1 kept no cache rows: ``cache_row_of()`` (catalog
+    id -> row) fills them in (that version never re-decoded photos)."""
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    version = int(arrays.get("version", 2 if "cache_rows" in arrays else 1))
+    if version > ATLAS_VERSION:
+        raise RunFileError(f"{path} was written by a newer PhotoAtlas (map format {version})")
+    if version == 1:
+        if "embeddings" not in arrays:
+            arrays["embeddings"] = np.load(path.parent / "embeddings.npy")
+        rows = cache_row_of()
+        arrays["cache_rows"] = np.array([rows.get(int(i), -1) for i in arrays["image_ids"]],
+                                        np.int64)
+    reps: dict[int, list[int]] = {}
+    for c, r in zip(arrays.get("rep_cluster", []), arrays.get("rep_row", []), strict=True):
+        reps.setdefault(int(c), []).append(int(r))
+    return AtlasArrays(arrays["image_ids"], arrays["paths"], arrays["cache_rows"],
+                       arrays["embeddings"], arrays["xy"], arrays["cluster"], reps)
+
+
+# the encoder ------------------------------------------------------------------------------
+def save_encoder(path: Path, model: SimCLRModel, backbone: str, pretrained: bool,
+                 train_resolution: int, resolution: int) -> None:
+    """The kept encoder (+ adapter) and the resolution its embeddings are made at."""
+    save_torch_atomic({"backbone": backbone, "pretrained": pretrained,
+                       "train_resolution": train_resolution, "resolution": resolution,
+                       "encoder": model.encoder.state_dict(),
+                       "adapter": None if model.adapter is None else model.adapter.state_dict()},
+                      path)
+
+
+def load_encoder(path: Path, device: torch.device) -> tuple[SimCLRModel, int]:
+    """The encoder saved by ``save_encoder``, on ``device`` in eval mode, and its resolution."""
+    state = load_tensors(path)
+    model = build_model(state["backbone"], state["pretrained"], state["train_resolution"],
+                        load_weights=False)
+    model.encoder.load_state_dict(state["encoder"])
+    if state.get("adapter") is not None:  # encoders saved before adapters existed have none
+        model.add_adapter()
+        model.adapter.load_state_dict(state["adapter"])
+    return model.to(device).eval(), int(state["resolution"])
+
+
+# the report -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Measures:
+    """Label-free measures of one encoder on the check's sample (core.quality)."""
+
+    neighbor_agreement: float  # higher is better
+    alignment: float  # lower is better
+    uniformity: float  # lower is better
+    instance_recall: float | None = None  # a strong view finds its own photo first
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """What the label-free check measured and decided (core.quality.decide)."""
+
+    kept: str  # "adapted" or "start"
+    after: Measures | None = None
+    before: Measures | None = None
+    overlap_with_start: float | None = None
+    instance_gained: int = 0  # sample photos whose strong view finds itself only after
+    instance_lost: int = 0  # ... only before
+    reasons: tuple[str, ...] = ()  # why the start was kept (core.quality.REASONS)
+    sample: int = 0  # photos in the check's sample
+
+    def verdict(self) -> str:
+        """One sentence for people, capitalised."""
+        if self.before is None or self.after is None:
+            return "Trained from scratch: keeping the trained encoder."
+        helped = self.kept == "adapted"
+        text = (f"Training {'helped' if helped else 'did not help'}: neighbour agreement "
+                f"{self.before.neighbor_agreement:.3f} before, "
+                f"{self.after.neighbor_agreement:.3f} after")
+        if self.before.instance_recall is not None and self.after.instance_recall is not None:
+            text += (f"; a photo's own shot found first {self.before.instance_recall:.2f} "
+                     f"before, {self.after.instance_recall:.2f} after")
+        if self.reasons:
+            from .quality import REASONS
+
+            text += " (" + "; ".join(REASONS[r] for r in self.reasons) + ")"
+        return text + f"; keeping the {'adapted' if helped else 'starting'} encoder."
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "reasons": list(self.reasons), "verdict": self.verdict()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> CheckResult:
+        def measures(d: dict | None) -> Measures | None:
+            return None if d is None else Measures(**{f.name: d.get(f.name) for f in
+                                                      fields(Measures) if f.name in d})
+        return cls(kept=data.get("kept", "adapted"), after=measures(data.get("after")),
+                   before=measures(data.get("before")),
+                   overlap_with_start=data.get("overlap_with_start"),
+                   instance_gained=int(data.get("instance_gained", 0)),
+                   instance_lost=int(data.get("instance_lost", 0)),
+                   reasons=tuple(data.get("reasons", ())), sample=int(data.get("sample", 0)))
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """What a run did, as written to report.json and shown by the CLI and the window.
+
+    ``state`` is "map" while only the starting encoder's map exists (adaptation may still
+    run) and "done" at the end. ``images``, ``training`` and ``adaptation`` are plain dicts
+    of counts and figures (their keys are listed in core/pipeline.py)."""
+
+    run: int
+    state: str
+    device: str
+    config: dict[str, Any]
+    stage_seconds: dict[str, float]
+    images: dict[str, Any]
+    clusters: int
+    embedding: dict[str, Any]
+    training: dict[str, Any] = field(default_factory=dict)
+    adaptation: dict[str, Any] = field(default_factory=dict)
+    check: CheckResult | None = None
+    distributed: dict[str, Any] | None = None
+    last_update: dict[str, Any] | None = None
+
+    @property
+    def kept(self) -> str:
+        """Which encoder the map uses: "start", "adapted", or "start" while pending."""
+        if self.check is not None:
+            return self.check.kept
+        return "start" if self.config.get("pretrained", True) else "adapted"
+
+    @property
+    def precision(self) -> str:
+        """The precision the run embedded in, so photos embedded later match."""
+        return self.config.get("precision", "auto")
+
+    @property
+    def seed(self) -> int:
+        return int(self.config.get("seed", 0))
+
+    def to_dict(self) -> dict:
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["check"] = None if self.check is None else self.check.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunReport:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values.setdefault("state", "done")
+        values.setdefault("device", "")
+        values.setdefault("config", {})
+        values.setdefault("stage_seconds", {})
+        values.setdefault("images", {})
+        values.setdefault("clusters", 0)
+        values.setdefault("embedding", {})
+        values.setdefault("run", 0)
+        check = data.get("check")
+        # Reports written before the check had a kept field (or with an empty check).
+        values["check"] = CheckResult.from_dict(check) if check else None
+        return cls(**values)
+
+
+def write_report(run_dir: Path, report: RunReport) -> None:
+    write_json_atomic(run_dir / REPORT_NAME, report.to_dict())
+
+
+def read_report(run_dir: Path) -> RunReport:
+    return RunReport.from_dict(json.loads((run_dir / REPORT_NAME).read_text()))
