@@ -81,12 +81,14 @@ def _encode(model: SimCLRModel) -> Callable[[torch.Tensor], torch.Tensor]:
     return lambda x: F.normalize(model.encoder.features(x).float(), dim=1)
 
 
-def build_bank(model: SimCLRModel, pixels: np.ndarray, cfg: TrainConfig, placement: Placement,
-               views: int, deadline: float | None, cancel: CancelToken | None = None,
-               progress: ProgressCallback = no_progress) -> Bank:
+def build_bank(model: SimCLRModel, pixels: np.ndarray, resolution: int, cfg: TrainConfig,
+               placement: Placement, views: int, deadline: float | None,
+               cancel: CancelToken | None = None, progress: ProgressCallback = no_progress
+               ) -> Bank:
     """Encode the check's three views of its sample, then ``views`` training views of as
     many training photos (in random order) as ``deadline`` (time.monotonic()) allows, at
-    least MIN_BANK_PHOTOS. Raises Cancelled."""
+    least MIN_BANK_PHOTOS; views at ``resolution`` (the starting embeddings' own, so that
+    the adapter applies to them). Raises Cancelled."""
     cancel = cancel or CancelToken()
     started = time.monotonic()
     model.eval()
@@ -98,9 +100,10 @@ def build_bank(model: SimCLRModel, pixels: np.ndarray, cfg: TrainConfig, placeme
     clock = EtaClock()
 
     def encode(rows_pixels: np.ndarray, augment: AugmentConfig) -> np.ndarray:
-        return encode_rows(_encode(model), rows_pixels, _view_fn(cfg.resolution, augment, gen),
+        return encode_rows(_encode(model), rows_pixels, _view_fn(resolution, augment, gen),
                            placement, BANK_BATCH, cancel)
 
+    progress(Progress("views", 0, cap, "views of the check's sample"))
     parts = [encode(check_pixels, CHECK_AUGMENT), encode(check_pixels, CHECK_AUGMENT),
              encode(check_pixels, INSTANCE_AUGMENT)]
     check = CheckViews(*parts)

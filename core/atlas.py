@@ -30,8 +30,9 @@ def layout(embeddings: np.ndarray, cfg: MapConfig) -> np.ndarray:
     if n < 4:
         # Too few points for a neighbour graph: spread them on a line, in input order.
         return np.stack([np.arange(n, dtype=np.float32), np.zeros(n, np.float32)], 1)
-    import umap
+    from .umap_cache import import_umap
 
+    umap = import_umap()
     reducer = umap.UMAP(n_neighbors=min(cfg.n_neighbors, n - 1), min_dist=cfg.min_dist,
                         metric="cosine", random_state=cfg.seed, init="spectral" if n > 10
                         else "random")

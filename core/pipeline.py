@@ -66,6 +66,7 @@ from .runs import (
 from .scan import ScanResult, scan_folders
 from .search import NeighborIndex
 from .train import TrainResult, train
+from .umap_cache import warm_up_in_background
 
 # A new photo lands at the weighted mean position of this many nearest mapped photos.
 PLACE_NEIGHBOURS = 10
@@ -211,6 +212,7 @@ def index_library(
 
 def _pretrained(run: _Run, adapt: bool) -> RunReport:
     cfg, prep = run.cfg, run.prep
+    warm_up_in_background()  # the map's first compile overlaps the embedding pass
     start_model = build_model(cfg.backbone, True, cfg.resolution)
     shown_partial = False
 
@@ -244,12 +246,14 @@ def _pretrained(run: _Run, adapt: bool) -> RunReport:
         adaptation = {}
     adaptation.update(speed)
     if check.kept == "adapted":
+        # The adapter works on the start's embeddings, made at the cache's size.
+        resolution = CACHE_SIZE if cfg.adapter else cfg.resolution
         atlas = run.layout(adapted, "adapted encoder")
         # The start's map stays one toggle away (core.compare).
         save_npz_atomic(run.dir / OTHER_ATLAS_NAME, encoder=np.array("untrained"),
                         image_ids=start_atlas.image_ids, embeddings=start_atlas.embeddings,
                         xy=start_atlas.xy, cluster=start_atlas.cluster)
-        return run.publish(atlas, model, cfg.resolution, "done", check, training, adaptation)
+        return run.publish(atlas, model, resolution, "done", check, training, adaptation)
     return run.publish(start_atlas, start_model, CACHE_SIZE, "done", check, training,
                        adaptation)
 
@@ -296,8 +300,8 @@ def _adapt_on_bank(run: _Run, start_model: SimCLRModel, start: np.ndarray
         with run.timer.stage("views"):
             placement = place_model(model, run.device, cfg.precision)
             deadline = None if budget_s is None else began + BANK_SHARE * budget_s
-            bank = build_bank(model, run.prep.pixels, cfg, placement, cfg.bank_views, deadline,
-                              run.cancel, run.progress)
+            bank = build_bank(model, run.prep.pixels, CACHE_SIZE, cfg, placement,
+                              cfg.bank_views, deadline, run.cancel, run.progress)
         save_bank(run.dir, bank)
     spent = 0.0 if resumed_bank else time.monotonic() - began
     steps_s = None if budget_s is None else max(budget_s - spent, 0.1 * budget_s)

@@ -14,8 +14,9 @@ import torch
 
 from core.cache import CachedRows, decode_pending
 from core.embed import embed_pixels
-from core.library import ATLAS_NAME, CACHE_SIZE, Library, save_npz_atomic, write_json_atomic
+from core.library import CACHE_SIZE, Library
 from core.model import build_model
+from core.runs import ATLAS_NAME, AtlasArrays, RunReport, save_atlas, write_report
 from core.scan import scan_folders
 
 
@@ -34,10 +35,13 @@ def index_untrained(folder: Path, library_dir: Path,
                   else np.asarray(clusters(paths), np.int64))
         run_id = catalog.start_run({"test": "untrained"})
         run_dir = library.run_dir(run_id)
-        save_npz_atomic(run_dir / ATLAS_NAME, image_ids=np.array([r.id for r in ok], np.int64),
-                        paths=np.array(paths), cache_rows=pixels.rows, embeddings=embeddings,
-                        xy=np.zeros((len(ok), 2), np.float32), cluster=labels)
-        write_json_atomic(run_dir / "report.json", {"run": run_id})
+        save_atlas(run_dir / ATLAS_NAME,
+                   AtlasArrays(np.array([r.id for r in ok], np.int64), np.array(paths),
+                               pixels.rows, embeddings, np.zeros((len(ok), 2), np.float32),
+                               labels))
+        write_report(run_dir, RunReport(run=run_id, state="map", device="CPU", config={},
+                                        stage_seconds={}, images={}, clusters=0,
+                                        embedding={}))
         catalog.finish_run(run_id, {"run": run_id})
         catalog.set_meta("current_run", str(run_id))
     return library_dir

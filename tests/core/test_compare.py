@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from core.cli import main as cli_main
-from core.compare import OTHER_MAP_NAME, other_encoder_map
+from core.compare import other_encoder_map
 from core.library import Library
+from core.runs import OTHER_ATLAS_NAME
 
 CLASSES = ("n01440764", "n03888257")
 
@@ -34,13 +35,13 @@ def test_other_map_is_the_encoder_not_kept(photos: Path, tmp_path: Path, start: 
     assert cli_main(args) == 0
     with Library(tmp_path / "lib") as library:
         run = library.current_run()
-        kept = run.report["check"]["kept"]
+        kept = run.report.kept
         other = other_encoder_map(library)
         assert other.encoder == ("untrained" if kept == "adapted" else "trained")
         assert other.xy.shape == run.xy.shape and other.cluster.shape == run.cluster.shape
         assert other.embeddings.shape[0] == len(run.image_ids)
         assert np.allclose(np.linalg.norm(other.embeddings, axis=1), 1, atol=1e-4)
         assert not np.allclose(other.embeddings, run.embeddings, atol=1e-3)
-        assert (library.run_dir(run.run_id) / OTHER_MAP_NAME).exists()
+        assert (library.run_dir(run.run_id) / OTHER_ATLAS_NAME).exists()
         again = other_encoder_map(library)  # read back from the run's folder
         assert np.array_equal(again.xy, other.xy) and again.encoder == other.encoder

@@ -17,7 +17,8 @@ from core.config import TrainConfig
 from core.decode import load_rgb, square_pixels
 from core.loss import NTXentLoss
 from core.model import build_model
-from core.train import CHECKPOINT_NAME, train
+from core.runs import CHECKPOINT_NAME
+from core.train import train
 
 WORLD = 2
 

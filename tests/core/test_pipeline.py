@@ -8,7 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+from core.cache import CachedRows
 from core.cli import main as cli_main
 from core.config import MapConfig, TrainConfig
 from core.jobs import Cancelled, CancelToken, Progress
@@ -54,12 +56,17 @@ def test_index_reports_every_stage_and_each_bad_file(indexed: tuple[Path, dict])
     assert "empty" in reasons["empty.jpg"]
     assert "not an image" in reasons["garbage.jpg"]
     assert "truncated" in reasons["truncated.jpg"]
-    assert set(report["stage_seconds"]) >= {"scan", "decode", "train", "check", "embed", "map"}
-    assert report["device"] == "CPU"
-    assert report["training"]["steps"] == 3 and report["training"]["epochs"] == 1
+    assert set(report["stage_seconds"]) >= {"scan", "decode", "embed", "map", "views",
+                                            "adapt", "check"}
+    assert report["device"] == "CPU" and report["state"] == "done"
+    # The adapter (the default): 4 photos held out for the check, 20 in the bank, batch 8.
+    assert report["adaptation"]["check_photos"] == 4
+    assert report["adaptation"]["bank_photos"] == 20 and report["adaptation"]["views"] == 4
+    assert report["training"]["steps"] == 2 and report["training"]["epochs"] == 1
     assert np.isfinite(report["training"]["first_loss"])
     assert report["check"]["kept"] in {"adapted", "start"}
     assert "neighbour agreement" in report["check"]["verdict"]
+    assert report["check"]["before"]["instance_recall"] is not None
 
 
 def test_export_writes_aligned_arrays(indexed: tuple[Path, dict], tmp_path: Path) -> None:
@@ -107,20 +114,102 @@ def test_similar_in_library_and_outside_file(indexed: tuple[Path, dict], photos:
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_cancelled_training_resumes_from_its_checkpoint(photos: Path, tmp_path: Path) -> None:
-    cfg = TrainConfig(**{**TINY, "epochs": 2})
+@pytest.mark.parametrize("adapter", [False, True])
+def test_cancelled_training_resumes_from_its_checkpoint(photos: Path, tmp_path: Path,
+                                                        adapter: bool) -> None:
+    cfg = TrainConfig(**{**TINY, "epochs": 2, "adapter": adapter})
+    stage = "adapt" if adapter else "train"
     token = CancelToken()
 
-    def cancel_after_two_steps(event: Progress) -> None:
-        if event.stage == "train" and event.done >= 2:
+    def cancel_after_one_step(event: Progress) -> None:
+        if event.stage == stage and event.done >= 1:
             token.cancel()
 
     with Library(tmp_path / "lib") as library:
         with pytest.raises(Cancelled):
-            index_library(library, [photos], cfg, MapConfig(), token, cancel_after_two_steps)
+            index_library(library, [photos], cfg, MapConfig(), token, cancel_after_one_step)
+        # The starting encoder's map was written before training: it is the library's map.
+        assert library.current_run().report.state == "map"
         report = index_library(library, [photos], cfg, MapConfig())
-    assert report["training"]["resumed_from_step"] == 2
-    assert report["training"]["steps"] == 6
+    assert report.training["resumed_from_step"] == 1
+    assert report.training["steps"] == (4 if adapter else 6)
+    if adapter:
+        assert report.adaptation["bank_resumed"]  # the views were not encoded again
+
+
+def test_the_map_comes_before_training(photos: Path, tmp_path: Path) -> None:
+    """The starting encoder's map is written, and is the library's map, before any
+    adaptation starts; the adapted map replaces it only at the end."""
+    seen: list[tuple[str, str | None]] = []
+    with Library(tmp_path / "lib") as library:
+        def watch(event: Progress) -> None:
+            state = None
+            if event.values.get("map_ready"):
+                state = library.current_run().report.state
+            seen.append((event.stage, state))
+
+        index_library(library, [photos], TrainConfig(**TINY), MapConfig(), progress=watch)
+    stages = [stage for stage, _ in seen]
+    ready = [i for i, (_, state) in enumerate(seen) if state is not None]
+    assert seen[ready[0]][1] == "map" and seen[ready[-1]][1] == "done"
+    assert ready[0] < stages.index("views") < stages.index("adapt") < ready[-1]
+
+
+def test_map_only_stops_after_the_starting_map(photos: Path, tmp_path: Path) -> None:
+    with Library(tmp_path / "lib") as library:
+        report = index_library(library, [photos], TrainConfig(**TINY), MapConfig(),
+                               adapt=False)
+        run = library.current_run()
+    assert report.state == "map" and report.check is None and report.kept == "start"
+    assert len(run.image_ids) == 24 and "views" not in report.stage_seconds
+
+
+def test_kept_adapter_maps_the_adapter_applied_to_the_start_embeddings(
+        photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No second encoder pass: the kept embeddings are the adapter applied to the
+    starting embeddings, which equal what a pass with the adapted encoder gives."""
+    import core.features as features
+    import core.pipeline as pipeline
+    from core.embed import embed_pixels
+    from core.quality import Decision
+
+    passes: list[int] = []
+    monkeypatch.setattr(pipeline, "decide", lambda *a: Decision("adapted", ()))
+    monkeypatch.setattr(pipeline, "embed_pixels", lambda *a, **k: pytest.fail("second pass"))
+    real = features.embed_pixels
+    monkeypatch.setattr(features, "embed_pixels",
+                        lambda model, pixels, *a, **k: passes.append(len(pixels))
+                        or real(model, pixels, *a, **k))
+    cfg = TrainConfig(**{**TINY, "precision": "fp32"})
+    with Library(tmp_path / "lib") as library:
+        report = index_library(library, [photos], cfg, MapConfig())
+        run = library.current_run()
+        model, resolution = pipeline.run_encoder(library, run.run_id, torch.device("cpu"))
+        again = embed_pixels(model, CachedRows(library.pixels.array(), run.cache_rows),
+                             resolution, torch.device("cpu"), precision="fp32")
+    assert passes == [24] and report.kept == "adapted" and model.adapter is not None
+    assert not np.allclose(model.adapter.weight.detach().numpy(), np.eye(1280), atol=1e-4)
+    assert np.allclose(run.embeddings, again, atol=1e-4)
+    start = np.load(next((tmp_path / "lib" / "cache").glob("start-*.npz")))["embeddings"]
+    assert not np.allclose(run.embeddings, start, atol=1e-3)  # the map moved with it
+
+
+def test_refused_adapter_leaves_the_starting_map(photos: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import core.pipeline as pipeline
+    from core.quality import Decision
+
+    monkeypatch.setattr(pipeline, "decide", lambda *a: Decision("start", ("instance",)))
+    with Library(tmp_path / "lib") as library:
+        index_library(library, [photos], TrainConfig(**TINY), MapConfig(), adapt=False)
+        first = library.current_run()
+        report = index_library(library, [photos], TrainConfig(**TINY), MapConfig())
+        run = library.current_run()
+    assert report.kept == "start" and "fewer photos found their own shot first" in \
+        report.check.verdict()
+    assert np.array_equal(run.embeddings, first.embeddings)
+    assert np.array_equal(run.xy, first.xy)
+    assert report.embedding["resolution"] == 224
 
 
 def test_library_refuses_a_folder_that_is_not_its_own(tmp_path: Path) -> None:
@@ -137,21 +226,3 @@ def test_folder_without_photos_is_a_clear_error(tmp_path: Path, capsys) -> None:
                      "--epochs", "1", "--device", "cpu"])
     assert code == 2
     assert "needs at least 2" in capsys.readouterr().err
-
-
-def test_check_keeps_the_start_when_adaptation_replaces_its_neighbourhoods(
-        photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Higher augmentation agreement alone is not enough: an adapted encoder that kept
-    little of the start's neighbourhoods is refused (the trust region of the check)."""
-    import core.pipeline as pipeline
-    from core.quality import EmbeddingQuality
-
-    scores = iter([EmbeddingQuality(0.9, 0.1, -1.0), EmbeddingQuality(0.5, 0.2, -2.0)])
-    monkeypatch.setattr(pipeline, "measure", lambda *args, **kwargs: next(scores))
-    monkeypatch.setattr(pipeline, "neighborhood_overlap", lambda *args, **kwargs: 0.2)
-    with Library(tmp_path / "lib") as library:
-        report = index_library(library, [photos], TrainConfig(**TINY), MapConfig())
-    check = report["check"]
-    assert check["kept"] == "start" and check["overlap_with_start"] == 0.2
-    assert "kept only 0.20 of the starting encoder's neighbourhoods" in check["verdict"]
-    assert report["embedding"]["resolution"] == 224

@@ -9,8 +9,9 @@ import pytest
 
 from core.augment import AugmentConfig
 from core.config import MapConfig, TrainConfig
+from core.device import autocast_dtype, uses_channels_last
 from core.search import NeighborIndex, knn_accuracy
-from core.train import autocast_dtype, lr_factor, uses_channels_last
+from core.train import lr_factor
 
 
 def _unit(n: int, d: int, seed: int = 0) -> np.ndarray:

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from core.bank import bank_pairs, bank_view_count
 
 import core.train as train_module
-from core.bank import bank_pairs, bank_view_count
 from core.config import TrainConfig
 from core.model import build_model
 from core.train import train

@@ -1,0 +1,171 @@
+"""Adaptation recipes measured on both kinds of similarity (measurement only).
+
+    # once per photo set: every photo through the starting encoder, 4 training views of
+    # each, and the check's three views of its held-out sample (the pipeline's split)
+    python bench/adapt_recipes.py features FOLDER OUT.npz [--precision auto|fp32]
+    # then any number of recipes on the saved features, in seconds to minutes each
+    python bench/adapt_recipes.py recipes OUT.npz [OUT2.npz ...] [--only NAME ...]
+
+Each recipe trains the adapter exactly as `photoatlas index` does (core.adapter.train_adapter
+on the bank's training photos, the check on its held-out views: core.pipeline._judge), with
+its full epoch budget. Printed per set: category similarity as leave-one-out 1-NN accuracy,
+instance similarity as leave-one-out mean average precision of the photo's own folder (both
+from folder names, which PhotoAtlas never reads), and the check's decision.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.knn_quality import labels_from_paths  # noqa: E402
+from core.search import knn_accuracy  # noqa: E402
+
+RECIPES: dict[str, dict] = {
+    "untrained": {},
+    "default (neighbours p=1, k=20)": {},
+    "self positives only (p=0)": {"neighbor_positives": 0.0},
+    "mix p=0.5, k=20": {"neighbor_positives": 0.5},
+    "neighbours k=5": {"neighbor_k": 5},
+    "mutual neighbours k=10": {"neighbor_k": 10, "mutual_neighbors": True},
+    "mix p=0.5, k=5": {"neighbor_positives": 0.5, "neighbor_k": 5},
+    "identity pull 0.01": {"identity_pull": 0.01},
+    "identity pull 0.1": {"identity_pull": 0.1},
+    "temperature 0.2": {"temperature": 0.2},
+    "10 epochs": {"adapter_epochs": 10},
+}
+
+
+def mean_average_precision(embeddings: np.ndarray, labels: np.ndarray) -> float:
+    """Leave-one-out mAP: every photo queries all others; relevant = same label."""
+    sims = embeddings @ embeddings.T
+    np.fill_diagonal(sims, -np.inf)
+    aps = []
+    for i in range(len(embeddings)):
+        order = np.argsort(-sims[i])[:-1]  # the photo itself (-inf) last, dropped
+        relevant = labels[order] == labels[i]
+        if not relevant.any():
+            continue
+        hits = np.cumsum(relevant)
+        aps.append(float((hits[relevant] / (np.flatnonzero(relevant) + 1)).mean()))
+    return float(np.mean(aps))
+
+
+def features(folder: Path, out: Path, precision: str) -> None:
+    from core.adapter import BANK_BATCH, _encode, _view_fn, split_sample
+    from core.augment import AugmentConfig
+    from core.batches import encode_rows
+    from core.cache import CachedRows, decode_pending
+    from core.device import place_model
+    from core.embed import embed_pixels
+    from core.library import Library
+    from core.model import build_model
+    from core.quality import CHECK_AUGMENT, INSTANCE_AUGMENT
+    from core.scan import scan_folders
+
+    with tempfile.TemporaryDirectory() as tmp, Library(Path(tmp) / "lib") as library:
+        scan_folders(library.catalog, [folder])
+        decode_pending(library.catalog, library.pixels, library.thumb_dir)
+        ok = library.catalog.images(status="ok")
+        pixels = CachedRows(library.pixels.array(), np.array([r.cache_row for r in ok]))
+        model = build_model("efficientnet_lite0", True, 224)
+        device = torch.device("cpu")
+        t0 = time.monotonic()
+        start = embed_pixels(model, pixels, 224, device, precision=precision)
+        start_s = time.monotonic() - t0
+        placement = place_model(model, device, precision)
+        gen = torch.Generator().manual_seed(0)
+
+        def encode(rows_pixels, augment: AugmentConfig) -> np.ndarray:
+            return encode_rows(_encode(model), rows_pixels, _view_fn(224, augment, gen),
+                               placement, BANK_BATCH)
+
+        check_rows, _ = split_sample(len(ok), 0)
+        sample = pixels[check_rows]
+        check = [encode(sample, CHECK_AUGMENT), encode(sample, CHECK_AUGMENT),
+                 encode(sample, INSTANCE_AUGMENT)]
+        t0 = time.monotonic()
+        bank = np.stack([encode(pixels, AugmentConfig()) for _ in range(4)], 1)
+        bank_s = time.monotonic() - t0
+        np.savez(out, paths=np.array([r.path for r in ok]), start=start,
+                 bank=bank.astype(np.float16), check_rows=check_rows, mild_a=check[0],
+                 mild_b=check[1], strong=check[2], seconds=np.array([start_s, bank_s]))
+    print(json.dumps({"photos": len(ok), "start_s": round(start_s, 1),
+                      "bank_s": round(bank_s, 1)}))
+
+
+def run_recipe(data: dict, name: str, changes: dict) -> dict:
+    from core.adapter import Bank, bank_neighbors, split_sample, train_adapter
+    from core.config import TrainConfig
+    from core.embed import adapt_embeddings
+    from core.model import build_model
+    from core.pipeline import _adapted_views, _judge
+    from core.quality import CheckViews
+
+    start, labels = data["start"], labels_from_paths(data["paths"])
+    if name == "untrained":
+        adapted, verdict = start, "-"
+    else:
+        cfg = replace(TrainConfig(device="cpu").resolved("cpu"), minutes=None, **changes)
+        check_rows, train_order = split_sample(len(start), 0)
+        train_rows = np.sort(train_order)
+        views = CheckViews(data["mild_a"], data["mild_b"], data["strong"])
+        bank = Bank(train_rows, torch.from_numpy(data["bank"][train_rows].astype(np.float32)
+                                                 ).to(torch.bfloat16),
+                    check_rows, views, len(train_rows), 0.0)
+        model = build_model("efficientnet_lite0", True, 224, load_weights=False, adapter=True)
+        neighbors = bank_neighbors(start, train_rows, cfg.neighbor_k, cfg.mutual_neighbors)
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.monotonic()
+            result = train_adapter(model, bank, neighbors, cfg, Path(tmp), None)
+            seconds = time.monotonic() - t0
+        adapted = adapt_embeddings(model, start)
+        check = _judge(views, _adapted_views(model, views), start, adapted, check_rows)
+        verdict = (f"{check.kept}: agreement {check.before.neighbor_agreement:.3f}->"
+                   f"{check.after.neighbor_agreement:.3f}, instance "
+                   f"{check.before.instance_recall:.3f}->{check.after.instance_recall:.3f} "
+                   f"(+{check.instance_gained}/-{check.instance_lost}), overlap "
+                   f"{check.overlap_with_start:.2f}, {result.epochs:.0f} epochs {seconds:.0f} s")
+    return {"knn1": round(knn_accuracy(adapted, labels, 1), 4),
+            "map": round(mean_average_precision(adapted, labels), 4), "check": verdict}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    f = sub.add_parser("features")
+    f.add_argument("folder", type=Path)
+    f.add_argument("out", type=Path)
+    f.add_argument("--precision", default="auto", choices=("auto", "fp32"))
+    r = sub.add_parser("recipes")
+    r.add_argument("sets", type=Path, nargs="+")
+    r.add_argument("--only", nargs="+", help="recipe names (default: all)")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    if args.command == "features":
+        features(args.folder, args.out, args.precision)
+        return
+    for path in args.sets:
+        with np.load(path) as npz:
+            data = {k: npz[k] for k in npz.files}
+        data["bank"] = data["bank"].astype(np.float32)
+        for name, changes in RECIPES.items():
+            if args.only and name not in args.only:
+                continue
+            print(json.dumps({"set": path.stem, "recipe": name,
+                              **run_recipe(data, name, changes)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
