@@ -162,11 +162,11 @@ def test_user_flow(qtbot, tmp_path: Path, settings, family_photos: Path, quick_c
     qtbot.mouseClick(panel.cancel_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: window.training is None, timeout=60_000)
     assert panel.resume_button.isEnabled()
-    resumed: list[dict] = []
+    resumed: list = []
     qtbot.mouseClick(panel.resume_button, Qt.MouseButton.LeftButton)
     window.training.returned.connect(resumed.append)
     qtbot.waitUntil(lambda: window.training is None, timeout=180_000)
-    assert resumed and resumed[0]["training"]["resumed_from_step"] >= 10
+    assert resumed and resumed[0].training["resumed_from_step"] >= 10
     assert tree_digest(family_photos) == before
     window.close()
 

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
-import torch
 
-from core.jobs import Cancelled, CancelToken, EtaClock, part_of
-from core.model import build_model
-from core.quality import alignment, measure, neighbor_agreement, uniformity
+from core.quality import (
+    Decision,
+    alignment,
+    decide,
+    instance_hits,
+    neighbor_agreement,
+    neighborhood_overlap,
+    uniformity,
+)
+from core.runs import Measures
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -36,17 +41,22 @@ def test_alignment_and_uniformity():
     assert spread < collapsed <= 0.0  # lower is more uniform; a collapsed set scores ~0
 
 
-def test_the_check_reports_progress_in_parts_and_can_be_cancelled():
-    model = build_model("resnet18_half", pretrained=False, resolution=32)
-    pixels = np.random.default_rng(0).integers(0, 256, (80, 3, 32, 32), dtype=np.uint8)
-    events = []
-    measure(model, pixels, 32, torch.device("cpu"), seed=0,
-            progress=part_of(events.append, "check", 1, 3, "measuring", EtaClock()))
-    assert [e.stage for e in events] == ["check"] * len(events)
-    done = [e.done for e in events]
-    assert done == sorted(done) and done[0] > 1000 and done[-1] == 2000
-    assert all(e.total == 3000 for e in events)
-    token = CancelToken()
-    token.cancel()
-    with pytest.raises(Cancelled):
-        measure(model, pixels, 32, torch.device("cpu"), seed=0, cancel=token)
+def test_instance_hits_and_neighbourhood_overlap():
+    rng = np.random.default_rng(2)
+    library = _unit(rng.normal(size=(100, 16)))
+    rows = np.arange(0, 100, 5)
+    close = _unit(library[rows] + 0.05 * rng.normal(size=(20, 16)))
+    assert instance_hits(close, library, rows).all()
+    assert not instance_hits(_unit(rng.normal(size=(20, 16))), library, rows).all()
+    assert neighborhood_overlap(library, library, rows) == 1.0
+    assert neighborhood_overlap(library, _unit(rng.normal(size=(100, 16))), rows) < 0.2
+
+
+def test_decide_keeps_only_an_encoder_that_helps_and_hurts_nothing():
+    before = Measures(0.40, 0.5, -2.0, 0.8)
+    better = Measures(0.45, 0.4, -2.1, 0.8)
+    assert decide(before, better, 0.7, 3, 3) == Decision("adapted", ())
+    assert decide(before, better, 0.7, 1, 4).reasons == ("instance",)
+    assert decide(before, better, 0.3, 3, 0).reasons == ("overlap",)
+    assert decide(before, Measures(0.405, 0.4, -2.1, 0.8), 0.7, 0, 0).reasons == ("agreement",)
+    assert decide(before, better, 0.2, 0, 5).kept == "start"

@@ -8,12 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from core.bank import bank_pairs, bank_view_count
 
-import core.train as train_module
 from core.config import TrainConfig
 from core.model import build_model
-from core.train import train
+from core.train import PixelViews, train
 
 
 def _pixels(n: int = 16, size: int = 32) -> np.ndarray:
@@ -32,38 +30,30 @@ def _config(**kwargs) -> TrainConfig:
                        **kwargs).resolved("cpu")
 
 
-def test_neighbor_positives_make_the_second_view_from_a_neighbour(tmp_path: Path, monkeypatch):
-    pixels = _pixels()
+def _views(pixels: np.ndarray, cfg: TrainConfig, neighbors=None) -> PixelViews:
+    return PixelViews(pixels, np.arange(len(pixels)), 8, cfg, torch.device("cpu"), False,
+                      torch.Generator().manual_seed(0), [0], neighbors)
+
+
+def test_neighbor_positives_make_the_second_view_from_a_neighbour():
     neighbors = (np.arange(16)[:, None] + np.array([[1, 2]])) % 16  # (N, K=2)
-    seen: list[tuple[torch.Tensor, torch.Tensor | None]] = []
-    real_pair = train_module.simclr_pair
-
-    def spy(batch, resolution, cfg, gen, partners=None):
-        seen.append((batch.clone(), None if partners is None else partners.clone()))
-        return real_pair(batch, resolution, cfg, gen, partners)
-
-    monkeypatch.setattr(train_module, "simclr_pair", spy)
-    model = build_model("efficientnet_lite0", True, 32, load_weights=False)
-    result = train(model, pixels, _config(neighbor_positives=1.0, neighbor_k=2), tmp_path,
-                   neighbors=neighbors)
-    assert result.steps == 2 and all(np.isfinite(result.losses))
-    rows_of = {pixels[i].tobytes(): i for i in range(16)}
-    for batch, partners in seen:
-        assert partners is not None
-        for a, b in zip(batch, partners, strict=True):
-            i, j = rows_of[a.numpy().tobytes()], rows_of[b.numpy().tobytes()]
+    source = _views(_pixels(), _config(neighbor_positives=1.0, neighbor_k=2), neighbors)
+    for step in range(4):
+        rows, partners = source.rows(step)
+        for i, j in zip(rows, partners, strict=True):
             assert j in neighbors[i]  # p = 1: always a neighbour, never the photo itself
+    views, _ = source(0)
+    assert views.shape == (16, 3, 32, 32)
 
 
-def test_plain_pairs_without_neighbour_positives(tmp_path: Path, monkeypatch):
-    seen: list[object] = []
-    real_pair = train_module.simclr_pair
-    monkeypatch.setattr(train_module, "simclr_pair",
-                        lambda b, r, c, g, partners=None: seen.append(partners) or real_pair(
-                            b, r, c, g, partners))
-    model = build_model("efficientnet_lite0", True, 32, load_weights=False)
-    train(model, _pixels(), _config(), tmp_path)
-    assert seen and all(p is None for p in seen)
+def test_plain_pairs_pair_each_photo_with_itself_and_cover_an_epoch():
+    source = _views(_pixels(), _config())
+    seen = []
+    for step in range(2):
+        rows, partners = source.rows(step)
+        assert partners is rows
+        seen += rows.tolist()
+    assert sorted(seen) == list(range(16))
 
 
 def test_neighbor_positives_need_the_neighbours(tmp_path: Path):
@@ -89,44 +79,3 @@ def test_identity_adapter_leaves_the_embedding_unchanged():
     adapted.encoder.load_state_dict(plain.encoder.state_dict())
     x = torch.rand(3, 3, 32, 32)
     assert torch.allclose(adapted.eval().embed(x), plain.embed(x), atol=1e-6)
-
-
-def test_adapter_trains_on_the_bank_with_the_encoder_frozen(tmp_path: Path, monkeypatch):
-    pixels = _pixels()
-    neighbors = (np.arange(16)[:, None] + np.array([[1, 2]])) % 16
-    model = build_model("efficientnet_lite0", True, 32, load_weights=False, adapter=True)
-    encoder_before = {k: v.clone() for k, v in model.encoder.state_dict().items()}
-    monkeypatch.setattr(train_module, "simclr_pair", lambda *a: pytest.fail("no pixel views"))
-    events: list[str] = []
-    cfg = _config(adapter=True, freeze_stages=9, neighbor_positives=0.5, neighbor_k=2,
-                  bank_views=3, epochs=3)
-    result = train(model, pixels, cfg, tmp_path, neighbors=neighbors,
-                   progress=lambda e: events.append(e.stage))
-    assert result.steps == 6 and all(np.isfinite(result.losses))
-    assert "views" in events and events[-1] == "train"
-    assert not torch.allclose(model.adapter.weight, torch.eye(1280))
-    for key, value in model.encoder.state_dict().items():
-        assert torch.equal(value, encoder_before[key]), key  # weights and BN statistics
-
-
-def test_adapter_needs_a_model_built_with_one(tmp_path: Path):
-    model = build_model("efficientnet_lite0", True, 32, load_weights=False)
-    with pytest.raises(ValueError, match="adapter"):
-        train(model, _pixels(), _config(adapter=True, neighbor_positives=0.0), tmp_path)
-
-
-def test_bank_pairs_take_another_view_of_the_same_photo():
-    bank = torch.arange(5 * 3 * 2, dtype=torch.float32).view(5, 3, 2)
-    rows = np.arange(5)
-    pairs = bank_pairs(bank, rows, rows, np.random.default_rng(0))
-    first, second = pairs[:5], pairs[5:]
-    assert not (first == second).all(dim=1).any()  # never the same view twice
-    assert ((second[:, 0] // 6) == torch.arange(5)).all()  # but the same photo
-    partners = np.array([1, 2, 3, 4, 0])
-    pairs = bank_pairs(bank, rows, partners, np.random.default_rng(0))
-    assert ((pairs[5:, 0] // 6) == torch.from_numpy(partners)).all()
-
-
-def test_bank_view_count_fits_the_memory_cap():
-    assert bank_view_count(3000, 1280, 4) == 4
-    assert bank_view_count(10_000_000, 1280, 4) == 2  # never below the pair a positive needs
