@@ -15,15 +15,11 @@ import numpy as np
 
 from .cache import PixelCache
 from .catalog import MARKER_KEY, Catalog, CatalogError
-from .runs import ATLAS_NAME, RunReport, load_atlas, read_report
+from .runs import ATLAS_NAME, LibraryError, RunReport, load_atlas, read_report
 
 CATALOG_NAME = "catalog.sqlite"
 LOCK_NAME = "library.lock"
 CACHE_SIZE = 224  # pixels kept per photo: the pretrained encoders' native input size
-
-
-class LibraryError(Exception):
-    """A library folder that cannot be used; the message says why."""
 
 
 def default_library_dir() -> Path:

@@ -37,7 +37,11 @@ REPORT_NAME = "report.json"
 ATLAS_VERSION = 3
 
 
-class RunFileError(Exception):
+class LibraryError(Exception):
+    """A library folder or file that cannot be used; the message says why."""
+
+
+class RunFileError(LibraryError):
     """A run file that cannot be used; the message says why and what to do."""
 
 

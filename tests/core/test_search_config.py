@@ -149,10 +149,12 @@ def test_train_config_resolved_keeps_explicit_values():
 
 def test_train_config_device_defaults_differ():
     cpu, gpu = TrainConfig().resolved("cpu"), TrainConfig().resolved("cuda")
-    # A CPU trains the linear adapter on a bank of features; a GPU can afford fine-tuning.
+    # The measured recipe (the adapter) on every device; a GPU encodes more views.
     assert cpu.adapter and cpu.neighbor_positives == 1.0 and cpu.temperature == 0.5
-    assert not gpu.adapter and gpu.neighbor_positives == 0.0 and gpu.temperature == 0.2
-    assert cpu.freeze_stages == 9 and gpu.freeze_stages < 9
+    assert gpu.adapter and gpu.bank_views > cpu.bank_views == 4
+    assert cpu.freeze_stages == 9
+    tuned = TrainConfig(adapter=False).resolved("cuda")
+    assert tuned.freeze_stages < 9 and tuned.temperature == 0.2
     scratch_cpu = TrainConfig(pretrained=False).resolved("cpu")
     scratch_gpu = TrainConfig(pretrained=False).resolved("cuda")
     assert not scratch_cpu.adapter and scratch_cpu.resolution <= scratch_gpu.resolution
@@ -215,7 +217,7 @@ def test_hard_negative_beta_reaches_the_cli_config():
 def test_cpu_autocast_only_with_hardware_bf16(monkeypatch):
     import torch
 
-    import core.train as train_module
+    import core.device as train_module
 
     cpu = torch.device("cpu")
     monkeypatch.setattr(train_module, "cpu_has_native_bf16", lambda: True)
