@@ -19,6 +19,11 @@ class Atlas:
     representatives: dict[int, list[int]]  # cluster -> row indices, most central first
 
 
+# Share of an over-cap cluster's photos its sub-clusters must hold for the split to be kept
+# (a blurry group of 16 px photos: 73 %; two crisp generated groups: 52-58 %).
+MIN_SPLIT_COVERAGE = 2 / 3
+
+
 def default_min_cluster_size(n: int) -> int:
     """Clusters that stay meaningful from 100 to 100,000 photos."""
     return max(5, round(math.sqrt(n) / 2))
@@ -55,12 +60,31 @@ def cluster(embeddings: np.ndarray, xy: np.ndarray, cfg: MapConfig) -> np.ndarra
 
     # min_dist 0 packs each group tightly: the clustering space is never drawn.
     space = xy if cfg.cluster_dims == 2 else layout(embeddings, cfg, cfg.cluster_dims, 0.0)
-    # The cap may not fall below min_cluster_size, or no cluster could qualify.
-    cap = (None if cfg.max_cluster_share is None
-           else max(size, math.floor(cfg.max_cluster_share * n)))
-    hdbscan = HDBSCAN(min_cluster_size=size, min_samples=min(size, 10), copy=True,
-                      cluster_selection_method=cfg.cluster_selection, max_cluster_size=cap)
-    return hdbscan.fit_predict(space).astype(np.int64)
+
+    def hdbscan(cap: int | None) -> np.ndarray:
+        return HDBSCAN(min_cluster_size=size, min_samples=min(size, 10), copy=True,
+                       cluster_selection_method=cfg.cluster_selection, max_cluster_size=cap
+                       ).fit_predict(space).astype(np.int64)
+
+    labels = hdbscan(None)
+    if cfg.max_cluster_share is None or cfg.cluster_selection == "leaf" or (labels < 0).all():
+        return labels
+    cap = max(size, math.floor(cfg.max_cluster_share * n))
+    sizes = np.bincount(labels[labels >= 0])
+    if sizes.max() <= cap:
+        return labels
+    # Each over-cap cluster becomes its sub-clusters in HDBSCAN's tree (what the capped run
+    # selects inside it), unless they leave too many of its photos as noise: a crisp group
+    # has no real parts, only fragments, and HDBSCAN would even drop one with no parts.
+    capped = hdbscan(cap)
+    out = labels.copy()
+    for c in np.flatnonzero(sizes > cap):
+        rows = labels == c
+        if (capped[rows] >= 0).mean() >= MIN_SPLIT_COVERAGE:
+            out[rows] = np.where(capped[rows] >= 0, capped[rows] + len(sizes), -1)
+    kept = out >= 0
+    out[kept] = np.unique(out[kept], return_inverse=True)[1]
+    return out
 
 
 def representatives(embeddings: np.ndarray, labels: np.ndarray, per_cluster: int = 9
