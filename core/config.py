@@ -166,6 +166,15 @@ class MapConfig:
     n_neighbors: int = 15
     min_dist: float = 0.1
     min_cluster_size: int | None = None  # None: grows with the number of photos
+    # No cluster may hold more than this share of the photos: a bigger one is replaced by
+    # its sub-clusters in HDBSCAN's tree. On blurry embeddings (32 px photos) plain HDBSCAN
+    # found a few clusters of ~1,000 photos that organize nothing (docs/clusters.md).
+    # None: no cap (HDBSCAN's own excess-of-mass choice).
+    max_cluster_share: float | None = 0.25
+    cluster_selection: str = "eom"  # HDBSCAN's "eom" or "leaf" (finest clusters of its tree)
+    # Dimensions of the space HDBSCAN runs in: 2 = the map itself (what the user sees); more
+    # = a second UMAP of that many dimensions (min_dist 0), only for clustering.
+    cluster_dims: int = 2
     seed: int = 0
     # Lay out maps of this many photos or more in a child process. umap-learn's compiled
     # loops hold the GIL for up to seconds at a time (0.5 s measured at 20k photos), which
@@ -184,4 +193,10 @@ class MapConfig:
             raise ValueError("min_dist must be in [0, 1]")
         if self.min_cluster_size is not None and self.min_cluster_size < 2:
             raise ValueError("min_cluster_size must be at least 2")
+        if self.max_cluster_share is not None and not 0 < self.max_cluster_share <= 1:
+            raise ValueError("max_cluster_share must be in (0, 1]")
+        if self.cluster_selection not in ("eom", "leaf"):
+            raise ValueError("cluster_selection must be 'eom' or 'leaf'")
+        if self.cluster_dims < 2:
+            raise ValueError("cluster_dims must be at least 2")
 

@@ -36,3 +36,53 @@ def test_a_child_process_lays_out_the_same_map_and_is_killed_on_cancel() -> None
 def test_own_process_threshold_is_validated() -> None:
     with pytest.raises(ValueError, match="own_process_from"):
         MapConfig(own_process_from=-1)
+
+
+def two_families_of_five(n: int = 500, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """10 blurred groups in two families of 5 close groups: a less crisp embedding, where
+    plain HDBSCAN sees only the two families. Returns unit embeddings and group labels."""
+    rng = np.random.default_rng(seed)
+    families = 3 * rng.normal(size=(2, 64))
+    centres = np.repeat(families, 5, 0) + 0.4 * rng.normal(size=(10, 64))
+    groups = rng.integers(0, 10, n)
+    x = centres[groups] + rng.normal(size=(n, 64))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), groups
+
+
+def test_blurred_groups_get_a_useful_number_of_clusters() -> None:
+    from sklearn.metrics import normalized_mutual_info_score
+
+    x, groups = two_families_of_five()
+    before = build_atlas(x, MapConfig(seed=0, max_cluster_share=None))
+    atlas = build_atlas(x, MapConfig(seed=0))
+    assert atlas.xy.shape == (len(x), 2)
+    assert before.cluster.max() + 1 <= 3  # the families, not the groups
+    found = atlas.cluster.max() + 1
+    assert 4 <= found <= 20  # at least one family split into its groups
+    assert normalized_mutual_info_score(groups, atlas.cluster) > normalized_mutual_info_score(
+        groups, before.cluster)
+    assert set(atlas.representatives) == set(range(found))
+
+
+def test_the_same_seed_gives_the_same_clusters() -> None:
+    x, _ = two_families_of_five(300, seed=1)
+    cfg = MapConfig(seed=5, cluster_dims=5)
+    first, second = build_atlas(x, cfg), build_atlas(x, cfg)
+    assert np.array_equal(first.xy, second.xy) and np.array_equal(first.cluster, second.cluster)
+    assert first.cluster.max() >= 1
+
+
+def test_clustering_settings_are_validated() -> None:
+    for bad in ({"max_cluster_share": 0}, {"max_cluster_share": 1.5},
+                {"cluster_selection": "kmeans"}, {"cluster_dims": 1}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            MapConfig(**bad)
+
+
+def test_a_crisp_group_over_the_size_cap_stays_one_cluster() -> None:
+    rng = np.random.default_rng(2)
+    centres = rng.normal(size=(2, 32))
+    x = centres[np.arange(120) % 2] + 0.05 * rng.normal(size=(120, 32))
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    labels = build_atlas(x, MapConfig(seed=0)).cluster  # each group holds half the photos
+    assert labels.max() + 1 == 2 and (labels >= 0).mean() > 0.9
