@@ -1,8 +1,8 @@
 """Decode speed of 12-megapixel camera photos at the pixel cache's size: this branch's
 ``load_rgb`` against the one it started from (``git show BASE:core/decode.py``), in one run.
 
-    python bench/decode_speed.py [--sources 2] [--reps 3] [--base main] [--dir /tmp/decode/bench]
-    python bench/decode_speed.py --scaling [--photos 8] [--reps 2]
+    python bench/decode_speed.py [--sources 2] [--reps 4] [--base main] [--dir /tmp/decode/bench]
+    python bench/decode_speed.py --scaling [--photos 8] [--reps 4]
 
 Makes camera-size files from shared photos (paris-dev, cropped to 4:3 and upscaled to
 4032x3024) in ``--dir`` (kept between runs): JPEG q90, the same turned to portrait by EXIF
@@ -229,7 +229,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dir", type=Path, default=Path("/tmp/decode/bench"))
     parser.add_argument("--sources", type=int, default=2, help="shared photos to convert")
-    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--reps", type=int, default=4)
     parser.add_argument("--base", default="main", help="git revision of the 'before' decoder")
     parser.add_argument("--scaling", action="store_true", help="threads vs processes instead")
     parser.add_argument("--photos", type=int, default=8, help="photos per --scaling batch")
