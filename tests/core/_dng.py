@@ -65,10 +65,11 @@ def _ifd(entries: dict[int, tuple[int, object]], at: int, next_ifd: int = 0) -> 
 
 def write_dng(path: Path, picture: Image.Image, orientation: int = 1,
               preview: Image.Image | None = None, preview_jpeg: bool = True,
-              thumb_side: int = 64) -> Path:
+              thumb_side: int = 64, preview_orientation: int | None = None) -> Path:
     """Write ``picture`` (RGB, stored in sensor orientation, even sides) as a DNG whose
     Orientation tag is ``orientation``; ``preview`` (None: no preview) is embedded as JPEG
-    or as an uncompressed bitmap."""
+    (with an EXIF orientation tag when ``preview_orientation`` is given) or as an
+    uncompressed bitmap."""
     rgb = np.asarray(picture.convert("RGB"))
     height, width = rgb.shape[:2]
     mosaic = bayer_mosaic(rgb)
@@ -79,8 +80,16 @@ def write_dng(path: Path, picture: Image.Image, orientation: int = 1,
         preview = preview.convert("RGB")
         if preview_jpeg:
             buffer = io.BytesIO()
-            preview.save(buffer, "JPEG", quality=92)
-            blocks.append(buffer.getvalue())
+            exif = Image.Exif()
+            if preview_orientation is not None:
+                exif[0x0112] = preview_orientation
+            preview.save(buffer, "JPEG", quality=92, exif=exif.tobytes())
+            jpeg = buffer.getvalue()
+            if preview_orientation is not None and jpeg[2:4] == b"\xff\xe0":
+                # Start with the EXIF segment as camera JPEGs do (drop JFIF's APP0): LibRaw
+                # keeps such a preview's EXIF, and writes its own before any other preview.
+                jpeg = jpeg[:2] + jpeg[4 + int.from_bytes(jpeg[4:6], "big"):]
+            blocks.append(jpeg)
         else:
             blocks.append(preview.tobytes())
     offsets, at = [], 8

@@ -107,6 +107,21 @@ def test_dng_read_through_preview_upright(tmp_path: Path, jpeg: bool) -> None:
     assert _mean_abs_diff(image, upright) < 6
 
 
+@pytest.mark.parametrize("raw_orientation,preview_orientation", [(6, 1), (6, 6), (1, 6)])
+def test_raw_orientation_wins_over_the_previews_own(tmp_path: Path, raw_orientation: int,
+                                                    preview_orientation: int) -> None:
+    """Previews are stored unturned like the sensor data: the RAW's orientation is applied
+    once, whatever the preview's EXIF says; the preview's tag counts only when the RAW has
+    none."""
+    upright = _upright(384, 512)
+    stored = upright.transpose(Image.Transpose.ROTATE_90)
+    path = write_dng(tmp_path / "turned.dng", stored, orientation=raw_orientation,
+                     preview=stored.resize((320, 240)), preview_orientation=preview_orientation)
+    image = load_rgb(path, 224)
+    assert image.size == (240, 320)
+    _assert_upright(image)
+
+
 def test_dng_without_preview_demosaiced_at_half_size(tmp_path: Path) -> None:
     upright = _upright(384, 512)
     stored = upright.transpose(Image.Transpose.ROTATE_90)
