@@ -5,10 +5,10 @@ An unchanged file costs one ``stat``. New files and files whose size or mtime ch
 photos that moved (see core.cache.decode_pending). Catalogued files no longer on disk become
 'missing'.
 
-Candidates are chosen by extension and their type is then decided by content when decoded
-(a PNG named .jpg works). Sniffing every other file instead (videos, raw files, sidecars,
-documents) would cost an open and a read per file on every rescan and fill the report with
-"not an image" for files that never were photos.
+Candidates are chosen by extension (photo formats and camera RAW files) and their type is
+then decided by content when decoded (a PNG named .jpg works). Sniffing every other file
+instead (videos, sidecars, documents) would cost an open and a read per file on every rescan
+and fill the report with "not an image" for files that never were photos.
 """
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .catalog import Catalog
+from .decode import RAW_EXTENSIONS
 from .jobs import CancelToken, Progress, ProgressCallback, no_progress
 
 IMAGE_EXTENSIONS = frozenset({
     ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".dib", ".tif", ".tiff", ".gif",
-    ".heic", ".heif", ".hif", ".avif"})
+    ".heic", ".heif", ".hif", ".avif"}) | RAW_EXTENSIONS
 # Operating-system clutter that looks like photos or photo folders but never is.
 SKIPPED_NAMES = frozenset({"thumbs.db", "desktop.ini", "@eadir", "$recycle.bin", "__macosx"})
 
