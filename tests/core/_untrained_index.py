@@ -1,6 +1,7 @@
 """A finished run without training, for tests of what is built on a run (duplicates, tags,
 query, cluster descriptions): real photos scanned and decoded by the library, embedded by the
-pretrained EfficientNet-Lite0 exactly as ``index`` embeds them when the check keeps the start.
+pretrained EfficientNet-Lite0 exactly as ``index`` embeds them when the check keeps the start,
+and that encoder saved with the run as ``index`` saves it (duplicates embeds turned photos).
 The map (UMAP) is skipped to keep tests fast; cluster labels are given by the test."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from core.cache import CachedRows, decode_pending
 from core.embed import embed_pixels
 from core.library import ATLAS_NAME, CACHE_SIZE, Library, save_npz_atomic, write_json_atomic
 from core.model import build_model
+from core.pipeline import ENCODER_NAME
 from core.scan import scan_folders
 
 
@@ -34,6 +36,10 @@ def index_untrained(folder: Path, library_dir: Path,
                   else np.asarray(clusters(paths), np.int64))
         run_id = catalog.start_run({"test": "untrained"})
         run_dir = library.run_dir(run_id)
+        torch.save({"backbone": "efficientnet_lite0", "pretrained": True,
+                    "train_resolution": CACHE_SIZE, "resolution": CACHE_SIZE,
+                    "encoder": model.encoder.state_dict(), "adapter": None},
+                   run_dir / ENCODER_NAME)
         save_npz_atomic(run_dir / ATLAS_NAME, image_ids=np.array([r.id for r in ok], np.int64),
                         paths=np.array(paths), cache_rows=pixels.rows, embeddings=embeddings,
                         xy=np.zeros((len(ok), 2), np.float32), cluster=labels)
