@@ -2,7 +2,8 @@
 (measurement only).
 
     python bench/duplicate_bench.py [--out /tmp/duplicates/bench] [--photos 500] \
-        [--per-kind 19] [--seed 0] [--peers-venv /tmp/duplicates/peers/venv]
+        [--per-kind 19] [--seed 0] [--peers-venv /tmp/duplicates/peers/venv] \
+        [--mix paris-dev:200,flickr-dev:150,imagenette-dev:150] [--before SRC]
 
 Makes (once) one folder of ``--photos`` distinct photos drawn from paris-dev (many photos of
 one landmark by different people: the false-pair stress test), flickr-dev and imagenette-dev,
@@ -34,7 +35,7 @@ from PIL import Image, ImageEnhance
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 DATA = Path("/work/shared/data")
-SOURCES = {"paris-dev": 200, "flickr-dev": 150, "imagenette-dev": 150}  # of 500
+MIX = "paris-dev:200,flickr-dev:150,imagenette-dev:150"  # shares of --photos
 KINDS = ("resize_50", "jpeg_q40", "crop_85", "bright_contrast", "rotate_90",
          "rotate_3_crop", "png", "resize_jpeg_crop")
 KIND_TITLES = {"resize_50": "50% resize", "jpeg_q40": "JPEG q40", "crop_85": "crop 85%",
@@ -79,16 +80,17 @@ def edit(image: Image.Image, kind: str, rng: np.random.Generator) -> tuple[Image
     raise ValueError(kind)
 
 
-def make_bench(out: Path, n_photos: int, per_kind: int, seed: int) -> dict:
+def make_bench(out: Path, n_photos: int, per_kind: int, seed: int, mix: str) -> dict:
     """The folder of photos and copies, and truth.json: which file is a copy of which."""
     truth_path = out / "truth.json"
     if truth_path.exists():
         return json.loads(truth_path.read_text())
     rng = np.random.default_rng(seed)
+    shares = {name: int(count) for name, count in (part.split(":") for part in mix.split(","))}
     picked: list[Path] = []
-    for name, count in SOURCES.items():
+    for name, count in shares.items():
         files = sorted(p for p in (DATA / name).rglob("*") if p.is_file())
-        count = round(count * n_photos / sum(SOURCES.values()))
+        count = round(count * n_photos / sum(shares.values()))
         picked += [files[i] for i in rng.choice(len(files), min(count, len(files)),
                                                 replace=False)]
     folder = out / "photos"
@@ -249,7 +251,7 @@ def score(truth: dict, groups: list[list[str]]) -> dict:
         found[kind] += pair in pairs
     false = sorted(tuple(sorted(p)) for p in pairs if p not in true_pairs)
     return {"found": found, "total": total, "false_pairs": false,
-            "recall": sum(found.values()) / sum(total.values())}
+            "recall": sum(found.values()) / max(1, sum(total.values()))}
 
 
 def main() -> None:
@@ -259,6 +261,7 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=500)
     parser.add_argument("--per-kind", type=int, default=19)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--mix", default=MIX, help="source folders and their shares")
     parser.add_argument("--peers-venv", type=Path, default=Path("/tmp/duplicates/peers/venv"))
     parser.add_argument("--no-peers", action="store_true")
     parser.add_argument("--before", type=Path,
@@ -266,7 +269,7 @@ def main() -> None:
                              "run too, on the same library), e.g. from git archive")
     parser.add_argument("--show-false", action="store_true", help="list the false pairs")
     args = parser.parse_args()
-    truth = make_bench(args.out, args.photos, args.per_kind, args.seed)
+    truth = make_bench(args.out, args.photos, args.per_kind, args.seed, args.mix)
     folder = args.out / "photos"
     n_files = len(truth["originals"]) + len(truth["copies"])
     library_dir = args.out / "library"

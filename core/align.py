@@ -22,7 +22,7 @@ from scipy.ndimage import gaussian_filter
 
 # Keypoints on the 192 px thumbnails; patches of 15 px (the default 31 px leaves too little
 # of a small image away from its border).
-_ORB = {"nfeatures": 500, "scaleFactor": 1.2, "nlevels": 6, "edgeThreshold": 15,
+_ORB = {"nfeatures": 250, "scaleFactor": 1.2, "nlevels": 6, "edgeThreshold": 15,
         "patchSize": 15, "fastThreshold": 8}
 _RATIO = 0.85  # Lowe's ratio test on the two nearest descriptors
 _REPROJECTION_PX = 3.0  # RANSAC inlier distance on the thumbnails
