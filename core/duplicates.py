@@ -1,18 +1,23 @@
-"""Exact copies, near-duplicates (resized, re-encoded, cropped copies) and bursts (shots
-seconds apart from one camera), each group with a suggested photo to keep. Nothing is ever
-deleted or moved: the result is a list for the user to review.
+"""Exact copies, near-duplicates (resized, re-encoded, cropped, rotated or mirrored copies)
+and bursts (shots seconds apart from one camera), each group with a suggested photo to keep.
+Nothing is ever deleted or moved: the result is a list for the user to review.
 
 Why two stages for near-duplicates: on imagenette-dev the embedding cosine of a 50 %-resized
 or 80 %-cropped copy to its original (5th percentile 0.79 / 0.82) overlaps that of distinct
 photos of the same kind (95th percentile 0.85, max 0.92: two golf balls on grass), so the
 embedding only nominates candidates and an aligned pixel comparison of the two thumbnails
 decides (README, "Duplicates, tags, query by examples, clusters", for figures and command).
+That comparison is a template match (shifts and scales: resized and cropped copies), then,
+for pairs it rejects, a keypoint alignment (core.align: copies turned by quarter turns or
+straightened by a few degrees, mirrored, cropped). A copy turned by 90 degrees embeds far
+from its original, so each photo's quarter turns are embedded too and their neighbours
+become candidates (docs/duplicates.md for figures, cost and command).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,10 +26,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .align import Keypoints, aligned_match, keypoints
+from .cache import THUMBNAIL_SIZE
 from .catalog import Catalog
 from .exif import PhotoExif, exif_for_images
 from .jobs import CancelToken, Progress, ProgressCallback, no_progress
-from .library import Library, LibraryError
+from .library import Library, LibraryError, RunArtifacts, save_npz_atomic
 from .search import NeighborIndex
 
 KINDS = ("exact", "near_duplicate", "burst")
@@ -37,6 +44,10 @@ _BAND_SIGMA = 4.0  # px at the fine size: the blur subtracted to drop gradients 
 # 0.7 a ball on grass matched another ball on other grass (imagenette-dev).
 _WINDOW_SCALES = tuple(round(1.0 - 0.05 * i, 2) for i in range(7))  # 1.0 ... 0.7
 _MIN_TEMPLATE = 8  # px: smaller windows carry too little to tell photos apart
+# Grey images of this many photos are kept while pairs are compared (a photo is asked for
+# again, from its thumbnail, once it has dropped out): memory stays bounded in big libraries.
+_KEPT_PHOTOS = 2048
+QUARTER_TURNS_NAME = "quarter_turns.npz"  # beside a run: its photos' turned embeddings
 
 
 @dataclass(frozen=True)
@@ -44,13 +55,24 @@ class DuplicateConfig:
     """Thresholds, calibrated on imagenette-dev with EfficientNet-Lite0 embeddings."""
 
     candidate_similarity: float = 0.6  # embedding cosine for a pair to be compared at all
-    pixel_match: float = 0.87  # aligned band-passed correlation that makes it a copy
+    pixel_match: float = 0.87  # template-matched band-passed correlation that makes it a copy
+    # Band-passed correlation after keypoint alignment that makes it a copy. On the dev
+    # bench (docs/duplicates.md) copies scored 0.919 and up, distinct candidate pairs 0.855
+    # at most, except photos taken from one spot with one framing (up to 0.96).
+    aligned_match: float = 0.9
+    # Each photo is also embedded turned by these many quarter turns (90 degrees each) and
+    # its neighbours become candidates. One quarter turn finds copies turned either way
+    # (the copy turned by it is the original, or the original turned by it is the copy);
+    # 2 would add upside-down copies. Each costs one embedding pass over the library, made
+    # once and saved with the run (docs/duplicates.md).
+    quarter_turns: tuple[int, ...] = (1,)
     burst_similarity: float = 0.75  # embedding cosine of two shots of one burst
     burst_gap_s: float = 3.0  # longest pause between consecutive shots of a burst
     neighbors: int = 5  # nearest neighbours examined per photo
 
     def __post_init__(self) -> None:
-        for name in ("candidate_similarity", "pixel_match", "burst_similarity"):
+        for name in ("candidate_similarity", "pixel_match", "aligned_match",
+                     "burst_similarity"):
             value = getattr(self, name)
             if not -1.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be a similarity in [-1, 1], got {value}")
@@ -58,6 +80,10 @@ class DuplicateConfig:
             raise ValueError(f"burst_gap_s must be positive, got {self.burst_gap_s}")
         if self.neighbors < 1:
             raise ValueError(f"neighbors must be at least 1, got {self.neighbors}")
+        if not set(self.quarter_turns) <= {1, 2, 3} or len(set(self.quarter_turns)) != len(
+                self.quarter_turns):
+            raise ValueError(f"quarter_turns must be distinct numbers of quarter turns among "
+                             f"1, 2, 3, got {self.quarter_turns}")
 
 
 @dataclass(frozen=True)
@@ -181,8 +207,8 @@ def exact_pairs(catalog: Catalog, facts: Sequence[PhotoFacts],
 # ---- pixel comparison -----------------------------------------------------------------------
 
 def grey_thumbnail(path: str | Path, fallback: np.ndarray | None = None) -> np.ndarray:
-    """The whole photo in grey (H, W) uint8 (small: one per candidate photo is kept), its
-    longer side shrunk to the finest comparison size, from its thumbnail file, else from
+    """The whole photo in grey (H, W) uint8, its longer side at most the thumbnails' (the
+    keypoint alignment needs that many pixels), from its thumbnail file, else from
     ``fallback`` (3, S, S) uint8 pixels."""
     try:
         with Image.open(path) as image:
@@ -191,11 +217,18 @@ def grey_thumbnail(path: str | Path, fallback: np.ndarray | None = None) -> np.n
         if fallback is None:
             raise
         grey = Image.fromarray(fallback.mean(0).astype(np.uint8), "L")
-    scale = 2 * _FINE_SIDE / max(grey.size)
-    if scale < 1:
-        grey = grey.resize((max(1, round(grey.width * scale)), max(1, round(grey.height * scale))),
-                           Image.Resampling.BOX)
-    return np.asarray(grey, np.uint8)
+    return _shrink(np.asarray(grey, np.uint8), THUMBNAIL_SIZE)
+
+
+def _shrink(grey: np.ndarray, side: int) -> np.ndarray:
+    """``grey`` (H, W) uint8 with its longer side shrunk to ``side`` (box filter)."""
+    scale = side / max(grey.shape)
+    if scale >= 1:
+        return grey
+    image = Image.fromarray(grey, "L")
+    return np.asarray(image.resize((max(1, round(image.width * scale)),
+                                    max(1, round(image.height * scale))),
+                                   Image.Resampling.BOX), np.uint8)
 
 
 def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -262,13 +295,46 @@ def pixel_match(a: np.ndarray, b: np.ndarray) -> float:
     """How well one grey image (H, W) is a resized, re-encoded or cropped (to at least 70 %
     of each side) copy of the other: the best zero-mean correlation in [-1, 1] over windows
     of either one (coarse grey levels first; band-passed at the fine size for pairs scoring
-    at least 0.85 there)."""
+    at least 0.85 there). Images are first shrunk to twice the fine size, as calibrated."""
+    if max(a.shape) > 2 * _FINE_SIDE:
+        a = _shrink(np.asarray(a, np.uint8), 2 * _FINE_SIDE)
+    if max(b.shape) > 2 * _FINE_SIDE:
+        b = _shrink(np.asarray(b, np.uint8), 2 * _FINE_SIDE)
     coarse = max(_contained_match(a, b, _COARSE_SIDE, False),
                  _contained_match(b, a, _COARSE_SIDE, False))
     if coarse < _REFINE_FROM:
         return coarse
     return max(_contained_match(a, b, _FINE_SIDE, True),
                _contained_match(b, a, _FINE_SIDE, True))
+
+
+class _CandidatePhotos:
+    """Each candidate photo's grey image (thumbnail size and shrunk for the template match)
+    and keypoints, found once and kept for the ``_KEPT_PHOTOS`` most recently used."""
+
+    def __init__(self, grey_of: Callable[[int], np.ndarray]) -> None:
+        self.grey_of = grey_of
+        self.kept: OrderedDict[int, tuple[np.ndarray, np.ndarray, Keypoints]] = OrderedDict()
+
+    def __getitem__(self, row: int) -> tuple[np.ndarray, np.ndarray, Keypoints]:
+        if row in self.kept:
+            self.kept.move_to_end(row)
+            return self.kept[row]
+        grey = np.ascontiguousarray(self.grey_of(row), np.uint8)
+        self.kept[row] = (grey, _shrink(grey, 2 * _FINE_SIDE), keypoints(grey))
+        if len(self.kept) > _KEPT_PHOTOS:
+            self.kept.popitem(last=False)
+        return self.kept[row]
+
+    def copies(self, a: int, b: int, config: DuplicateConfig) -> bool:
+        """Whether photos ``a`` and ``b`` are copies of one photo: aligned by keypoints (any
+        quarter turn, straightened, mirrored), else by the template match (its shifts and
+        scales find copies too plain for keypoints)."""
+        grey_a, small_a, keys_a = self[a]
+        grey_b, small_b, keys_b = self[b]
+        if aligned_match(grey_a, grey_b, keys_a, keys_b) >= config.aligned_match:
+            return True
+        return pixel_match(small_a, small_b) >= config.pixel_match
 
 
 def sharpness(pixels: np.ndarray) -> float:
@@ -314,37 +380,44 @@ def find_duplicates_in(
     config: DuplicateConfig = DuplicateConfig(),
     cancel: CancelToken | None = None,
     progress: ProgressCallback = no_progress,
+    turned_embeddings: Sequence[np.ndarray] = (),
 ) -> DuplicateReport:
     """Groups among rows of ``facts`` with unit ``embeddings`` (N, D) and their EXIF;
-    ``grey_of(row)`` gives a photo's grey image (H, W), asked only for candidates."""
+    ``grey_of(row)`` gives a photo's grey image (H, W), asked only for candidates. Each of
+    ``turned_embeddings`` (N, D) embeds the photos turned (``quarter_turn_embeddings``):
+    their neighbours among ``embeddings`` are candidates too."""
     cancel = cancel or CancelToken()
     n = len(facts)
-    if not len(embeddings) == len(exif) == n:
-        raise ValueError("facts, embeddings and exif must have one row per photo")
+    if not len(embeddings) == len(exif) == n or any(len(t) != n for t in turned_embeddings):
+        raise ValueError("facts, embeddings, turned embeddings and exif must have one row per "
+                         "photo")
     exact, copies = UnionFind(n), UnionFind(n)
     for a, b in exact_pairs(catalog, facts, cancel):
         exact.union(a, b)
         copies.union(a, b)
 
-    greys: dict[int, np.ndarray] = {}
+    photos = _CandidatePhotos(grey_of)
     compared = 0
     if n > 1:
-        idx, sims = NeighborIndex(embeddings).query(embeddings, min(config.neighbors, n - 1),
-                                                    exclude_self=True)
+        k = min(config.neighbors, n - 1)
+        index = NeighborIndex(embeddings)
+        found = [index.query(embeddings, k, exclude_self=True)]
+        # A turned photo may resemble itself (a symmetric scene): one more, itself dropped.
+        found += [index.query(turned, k + 1) for turned in turned_embeddings]
         for a in range(n):
             cancel.check()
             if a % 100 == 0:
                 progress(Progress("duplicates", a, n, f"{compared} pairs compared"))
-            for b, s in zip(idx[a].tolist(), sims[a].tolist(), strict=True):
-                if s < config.candidate_similarity or copies.find(a) == copies.find(b):
+            near: dict[int, float] = {}
+            for idx, sims in found:
+                for b, s in zip(idx[a].tolist(), sims[a].tolist(), strict=True):
+                    if b != a and s >= config.candidate_similarity:
+                        near.setdefault(b, s)
+            for b in near:
+                if copies.find(a) == copies.find(b) or _different_moments(exif[a], exif[b]):
                     continue
-                if _different_moments(exif[a], exif[b]):
-                    continue
-                for row in (a, b):
-                    if row not in greys:
-                        greys[row] = grey_of(row)
                 compared += 1
-                if pixel_match(greys[a], greys[b]) >= config.pixel_match:
+                if photos.copies(a, b, config):
                     copies.union(a, b)
 
     bursts = UnionFind(n)
@@ -402,8 +475,65 @@ def find_duplicates(
         return grey_thumbnail(library.thumb_dir / f"{rows[row].id}.jpg",
                               pixels[cache_rows[row]])
 
+    turned = quarter_turn_embeddings(library, run, keep, config.quarter_turns, cancel,
+                                     progress)
     return find_duplicates_in(catalog, facts, run.embeddings[keep],
-                              [exif_by_id[i] for i in ids], grey_of, config, cancel, progress)
+                              [exif_by_id[i] for i in ids], grey_of, config, cancel, progress,
+                              turned_embeddings=turned)
+
+
+class _TurnedRows:
+    """Cached pixels of some photos turned by ``turns`` quarter turns, indexable like an
+    (N, 3, S, S) uint8 array. The square the cache holds is the photo's centre, and the
+    centre of a turned photo is that square turned: no photo is decoded again."""
+
+    def __init__(self, cache: np.ndarray, rows: np.ndarray, turns: int) -> None:
+        self.cache, self.rows, self.turns = cache, rows, turns
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: slice) -> np.ndarray:
+        return np.rot90(np.asarray(self.cache[self.rows[index]]), self.turns, axes=(-2, -1))
+
+
+def quarter_turn_embeddings(
+    library: Library,
+    run: RunArtifacts,
+    keep: np.ndarray,
+    turns: Sequence[int],
+    cancel: CancelToken | None = None,
+    progress: ProgressCallback = no_progress,
+) -> list[np.ndarray]:
+    """For each of ``turns``, the embeddings (N, D) of the run's photos selected by ``keep``
+    turned by that many quarter turns, made by the run's encoder from the pixel cache (one
+    embedding pass each) and saved beside the run, so that later searches reuse them. A run
+    saved without its encoder gets none (its photos are then only compared unturned)."""
+    from .embed import embed_pixels
+    from .pipeline import ENCODER_NAME, load_encoder
+    from .train import pick_device
+
+    if not turns or not (library.run_dir(run.run_id) / ENCODER_NAME).exists():
+        return []
+    ids, cache_rows = run.image_ids[keep], run.cache_rows[keep]
+    path = library.run_dir(run.run_id) / QUARTER_TURNS_NAME
+    saved: dict[str, np.ndarray] = {}
+    if path.exists():
+        with np.load(path) as data:
+            if (np.array_equal(data["image_ids"], ids)
+                    and np.array_equal(data["cache_rows"], cache_rows)):
+                saved = {name: data[name] for name in data.files if name.startswith("turn")}
+    missing = [t for t in turns if f"turn{t}" not in saved]
+    if missing:
+        device = pick_device("auto")
+        model, resolution = load_encoder(library, run.run_id, device)
+        for t in missing:
+            saved[f"turn{t}"] = embed_pixels(
+                model, _TurnedRows(library.pixels.array(), cache_rows, t), resolution, device,
+                cancel=cancel, progress=progress, stage=f"duplicates: photos turned by {90 * t}°",
+                precision=run.precision)
+        save_npz_atomic(path, image_ids=ids, cache_rows=cache_rows, **saved)
+    return [saved[f"turn{t}"] for t in turns]
 
 
 def _dimensions(catalog: Catalog, ids: Sequence[int]) -> dict[int, tuple[int, int]]:

@@ -1,6 +1,7 @@
 """A finished run without training, for tests of what is built on a run (duplicates, tags,
 query, cluster descriptions): real photos scanned and decoded by the library, embedded by the
-pretrained EfficientNet-Lite0 exactly as ``index`` embeds them when the check keeps the start.
+pretrained EfficientNet-Lite0 exactly as ``index`` embeds them when the check keeps the start,
+and that encoder saved with the run as ``index`` saves it (duplicates embeds turned photos).
 The map (UMAP) is skipped to keep tests fast; cluster labels are given by the test."""
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from core.cache import CachedRows, decode_pending
 from core.embed import embed_pixels
 from core.library import CACHE_SIZE, Library
 from core.model import build_model
-from core.runs import ATLAS_NAME, AtlasArrays, RunReport, save_atlas, write_report
+from core.runs import (ATLAS_NAME, ENCODER_NAME, AtlasArrays, RunReport, save_atlas,
+                        save_encoder, write_report)
 from core.scan import scan_folders
 
 
@@ -35,6 +37,8 @@ def index_untrained(folder: Path, library_dir: Path,
                   else np.asarray(clusters(paths), np.int64))
         run_id = catalog.start_run({"test": "untrained"})
         run_dir = library.run_dir(run_id)
+        save_encoder(run_dir / ENCODER_NAME, model, "efficientnet_lite0", True, CACHE_SIZE,
+                     CACHE_SIZE)
         save_atlas(run_dir / ATLAS_NAME,
                    AtlasArrays(np.array([r.id for r in ok], np.int64), np.array(paths),
                                pixels.rows, embeddings, np.zeros((len(ok), 2), np.float32),

@@ -12,13 +12,25 @@ import pytest
 from _untrained_index import index_untrained
 from PIL import Image, ImageFilter
 
+from core.align import aligned_match
 from core.cli import main as cli_main
-from core.duplicates import DuplicateConfig, UnionFind, find_duplicates, pixel_match, sharpness
+from core.duplicates import (
+    QUARTER_TURNS_NAME,
+    DuplicateConfig,
+    UnionFind,
+    find_duplicates,
+    pixel_match,
+    sharpness,
+)
 from core.exif import PhotoExif, exif_for_images, read_exif
 from core.jobs import Cancelled, CancelToken, Progress
 from core.library import Library
 
 T0 = datetime(2024, 5, 1, 10, 0, 0)
+# Two photos of the Invalides by different people from nearly the same spot (paris-dev):
+# the hardest distinct pair of the dev bench (docs/duplicates.md), mirror images of each
+# other but for the sky, the people and the light.
+PARIS_PAIR = ("invalides/paris_invalides_000141.jpg", "invalides/paris_invalides_000128.jpg")
 
 
 def _exif(taken: datetime, model: str = "X100V", make: str = "FUJIFILM",
@@ -70,6 +82,26 @@ def photos(photo_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
     named["next_day"] = root / "camera" / "DSCF0107.jpg"
     _crop(scene, 0.9, 1.0, 1.0).save(named["next_day"], quality=92,
                                      exif=_exif(T0 + timedelta(days=1)))
+    # Copies made in an editor: turned by 90 degrees (the EXIF orientation lost), straightened
+    # by 3 degrees and cropped free of the corners, cropped to 85 % of each side.
+    edits = {
+        "turned": lambda im: im.transpose(Image.Transpose.ROTATE_90),
+        "straightened": lambda im: _crop(im.rotate(3, Image.Resampling.BICUBIC), 0.85, 0.5,
+                                         0.5),
+        "cropped": lambda im: _crop(im, 0.85, 0.2, 0.7),
+    }
+    for (name, edit), wnid in zip(edits.items(), ("n03028079", "n03425413", "n03417042"),
+                                  strict=True):
+        src = sorted((photo_dir / wnid).iterdir())[0]
+        named[f"{name}_original"] = root / "originals" / src.name
+        shutil.copy(src, named[f"{name}_original"])
+        named[name] = root / "copies" / f"{name}.jpg"
+        edit(Image.open(src).convert("RGB")).save(named[name], quality=90)
+    paris = photo_dir.parent / "paris-dev"
+    if all((paris / p).exists() for p in PARIS_PAIR):
+        for i, p in enumerate(PARIS_PAIR):
+            named[f"paris{i}"] = root / "originals" / Path(p).name
+            shutil.copy(paris / p, named[f"paris{i}"])
     return named
 
 
@@ -98,6 +130,47 @@ def test_cropped_resized_reencoded_copy_joins_its_original(groups, photos) -> No
     # The original has more pixels and is suggested as the one to keep.
     assert group.keep.path == str(photos["a"])
     assert group.keep.width * group.keep.height > group.photos[1].width * group.photos[1].height
+
+
+@pytest.mark.parametrize("edit", ["turned", "straightened", "cropped"])
+def test_turned_straightened_and_cropped_copies_join_their_original(groups, photos,
+                                                                    edit) -> None:
+    group = _group_of(groups, photos[edit], "near_duplicate")
+    assert group is not None, f"the {edit} copy was not found"
+    assert {p.path for p in group.photos} == {str(photos[f"{edit}_original"]),
+                                              str(photos[edit])}
+
+
+def test_one_landmark_from_two_viewpoints_stays_apart(library_dir, groups, photos) -> None:
+    if "paris0" not in photos:
+        pytest.skip("paris-dev photos not available")
+    a, b = str(photos["paris0"]), str(photos["paris1"])
+    with Library(library_dir, create=False) as library:
+        run = library.current_run()
+        rows = [int(np.flatnonzero(run.paths == p)[0]) for p in (a, b)]
+        similarity = float(run.embeddings[rows[0]] @ run.embeddings[rows[1]])
+    # The embedding nominates the pair: the pixel stage is what keeps it apart.
+    assert similarity >= DuplicateConfig().candidate_similarity
+    assert not any(a in {p.path for p in g.photos} or b in {p.path for p in g.photos}
+                   for g in groups)
+    greys = [np.asarray(Image.open(p).convert("L").resize((192, 128)), np.uint8) for p in (a, b)]
+    assert aligned_match(*greys) < DuplicateConfig().aligned_match
+    assert aligned_match(greys[0], greys[0][:, ::-1].copy()) >= 0.99  # its own mirror image
+
+
+def test_aligned_match_finds_turns_and_tilts_on_real_pixels(photos) -> None:
+    image = Image.open(photos["a"]).convert("L")
+    grey = np.asarray(image, np.uint8)
+    config = DuplicateConfig()
+    for turned in (np.rot90(grey, 1), np.rot90(grey, 2), np.rot90(grey, 3), grey[::-1]):
+        assert aligned_match(grey, np.ascontiguousarray(turned)) >= config.aligned_match
+    tilted = np.asarray(_crop(image.rotate(-3, Image.Resampling.BICUBIC), 0.85, 0.4, 0.6))
+    assert aligned_match(tilted, grey) >= config.aligned_match
+    assert pixel_match(tilted, grey) < config.pixel_match  # the template match misses it
+    other = np.asarray(Image.open(photos["b"]).convert("L"), np.uint8)
+    assert aligned_match(grey, other) < config.aligned_match
+    flat = np.full((64, 64), 128, np.uint8)
+    assert aligned_match(flat, grey) == -1.0  # no keypoints: no alignment
 
 
 def test_byte_identical_copy_is_an_exact_group(groups, photos) -> None:
@@ -178,9 +251,13 @@ def test_union_find_and_config_validation() -> None:
         DuplicateConfig(burst_gap_s=0)
     with pytest.raises(ValueError, match="pixel_match"):
         DuplicateConfig(pixel_match=1.5)
+    with pytest.raises(ValueError, match="aligned_match"):
+        DuplicateConfig(aligned_match=-2)
+    with pytest.raises(ValueError, match="quarter_turns"):
+        DuplicateConfig(quarter_turns=(1, 4))
 
 
-def test_progress_and_cancel(library_dir) -> None:
+def test_progress_and_cancel(library_dir, photos) -> None:
     events: list[Progress] = []
     with Library(library_dir, create=False) as library:
         find_duplicates(library, progress=events.append)
@@ -188,4 +265,18 @@ def test_progress_and_cancel(library_dir) -> None:
         token.cancel()
         with pytest.raises(Cancelled):
             find_duplicates(library, cancel=token)
-    assert events and events[-1].done == events[-1].total == 9
+    assert events and events[-1].done == events[-1].total == 15 + 2 * ("paris0" in photos)
+
+
+def test_turned_embeddings_are_saved_and_reused(library_dir) -> None:
+    with Library(library_dir, create=False) as library:
+        saved = library.run_dir(library.current_run().run_id) / QUARTER_TURNS_NAME
+        assert saved.exists()  # made by the searches above
+        before = saved.stat().st_mtime_ns
+        events: list[Progress] = []
+        find_duplicates(library, progress=events.append)
+        assert saved.stat().st_mtime_ns == before
+        assert not any("turned" in e.stage for e in events)
+        with np.load(saved) as data:
+            assert set(data.files) == {"image_ids", "cache_rows", "turn1"}
+            assert data["turn1"].shape == library.current_run().embeddings.shape
