@@ -16,7 +16,12 @@ from PySide6.QtCore import QObject, Signal
 
 from core.atlas import representatives
 from core.compare import OtherMap
-from core.describe import ClusterDescription, cluster_names, set_cluster_name
+from core.describe import (
+    ClusterDescription,
+    cluster_names,
+    cluster_title,
+    set_cluster_name,
+)
 from core.library import Library, LibraryError, RunArtifacts
 from core.search import NeighborIndex
 
@@ -181,12 +186,7 @@ class Session(QObject):
             return f"Cluster {cluster + 1}"
         if cluster in self.cluster_names:
             return self.cluster_names[cluster]
-        described = self.descriptions.get(cluster)
-        if described is not None and described.folders:
-            folder, count = described.folders[0]
-            if count >= 0.5 * described.size:
-                return f"Cluster {cluster + 1} · {Path(folder).name}"
-        return f"Cluster {cluster + 1}"
+        return cluster_title(cluster, self.descriptions.get(cluster))
 
     def cluster_summary(self, cluster: int) -> str:
         """What the catalog knows of a cluster: folders, dates, cameras (once described)."""
