@@ -53,6 +53,7 @@ class AlbumsReport:
     kept: int = 0  # already in place and current
     removed: list[str] = field(default_factory=list)  # ours, left their album, unchanged
     left: list[str] = field(default_factory=list)  # ours once but changed since: not touched
+    orphans: list[str] = field(default_factory=list)  # left their album, original gone: kept
     failed: list[tuple[str, str]] = field(default_factory=list)  # (source, reason)
     copied_instead: int = 0  # hard links that had to be copies (another drive, no support)
     left_out: int = 0  # photos in no album (outside every cluster, or untagged)
@@ -71,6 +72,9 @@ class AlbumsReport:
         if self.left:
             text += (f"; {len(self.left)} file(s) PhotoAtlas wrote were changed since and "
                      "were left alone")
+        if self.orphans:
+            text += (f"; {len(self.orphans)} file(s) that left their album were kept because "
+                     "their original is gone (they may be the last copy)")
         if self.failed:
             text += f"; {len(self.failed)} could not be written"
         if self.left_out:
@@ -241,6 +245,9 @@ class _AlbumWriter:
 
     def _place(self, title: str, folder: str, source: str, rel: str | None) -> None:
         """Make ``source`` be in album ``folder``, reusing our earlier file ``rel`` if any."""
+        if not os.path.isfile(source):  # what we wrote before stays: it may be the last copy
+            self.report.failed.append((source, "file not found"))
+            return
         kind = self._kind_for(source)
         if rel is not None:
             state = self._state(rel, kind)
@@ -281,9 +288,6 @@ class _AlbumWriter:
                 if candidate.casefold() not in taken and (
                         rel in self.freed or not (path.exists() or path.is_symlink())):
                     break
-            if not os.path.isfile(source):
-                self.report.failed.append((source, "file not found"))
-                return
             self.files[rel] = {"album": title, "source": source, "kind": kind}
             self._created(source, rel, kind)
             return
@@ -369,12 +373,17 @@ class _AlbumWriter:
         return "current" if wanted and fresh else "stale"
 
     def _retire(self, rel: str) -> None:
-        """Remove our file ``rel`` that left its album, if nobody changed it since."""
-        state = self._state(rel, self.files[rel]["kind"])
+        """Remove our file ``rel`` that left its album, if nobody changed it since and its
+        original still exists."""
+        entry = self.files[rel]
+        state = self._state(rel, entry["kind"])
         if state == "missing":
             del self.files[rel]
         elif state == "changed":
             self._forget(rel, left=True)
+        elif entry["kind"] != "sym" and not os.path.isfile(entry["source"]):
+            del self.files[rel]  # a link or copy of a photo that is gone: maybe the last copy
+            self.report.orphans.append(rel)
         else:
             self._unlink(rel)
             self.report.removed.append(rel)

@@ -164,3 +164,19 @@ def test_safe_folder_names() -> None:
     assert safe_folder_name("  trailing. ") == "trailing"
     assert safe_folder_name("") == "_"
     assert len(safe_folder_name("x" * 500)) == 120
+
+
+def test_a_file_whose_original_is_gone_is_never_removed(library, tmp_path) -> None:
+    lib, photos = library
+    out = tmp_path / "albums"
+    with Library(lib, create=False) as opened:
+        make_albums(opened, out, "cluster", link="copy")
+        (photos / "sea" / "y.jpg").unlink()  # the user deleted the original
+        rerun = make_albums(opened, out, "cluster", link="copy")
+        assert rerun.failed == [(str(photos / "sea" / "y.jpg"), "file not found")]
+        assert (out / "Beach" / "y.jpg").exists()
+        set_cluster_name(opened, opened.current_run().run_id, 0, "Sea")  # Beach goes
+        renamed = make_albums(opened, out, "cluster", link="copy")
+    assert renamed.orphans == ["Beach/y.jpg"] and (out / "Beach" / "y.jpg").exists()
+    assert "their original is gone" in renamed.summary()
+    assert sorted(renamed.removed) == ["Beach/x (2).jpg", "Beach/x.jpg"]
