@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import stat
+import time
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,9 @@ MANIFEST_FORMAT = "photoatlas-albums"
 MANIFEST_VERSION = 1
 GROUPINGS = ("cluster", "tag")
 LINKS = ("hard", "sym", "copy")
+# The manifest is saved at the end and, during a long run, this often: a killed run leaves
+# at most these seconds of its files unrecorded (a re-run then writes them again beside).
+_SAVE_EVERY_S = 5.0
 _NAME_LIMIT = 120  # characters of an album folder's name (file systems allow 255 bytes)
 # Characters Windows forbids in names (and the separators everywhere); names it reserves.
 _FORBIDDEN = set('<>:"/\\|?*')
@@ -187,6 +191,7 @@ class _AlbumWriter:
         self.no_hard_link: set[int] = set()  # devices where a hard link failed
         self.target_dev = 0
         self.freed: set[str] = set()  # on a dry run: our files it would remove or replace
+        self.saved_at = time.monotonic()
 
     # the run -------------------------------------------------------------------------------
     def run(self, albums: Mapping[str, Sequence[str]], progress: ProgressCallback) -> None:
@@ -213,7 +218,8 @@ class _AlbumWriter:
                 for rel in ours.values():  # ours, no longer in this album
                     self._retire(rel)
                 self.report.albums[folder] = len(wanted)
-                self._save()
+                if time.monotonic() - self.saved_at > _SAVE_EVERY_S:
+                    self._save()
             for title, ours in by_album.items():  # albums that are gone altogether
                 for rel in ours.values():
                     self._retire(rel)
@@ -406,8 +412,10 @@ class _AlbumWriter:
         data = {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "by": self.by,
                 "albums": self.folders, "files": self.files}
         tmp = self.target / f"{MANIFEST_NAME}.tmp"
-        tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
+        tmp.write_text(json.dumps(data, separators=(",", ":"), ensure_ascii=False),
+                       encoding="utf-8")
         os.replace(tmp, self.target / MANIFEST_NAME)
+        self.saved_at = time.monotonic()
 
 
 def _copy(source: str, directory: Path, name: str) -> Path:
