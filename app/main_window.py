@@ -46,9 +46,11 @@ from core.search import EXACT_LIMIT, NeighborIndex
 
 from .clusters_panel import ClustersPanel
 from .duplicates_panel import DuplicatesPanel
+from .events_panel import EventsPanel
 from .gallery import ROW_ROLE, PhotoGrid
 from .library_panel import LibraryPanel
 from .map_view import MapLabel, MapView
+from .organize_actions import ask_albums, ask_xmp
 from .session import COLOR_MODES, Session
 from .similar_panel import SimilarPanel
 from .tags_panel import TagsPanel
@@ -128,9 +130,12 @@ class MainWindow(QMainWindow):
             "gallery": self._dock("Gallery", self.gallery,
                                   Qt.DockWidgetArea.BottomDockWidgetArea),
         }
+        self.events_panel = EventsPanel(self.session)
+        self.docks["events"] = self._dock("Events", self.events_panel,
+                                          Qt.DockWidgetArea.RightDockWidgetArea)
         self.tabifyDockWidget(self.docks["library"], self.docks["training"])
         self.docks["training"].raise_()
-        for name in ("clusters", "tags", "duplicates"):
+        for name in ("clusters", "tags", "duplicates", "events"):
             self.tabifyDockWidget(self.docks["similar"], self.docks[name])
         self.docks["similar"].raise_()
         self.resizeDocks([self.docks["training"], self.docks["similar"]], [340, 380],
@@ -207,6 +212,13 @@ class MainWindow(QMainWindow):
             "Find &duplicates and bursts", self.find_duplicates,
             tip="Group exact copies, near-duplicates and bursts, with a keeper suggested")
         self.quit_action = self._action("&Quit", self.close, QKeySequence.StandardKey.Quit)
+        self.albums_action = self._action(
+            "Make &albums…", lambda: ask_albums(self),
+            tip="One folder per cluster or tag, holding links to (or copies of) its photos")
+        self.xmp_action = self._action(
+            "Write keywords to &XMP sidecars…", lambda: ask_xmp(self),
+            tip="Tags and cluster names as keywords beside each photo, for digiKam, darktable "
+            "and Lightroom")
         self.fit_action = self._action("&Fit map", self.map.fit, "Home", "Show the whole map")
         self.mode_actions = QActionGroup(self)
         for mode, label, key in (("pan", "Pan", "P"), ("lasso", "Lasso", "L"),
@@ -236,6 +248,9 @@ class MainWindow(QMainWindow):
         photos_menu.addSeparator()
         photos_menu.addAction(self.tag_action)
         photos_menu.addAction(self.duplicates_action)
+        photos_menu.addSeparator()
+        photos_menu.addAction(self.albums_action)
+        photos_menu.addAction(self.xmp_action)
         self._fill_recent_menu()
 
         view_menu = self.menuBar().addMenu("&View")
@@ -302,6 +317,7 @@ class MainWindow(QMainWindow):
         s.map_changed.connect(self._map_changed)
         s.selection_changed.connect(self._selection_changed)
         s.names_changed.connect(self._refresh_colors)
+        s.events_changed.connect(self._refresh_colors)
         s.library_changed.connect(self._update_counts)
         self.map.selection_requested.connect(s.select)
         self.map.open_requested.connect(self.open_row)

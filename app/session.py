@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import colorsys
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +17,17 @@ from PySide6.QtCore import QObject, Signal
 
 from core.atlas import representatives
 from core.compare import OtherMap
-from core.describe import ClusterDescription, cluster_names, set_cluster_name
+from core.describe import (
+    ClusterDescription,
+    cluster_names,
+    cluster_title,
+    set_cluster_name,
+)
+from core.events import DEFAULT_GAP_HOURS, Event, group_events, wall_seconds
 from core.library import Library, LibraryError, RunArtifacts
 from core.search import NeighborIndex
 
-COLOR_MODES = ("cluster", "folder", "date")
+COLOR_MODES = ("cluster", "folder", "date", "event")
 NOISE_COLOR = 0xFF6B7079
 
 
@@ -77,6 +84,7 @@ class Session(QObject):
     selection_changed = Signal()
     current_changed = Signal(int)
     names_changed = Signal()
+    events_changed = Signal()  # the grouping by time changed (capture times known, new gap)
 
     def __init__(self) -> None:
         super().__init__()
@@ -88,6 +96,8 @@ class Session(QObject):
         self.showing_other = False  # the map of the encoder the run did not keep
         self.descriptions: dict[int, ClusterDescription] = {}
         self.capture_times: dict[int, float] = {}
+        self.event_gap_hours = DEFAULT_GAP_HOURS
+        self._events: list[Event] | None = None
         self._kept_run: RunArtifacts | None = None
         self._index: NeighborIndex | None = None
 
@@ -139,7 +149,7 @@ class Session(QObject):
 
     def _show(self, run: RunArtifacts | None) -> None:
         self.data = self._derive(run) if run is not None else None
-        self._index = None
+        self._index, self._events = None, None
         self.selection, self.current = np.zeros(0, np.int64), -1
         self.map_changed.emit()
         self.selection_changed.emit()
@@ -173,6 +183,13 @@ class Session(QObject):
             return palette(len(self.data.folders))[self.data.folder]
         if mode == "date":
             return gradient(self.data.when)
+        if mode == "event":
+            events = self.events()
+            table = palette(len(events))
+            out = np.full(self.data.count, NOISE_COLOR, np.uint32)
+            for k, event in enumerate(events):
+                out[event.rows] = table[k]
+            return out
         raise ValueError(f"unknown colour mode {mode!r}")
 
     def cluster_name(self, cluster: int) -> str:
@@ -181,12 +198,7 @@ class Session(QObject):
             return f"Cluster {cluster + 1}"
         if cluster in self.cluster_names:
             return self.cluster_names[cluster]
-        described = self.descriptions.get(cluster)
-        if described is not None and described.folders:
-            folder, count = described.folders[0]
-            if count >= 0.5 * described.size:
-                return f"Cluster {cluster + 1} · {Path(folder).name}"
-        return f"Cluster {cluster + 1}"
+        return cluster_title(cluster, self.descriptions.get(cluster))
 
     def cluster_summary(self, cluster: int) -> str:
         """What the catalog knows of a cluster: folders, dates, cameras (once described)."""
@@ -201,9 +213,32 @@ class Session(QObject):
             return  # a description of a map that is no longer shown
         self.descriptions = {d.cluster: d for d in descriptions}
         self.capture_times = capture_times
+        self._events = None  # capture times move photos between events
         if self.data is not None:
             self.data = replace(self.data, when=self._derive(self.data.run).when)
         self.names_changed.emit()
+        self.events_changed.emit()
+
+    def events(self) -> list[Event]:
+        """The map's photos grouped by time (capture time once known, else file time) at
+        gaps of more than ``event_gap_hours``, earliest first."""
+        if self.data is None:
+            return []
+        if self._events is None:
+            # Wall-clock seconds, as the CLI groups them (EXIF times carry no zone).
+            wall = np.array([wall_seconds(datetime.fromtimestamp(max(t, 0.0)))
+                             for t in self.data.when], np.float64)
+            dated = np.array([int(i) in self.capture_times for i in self.data.run.image_ids])
+            self._events = group_events(wall, self.data.run.cluster, dated,
+                                        self.event_gap_hours)
+        return self._events
+
+    def set_event_gap(self, hours: float) -> None:
+        """Split events at gaps longer than ``hours`` from now on."""
+        if hours != self.event_gap_hours:
+            self.event_gap_hours = hours
+            self._events = None
+            self.events_changed.emit()
 
     def rename_cluster(self, cluster: int, name: str) -> None:
         if self.data is None or self.library is None or self.showing_other:

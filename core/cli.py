@@ -118,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     si.add_argument("-k", type=int, default=10)
     si.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _add_organize_commands(sub)
+    _add_export_commands(sub)
     return parser
 
 
@@ -400,10 +401,116 @@ _ORGANIZE_HANDLERS = {"duplicates": _duplicates, "tag": _tag, "suggest": _sugges
                       "tags": _tags, "query": _query, "clusters": _clusters}
 
 
+def _add_export_commands(sub: argparse._SubParsersAction) -> None:
+    """Albums, XMP sidecars and events (issue 14)."""
+    from .albums import GROUPINGS, LINKS
+    from .events import DEFAULT_GAP_HOURS
+
+    al = sub.add_parser("albums", help="one folder per cluster or tag holding links to (or "
+                        "copies of) its photos; re-running updates it")
+    _library_arg(al, required=True)
+    al.add_argument("--out", type=Path, required=True, help="folder the albums go in")
+    al.add_argument("--by", choices=GROUPINGS, default="cluster")
+    al.add_argument("--link", choices=LINKS, default="hard",
+                    help="hard links (default; copies where the photos are on another drive), "
+                    "symbolic links or copies")
+    al.add_argument("--dry-run", action="store_true", help="list what would be written")
+
+    xm = sub.add_parser("xmp", help="write each photo's tags and cluster name as keywords "
+                        "into an XMP sidecar beside it (photo.jpg.xmp)")
+    _library_arg(xm, required=True)
+    xm.add_argument("--unnamed-clusters", action="store_true",
+                    help="also write clusters without a name (as 'Cluster N')")
+    xm.add_argument("--dry-run", action="store_true", help="list the sidecars that would change")
+
+    ev = sub.add_parser("events", help="photos grouped by capture time, with their main "
+                        "clusters")
+    _library_arg(ev, required=True)
+    ev.add_argument("--gap-hours", type=float, default=DEFAULT_GAP_HOURS,
+                    help="a longer pause between two photos starts a new event")
+    ev.add_argument("--json", action="store_true", help="print JSON instead of a list")
+
+
+def _albums(args: argparse.Namespace) -> int:
+    from .albums import make_albums
+
+    progress = TqdmProgress()
+    with Library(args.library, create=False) as library:
+        try:
+            report = make_albums(library, args.out, args.by, args.link, args.dry_run,
+                                 CancelToken(), progress)
+        finally:
+            progress.close()
+    if args.dry_run:
+        for source, destination in report.created:
+            print(f"add     {destination}  <- {source}")
+        for destination in report.removed:
+            print(f"remove  {destination}")
+    for destination in report.left:
+        print(f"  left alone (changed since PhotoAtlas wrote it): {destination}")
+    for source, reason in report.failed:
+        print(f"  skipped {source}: {reason}")
+    for folder, count in sorted(report.albums.items(), key=lambda kv: (-kv[1], kv[0])):
+        print(f"{count:6d}  {folder}")
+    print(report.summary())
+    return 0
+
+
+def _xmp(args: argparse.Namespace) -> int:
+    from .xmp import write_library_sidecars
+
+    progress = TqdmProgress()
+    with Library(args.library, create=False) as library:
+        try:
+            report = write_library_sidecars(library, args.dry_run, args.unnamed_clusters,
+                                            CancelToken(), progress)
+        finally:
+            progress.close()
+    if args.dry_run:
+        for path in report.written:
+            print(f"would write {path}")
+    for path, reason in report.failed:
+        print(f"  skipped {path}: {reason}")
+    print(report.summary())
+    return 0
+
+
+def _events(args: argparse.Namespace) -> int:
+    from .describe import cluster_title, describe_clusters
+    from .events import library_events
+
+    with Library(args.library, create=False) as library:
+        events = library_events(library, args.gap_hours)
+        run = library.current_run()
+        titles = {d.cluster: cluster_title(d.cluster, d)
+                  for d in describe_clusters(library, per_cluster=1)}
+    if args.json:
+        print(json.dumps([{"event": e.number, "start": e.start.isoformat(),
+                           "end": e.end.isoformat(), "photos": e.size, "dated": e.dated,
+                           "clusters": [{"cluster": c, "name": titles.get(c), "photos": n}
+                                        for c, n in e.clusters],
+                           "paths": [str(run.paths[r]) for r in e.rows]} for e in events],
+                         indent=2))
+        return 0
+    for e in events:
+        clusters = ", ".join(f"{titles.get(c, c)} ({n})" for c, n in e.clusters)
+        undated = f", {e.size - e.dated} by file time" if e.dated < e.size else ""
+        print(f"event {e.number}: {e.dates()}, {e.size} photos{undated}"
+              f"{'; ' + clusters if clusters else ''}")
+    dated = sum(e.dated for e in events)
+    print(f"{len(events)} event(s) of {sum(e.size for e in events)} photos at gaps over "
+          f"{args.gap_hours:g} hours; {dated} photos have an EXIF capture time, the rest "
+          "count by their file's time")
+    return 0
+
+
+_EXPORT_HANDLERS = {"albums": _albums, "xmp": _xmp, "events": _events}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"index": _index, "update": _update, "export": _export,
-               "similar": _similar, **_ORGANIZE_HANDLERS}[args.command]
+               "similar": _similar, **_ORGANIZE_HANDLERS, **_EXPORT_HANDLERS}[args.command]
     try:
         return handler(args)
     except Cancelled:

@@ -50,6 +50,18 @@ class ClusterDescription:
         return f"{self.name} ({text})" if self.name else text
 
 
+def cluster_title(cluster: int, described: ClusterDescription | None) -> str:
+    """What a cluster is called wherever it is shown or written (map labels, album folders,
+    keywords): the user's name, else "Cluster N" with the folder most of its photos are in."""
+    if described is not None and described.name:
+        return described.name
+    if described is not None and described.folders:
+        folder, count = described.folders[0]
+        if count >= 0.5 * described.size:
+            return f"Cluster {cluster + 1} · {Path(folder).name}"
+    return f"Cluster {cluster + 1}"
+
+
 def describe_arrays(embeddings: np.ndarray, labels: np.ndarray, image_ids: np.ndarray,
                     paths: Sequence[str], exif: Sequence[PhotoExif],
                     names: dict[int, str] | None = None, per_cluster: int = 9

@@ -31,7 +31,8 @@ from .cache import THUMBNAIL_SIZE
 from .catalog import Catalog
 from .exif import PhotoExif, exif_for_images
 from .jobs import CancelToken, Progress, ProgressCallback, no_progress
-from .library import Library, LibraryError, RunArtifacts, save_npz_atomic
+from .library import Library, LibraryError, RunArtifacts
+from .runs import ENCODER_NAME, save_npz_atomic
 from .search import NeighborIndex
 
 KINDS = ("exact", "near_duplicate", "burst")
@@ -509,9 +510,9 @@ def quarter_turn_embeddings(
     turned by that many quarter turns, made by the run's encoder from the pixel cache (one
     embedding pass each) and saved beside the run, so that later searches reuse them. A run
     saved without its encoder gets none (its photos are then only compared unturned)."""
+    from .device import pick_device
     from .embed import embed_pixels
-    from .pipeline import ENCODER_NAME, load_encoder
-    from .train import pick_device
+    from .pipeline import run_encoder
 
     if not turns or not (library.run_dir(run.run_id) / ENCODER_NAME).exists():
         return []
@@ -526,7 +527,7 @@ def quarter_turn_embeddings(
     missing = [t for t in turns if f"turn{t}" not in saved]
     if missing:
         device = pick_device("auto")
-        model, resolution = load_encoder(library, run.run_id, device)
+        model, resolution = run_encoder(library, run.run_id, device)
         for t in missing:
             saved[f"turn{t}"] = embed_pixels(
                 model, _TurnedRows(library.pixels.array(), cache_rows, t), resolution, device,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,12 +33,20 @@ class CopyReport:
         return text
 
 
-def _create_exclusive(target: Path, name: str) -> tuple[Path, int]:
+def candidate_names(name: str) -> Iterator[str]:
+    """``name``, then 'stem (2)suffix', 'stem (3)suffix', ...: the names tried, in order, for
+    a file or folder whose name is taken."""
+    stem, suffix = os.path.splitext(name)
+    yield name
+    for n in range(2, _MAX_NAME_TRIES):
+        yield f"{stem} ({n}){suffix}"
+
+
+def create_exclusive(target: Path, name: str) -> tuple[Path, int]:
     """Create a new empty file in ``target`` named ``name`` or 'stem (n)suffix' and return
     it with an open descriptor: O_EXCL makes the choice safe against concurrent writers."""
-    stem, suffix = os.path.splitext(name)
-    for n in range(1, _MAX_NAME_TRIES):
-        candidate = target / (name if n == 1 else f"{stem} ({n}){suffix}")
+    for candidate_name in candidate_names(name):
+        candidate = target / candidate_name
         try:
             return candidate, os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
@@ -69,7 +77,7 @@ def copy_photos(
         destination: Path | None = None
         try:
             with open(source, "rb") as src:
-                destination, fd = _create_exclusive(target, name)
+                destination, fd = create_exclusive(target, name)
                 with os.fdopen(fd, "wb") as dst:
                     shutil.copyfileobj(src, dst, 1 << 20)
             shutil.copystat(source, destination)

@@ -23,7 +23,7 @@ def test_title_menus_docks_and_device(qtbot, tmp_path: Path, settings) -> None:
         assert wanted in file_items
     assert window.device_label.text() == "CPU"
     assert set(window.docks) == {"library", "training", "similar", "clusters", "tags",
-                                 "duplicates", "gallery"}
+                                 "duplicates", "gallery", "events"}
     assert "No map yet" in window.map.empty_text
 
 

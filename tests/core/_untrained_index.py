@@ -17,8 +17,15 @@ from core.cache import CachedRows, decode_pending
 from core.embed import embed_pixels
 from core.library import CACHE_SIZE, Library
 from core.model import build_model
-from core.runs import (ATLAS_NAME, ENCODER_NAME, AtlasArrays, RunReport, save_atlas,
-                        save_encoder, write_report)
+from core.runs import (
+    ATLAS_NAME,
+    ENCODER_NAME,
+    AtlasArrays,
+    RunReport,
+    save_atlas,
+    save_encoder,
+    write_report,
+)
 from core.scan import scan_folders
 
 

@@ -1,0 +1,160 @@
+"""Window actions that take the organization out of PhotoAtlas: albums (one folder per
+cluster or tag) and keywords in XMP sidecars. Each previews what it would write (a dry run)
+and asks before writing; the work runs off the GUI thread through the window's jobs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLineEdit,
+    QMessageBox,
+    QPushButton,
+    QWidget,
+)
+
+from core.jobs import CancelToken, ProgressCallback
+from core.library import Library
+
+from .worker import Worker
+
+if TYPE_CHECKING:
+    from .main_window import MainWindow
+
+GROUPINGS = (("cluster", "Clusters (one album per cluster, by its name)"),
+             ("tag", "Tags (one album per tag)"))
+LINKS = (("hard", "Hard links (no extra space; copies if on another drive)"),
+         ("sym", "Symbolic links"), ("copy", "Copies"))
+_DETAIL_LINES = 200
+
+
+class AlbumsDialog(QDialog):
+    """Where the albums go, grouped by what, written how."""
+
+    def __init__(self, parent: QWidget | None = None, folder: str = "") -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Make albums")
+        form = QFormLayout(self)
+        row = QHBoxLayout()
+        self.folder = QLineEdit(folder)
+        self.folder.setPlaceholderText("a folder outside your photo folders")
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse)
+        row.addWidget(self.folder)
+        row.addWidget(browse)
+        form.addRow("Albums folder", row)
+        self.by = QComboBox()
+        for _, label in GROUPINGS:
+            self.by.addItem(label)
+        form.addRow("Group by", self.by)
+        self.link = QComboBox()
+        for _, label in LINKS:
+            self.link.addItem(label)
+        form.addRow("Photos as", self.link)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
+                                   | QDialogButtonBox.StandardButton.Cancel)
+        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Preview…")
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+
+    def _browse(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Put the albums in…", self.folder.text())
+        if folder:
+            self.folder.setText(folder)
+
+    def choice(self) -> tuple[Path, str, str]:
+        return (Path(self.folder.text()).expanduser(), GROUPINGS[self.by.currentIndex()][0],
+                LINKS[self.link.currentIndex()][0])
+
+
+def ask_albums(window: MainWindow) -> None:
+    if window.session.root is None or window.session.data is None:
+        window.show_error("No map yet", "Train on your photos first.")
+        return
+    dialog = AlbumsDialog(window, str(window.settings.value("albums/folder", "")))
+    if dialog.exec() != QDialog.DialogCode.Accepted or not dialog.folder.text().strip():
+        return
+    target, by, link = dialog.choice()
+    window.settings.setValue("albums/folder", str(target))
+    make_albums(window, target, by, link, confirm=True)
+
+
+def make_albums(window: MainWindow, target: Path, by: str, link: str,
+                confirm: bool = True) -> Worker | None:
+    """Write the albums; with ``confirm``, first show the dry run and ask."""
+    root = window.session.root
+    if root is None:
+        return None
+
+    def job(dry_run: bool):
+        def run(cancel: CancelToken, progress: ProgressCallback):
+            from core.albums import make_albums as write
+
+            with Library(root, create=False) as library:
+                return write(library, target, by, link, dry_run, cancel, progress)
+        return run
+
+    def done(report) -> None:
+        details = [f"{why}: {Path(p).name}" for p, why in report.failed]
+        details += [f"left alone (changed since): {rel}" for rel in report.left]
+        window.show_info("Albums written", report.summary().capitalize() + ".",
+                         "\n".join(details[:_DETAIL_LINES]))
+
+    def preview(report) -> None:
+        lines = [f"add {rel}" for _, rel in report.created]
+        lines += [f"remove {rel}" for rel in report.removed]
+        box = QMessageBox(QMessageBox.Icon.Question, "Make albums",
+                          report.summary().capitalize() + ".\n\nWrite them now?",
+                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+                          window)
+        box.setDetailedText("\n".join(lines[:_DETAIL_LINES]))
+        if box.exec() == QMessageBox.StandardButton.Yes:
+            window.run_job(job(False), "albums", on_result=done)
+
+    if confirm:
+        return window.run_job(job(True), "albums", on_result=preview)
+    return window.run_job(job(False), "albums", on_result=done)
+
+
+def ask_xmp(window: MainWindow) -> None:
+    if window.session.root is None:
+        return
+    box = QMessageBox(QMessageBox.Icon.Question, "Write keywords to XMP sidecars",
+                      "Write each photo's tags and cluster name as keywords into an XMP "
+                      "sidecar beside it (photo.jpg.xmp), which digiKam, darktable and "
+                      "Lightroom read?\n\nThe photos themselves are not changed; a sidecar "
+                      "that exists already keeps everything else it holds.",
+                      QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+                      window)
+    unnamed = QCheckBox("Also clusters I have not named (as \"Cluster N\")")
+    box.setCheckBox(unnamed)
+    if box.exec() == QMessageBox.StandardButton.Yes:
+        write_xmp(window, unnamed.isChecked())
+
+
+def write_xmp(window: MainWindow, unnamed_clusters: bool = False) -> Worker | None:
+    root = window.session.root
+    if root is None:
+        return None
+
+    def run(cancel: CancelToken, progress: ProgressCallback):
+        from core.xmp import write_library_sidecars
+
+        with Library(root, create=False) as library:
+            return write_library_sidecars(library, False, unnamed_clusters, cancel, progress)
+
+    def done(report) -> None:
+        details = "\n".join(f"{Path(p).name}: {why}" for p, why in
+                            report.failed[:_DETAIL_LINES])
+        window.show_info("XMP sidecars written", report.summary().capitalize() + ".", details)
+
+    return window.run_job(run, "xmp", on_result=done)

@@ -1,0 +1,39 @@
+"""A library over a folder of photos with a finished run whose clusters the test chooses,
+without a model: for tests of what reads a run's clusters and paths (albums, sidecars,
+events). The photos are scanned and decoded by the library as ``index`` does; embeddings are
+random unit vectors (nothing here looks at them but the choice of central photos)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from core.cache import decode_pending
+from core.library import ATLAS_NAME, Library, save_npz_atomic, write_json_atomic
+from core.scan import scan_folders
+
+
+def library_with_clusters(folder: Path, library_dir: Path,
+                          clusters: Callable[[str], int]) -> Path:
+    """Index ``folder`` into ``library_dir`` with each photo's cluster ``clusters(path)``."""
+    with Library(library_dir) as library:
+        catalog = library.catalog
+        scan_folders(catalog, [folder])
+        decode_pending(catalog, library.pixels, library.thumb_dir)
+        ok = catalog.images(status="ok")
+        paths = [r.path for r in ok]
+        rng = np.random.default_rng(0)
+        embeddings = rng.standard_normal((len(ok), 8)).astype(np.float32)
+        embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+        run_id = catalog.start_run({"test": "clusters given"})
+        save_npz_atomic(library.run_dir(run_id) / ATLAS_NAME,
+                        image_ids=np.array([r.id for r in ok], np.int64),
+                        paths=np.array(paths), cache_rows=np.array([r.cache_row for r in ok]),
+                        embeddings=embeddings, xy=np.zeros((len(ok), 2), np.float32),
+                        cluster=np.array([clusters(p) for p in paths], np.int64))
+        write_json_atomic(library.run_dir(run_id) / "report.json", {"run": run_id})
+        catalog.finish_run(run_id, {"run": run_id})
+        catalog.set_meta("current_run", str(run_id))
+    return library_dir
