@@ -155,11 +155,12 @@ def library_message(missing: Sequence[str], manager: str | None) -> str:
     commands = install_commands(missing)
     here = [m for m in MANAGERS if m[0] == manager and m[0] in commands]
     others = [m for m in MANAGERS if m not in here and m[0] in commands]
+    them = "it" if len(missing) == 1 else "them"
     if here:
-        lines += ["Install them with:", f"    {commands[here[0][0]]}"]
+        lines += [f"Install {them} with:", f"    {commands[here[0][0]]}"]
     for name, _, distros, _ in others:
         lines.append(f"  ({distros}: {commands[name]})" if here else
-                     f"Install them on {distros} with:\n    {commands[name]}")
+                     f"Install {them} on {distros} with:\n    {commands[name]}")
     unknown = [s for s in missing if s not in PACKAGES]
     if unknown:
         lines.append("and the package that provides " + ", ".join(unknown) + ".")

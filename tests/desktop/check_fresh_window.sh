@@ -72,10 +72,13 @@ else
     say "no Xvfb or xwininfo here (sudo apt-get install xvfb x11-utils): the window is not checked"
 fi
 
-window_shown() {
-    [ -n "$DISPLAY_NUM" ] && xwininfo -display ":$DISPLAY_NUM" -root -tree 2>/dev/null \
-        | grep -q '"PhotoAtlas'
+# A top-level window whose title starts with PhotoAtlas, at least 400x300 (Qt also makes a
+# 1x1 helper window with that name).
+main_windows() {
+    xwininfo -display ":$DISPLAY_NUM" -root -tree 2>/dev/null | grep '"PhotoAtlas' \
+        | grep -E '[[:space:]]([4-9][0-9]{2}|[0-9]{4,})x([3-9][0-9]{2}|[0-9]{4,})\+'
 }
+window_shown() { [ -n "$DISPLAY_NUM" ] && main_windows >/dev/null; }
 
 # --- A: the real system -----------------------------------------------------------------
 say ""
@@ -98,7 +101,7 @@ app = QGuiApplication(['shot'])
 sys.exit(0 if app.primaryScreen().grabWindow(0).save('$WORK/window.png') else 1)" \
         && say "screenshot of the display: $WORK/window.png"
     say "PASS: a PhotoAtlas window appeared on $DISPLAY:"
-    xwininfo -display "$DISPLAY" -root -tree | grep '"PhotoAtlas' | head -3
+    main_windows
     kill -- "-$RUN_PID" 2>/dev/null; wait "$RUN_PID" 2>/dev/null; RUN_PID=""
     ;;
 exited)
