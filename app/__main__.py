@@ -23,6 +23,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cli_main(args)
     if args and args[0] == "gui":
         args = args[1:]
+    if args and args[0] == "--install-desktop-entry":
+        from app.desktop_entry import main as install_main
+
+        return install_main(args[1:])
     if not {"-h", "--help"} & set(args):
         from app.platform_check import window_problem
 
