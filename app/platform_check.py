@@ -165,7 +165,7 @@ def library_message(missing: Sequence[str], manager: str | None) -> str:
     if unknown:
         lines.append("and the package that provides " + ", ".join(unknown) + ".")
     lines.append("Then start PhotoAtlas again. The command line (photoatlas index, similar, "
-                 "export, ...) works without them.")
+                 "export, ...) needs none of this.")
     return "\n".join(lines)
 
 
