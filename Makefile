@@ -19,9 +19,9 @@ test: $(VENV)
 lint: $(VENV)
 	$(BIN)/ruff check app core tests bench
 
-# The window under Xvfb on the shared photos after a short training run (reuses the
+# The window under Xvfb on the shared everyday photos after a short training run (reuses the
 # library once it has a map): docs/screenshot.png.
-PHOTOS ?= ../shared/data/imagenette-dev
+PHOTOS ?= ../shared/data/flickr-dev
 SCREENSHOT_LIBRARY ?= /tmp/photoatlas-screenshot-library
 screenshot: $(VENV)
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python -m app.screenshot $(PHOTOS) \

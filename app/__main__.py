@@ -1,7 +1,9 @@
 """Entry point of the ``photoatlas`` console script.
 
 A subcommand other than ``gui`` goes straight to the headless CLI without importing Qt,
-so ``photoatlas index`` works on a server with no display and no Qt libraries.
+so ``photoatlas index`` works on a server with no display and no Qt libraries. Before the
+window, app.platform_check says exactly what keeps it from opening (missing system
+libraries, no display) where Qt would abort with a misleading message.
 """
 
 from __future__ import annotations
@@ -21,6 +23,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cli_main(args)
     if args and args[0] == "gui":
         args = args[1:]
+    if args and args[0] == "--install-desktop-entry":
+        from app.desktop_entry import main as install_main
+
+        return install_main(args[1:])
+    if not {"-h", "--help"} & set(args):
+        from app.platform_check import window_problem
+
+        problem = window_problem()
+        if problem is not None:
+            print(problem, file=sys.stderr)
+            return 1
     from app.gui import run_gui
 
     return run_gui(args)

@@ -44,6 +44,7 @@ def make_app() -> QApplication:
     app = QApplication.instance() or QApplication(["photoatlas"])
     app.setOrganizationName("PhotoAtlas")
     app.setApplicationName("PhotoAtlas")
+    app.setDesktopFileName("photoatlas")  # Wayland matches the window to its menu entry
     apply_theme(app)
     return app
 

@@ -49,7 +49,9 @@ from .duplicates_panel import DuplicatesPanel
 from .events_panel import EventsPanel
 from .gallery import ROW_ROLE, PhotoGrid
 from .library_panel import LibraryPanel
+from .map_hint import MapHint
 from .map_view import MapLabel, MapView
+from .messages import MessageQueue
 from .organize_actions import ask_albums, ask_xmp
 from .session import COLOR_MODES, Session
 from .similar_panel import SimilarPanel
@@ -107,6 +109,8 @@ class MainWindow(QMainWindow):
 
         self.map = MapView(self.thumbnails)
         self.setCentralWidget(self.map)
+        self.messages = MessageQueue(self)
+        self.map_hint = MapHint(self.map, self.session, self)
         self.library_panel = LibraryPanel(self.session)
         self.training_panel = TrainingPanel()
         self.similar_panel = SimilarPanel(self.session, self.thumbnails)
@@ -155,8 +159,9 @@ class MainWindow(QMainWindow):
         if state is not None:
             self.restoreState(state)
 
-        self.open_library(Path(library_dir or self._last_library() or default_library_dir()))
-        for folder in folders:
+        opened = self.open_library(
+            Path(library_dir or self._last_library() or default_library_dir()))
+        for folder in folders if opened else ():  # the refusal said what to do instead
             self.add_folder(Path(folder), scan=False)
         if folders and self.session.library is not None:
             self.rescan()
@@ -347,7 +352,9 @@ class MainWindow(QMainWindow):
         try:
             self.session.open_library(root)
         except (LibraryError, OSError) as exc:
-            self.show_error("Cannot open this library", str(exc))
+            self.show_error("Cannot open this library",
+                            f"{exc}.\n\nChoose another folder for the library with "
+                            "File → Open library… (Ctrl+Shift+O).")
             return False
         self.thumbnails.set_thumb_dir(self.session.library.thumb_dir)
         self._remember_library(self.session.library.root)
@@ -369,14 +376,17 @@ class MainWindow(QMainWindow):
         """Add ``folder`` to the library and (with ``scan``) read its photos in the
         background; returns that job's worker."""
         if self.session.library is None:
-            self.show_error("No library open", "Open or create a library first.")
+            self.show_error("No library open", "Open or create a library first: "
+                            "File → Open library… (Ctrl+Shift+O).")
             return None
         folder = folder.expanduser().resolve()
         if not folder.is_dir():
-            self.show_error("Not a folder", f"{folder} is not a folder that can be read.")
+            self.show_error("Not a folder", f"{folder} is not a folder that can be read. "
+                            "Choose a folder of photos with File → Add folder… (Ctrl+O).")
             return None
         self.session.library.catalog.add_folder(folder)
         self.library_panel.refresh()
+        self.map_hint.refresh()
         return self.rescan() if scan else None
 
     def library_folders(self) -> list[Path]:
@@ -451,7 +461,8 @@ class MainWindow(QMainWindow):
             return None
         root, folders = self.session.root, self.library_folders()
         if root is None or not folders:
-            self.show_error("Nothing to train on", "Add a folder of photos first.")
+            self.show_error("Nothing to train on", "Add a folder of photos first: "
+                            "File → Add folder… (Ctrl+O), or drop it on the window.")
             return None
 
         def job(cancel: CancelToken, progress: ProgressCallback) -> dict:
@@ -510,6 +521,7 @@ class MainWindow(QMainWindow):
         return worker
 
     def _launch(self, worker: Worker) -> None:
+        self.map_hint.track(worker)
         self.workers.add(worker)
         worker.thread.finished.connect(lambda: self.workers.discard(worker))
         worker.start()
@@ -649,7 +661,8 @@ class MainWindow(QMainWindow):
     def find_similar_to_file(self, image: Path) -> Worker | None:
         root = self.session.root
         if root is None or self.session.data is None:
-            self.show_error("No map yet", "Train on your photos first.")
+            self.show_error("No map yet", "Add a folder of photos and press Train (Ctrl+T) "
+                            "to make one.")
             return None
         k = self.similar_panel.k.value()
 
@@ -777,7 +790,8 @@ class MainWindow(QMainWindow):
     def find_duplicates(self) -> Worker | None:
         root = self.session.root
         if root is None or self.session.data is None:
-            self.show_error("No map yet", "Train on your photos first.")
+            self.show_error("No map yet", "Add a folder of photos and press Train (Ctrl+T) "
+                            "to make one.")
             return None
 
         def job(cancel: CancelToken, progress: ProgressCallback):
@@ -907,16 +921,10 @@ class MainWindow(QMainWindow):
 
     # messages -----------------------------------------------------------------------------
     def show_error(self, title: str, message: str) -> None:
-        box = QMessageBox(QMessageBox.Icon.Warning, title, message, parent=self)
-        box.setWindowModality(Qt.WindowModality.WindowModal)
-        box.open()
+        self.messages.show(QMessageBox.Icon.Warning, title, message)
 
     def show_info(self, title: str, message: str, details: str = "") -> None:
-        box = QMessageBox(QMessageBox.Icon.Information, title, message, parent=self)
-        if details:
-            box.setDetailedText(details)
-        box.setWindowModality(Qt.WindowModality.WindowModal)
-        box.open()
+        self.messages.show(QMessageBox.Icon.Information, title, message, details)
 
     def show_shortcuts(self) -> None:
         rows = "".join(f"<tr><td><b>{k}</b></td><td>&nbsp;&nbsp;{what}</td></tr>"

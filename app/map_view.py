@@ -17,6 +17,7 @@ from PySide6.QtCore import QPoint, QPointF, QRect, QRectF, Qt, Signal
 from PySide6.QtGui import (
     QColor,
     QFont,
+    QFontMetrics,
     QImage,
     QMouseEvent,
     QPainter,
@@ -69,6 +70,28 @@ def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
     return inside
 
 
+def _fit_scale(x: np.ndarray, reach: np.ndarray, room: float) -> float:
+    """The largest scale s at which max(x s + reach) - min(x s - reach) <= room, for
+    coordinates ``x`` each with a pixel half-extent ``reach`` (0 for a point)."""
+
+    def extent(s: float) -> float:
+        return float(np.max(x * s + reach) - np.min(x * s - reach))
+
+    span = float(np.ptp(x))
+    if span <= 0:
+        return np.inf  # one position along this axis: it does not limit the scale
+    hi = room / span  # the points alone fill the room
+    if extent(hi) <= room:
+        return hi
+    lo = 0.0
+    if extent(lo) > room:  # labels wider than the view: fit the points, labels slide in
+        return hi
+    for _ in range(40):  # extent grows with s: bisect
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if extent(mid) <= room else (lo, mid)
+    return lo
+
+
 @dataclass(frozen=True)
 class MapLabel:
     x: float
@@ -112,6 +135,9 @@ class MapView(QWidget):
         self._dragging = False
         self._cursor = QPoint()
         self._version = 0
+        # Until the user pans or zooms, the view stays fitted: a map set before the window
+        # has its size is fitted again when the size arrives.
+        self._fitted = True
         self.empty_text = ("No map yet.\n\nAdd a folder of photos (File → Add folder…, or drop "
                            "it on the window), then press Train.")
         self.caption = ""  # drawn in the top-left corner, e.g. which encoder made the map
@@ -134,7 +160,16 @@ class MapView(QWidget):
         self.colors = np.ascontiguousarray(colors, np.uint32)
         self.labels = labels
         self._version += 1
+        if self._fitted:
+            self.fit()  # new names, new label widths
         self.update()
+
+    def set_empty_text(self, text: str) -> None:
+        """What the map says while it has no points."""
+        if text != self.empty_text:
+            self.empty_text = text
+            if not len(self.xy):
+                self.update()
 
     def set_selection(self, rows: np.ndarray, current: int) -> None:
         self.selected = np.asarray(rows, np.int64)
@@ -151,25 +186,54 @@ class MapView(QWidget):
 
     # view transform -----------------------------------------------------------------------
     def fit(self) -> None:
-        """Show every point with a margin."""
-        if len(self.xy):
-            lo, hi = self.xy.min(0), self.xy.max(0)
-            span = np.maximum(hi - lo, 1e-6)
-            self._center = (lo + hi) / 2
-            self._scale = 0.92 * min(self.width() / span[0], self.height() / span[1])
+        """Show every point and every cluster label whole, with a margin."""
+        self._fitted = True
+        if not len(self.xy):
+            self.update()
+            return
+        # Each label is a box of fixed pixel size around a data point: per axis, find the
+        # largest scale at which points and boxes fit, then centre what is drawn.
+        anchors = np.array([[lab.x, lab.y] for lab in self.labels]).reshape(-1, 2)
+        half = self._label_half_sizes()
+        items = np.concatenate([self.xy, anchors])
+        reach = np.concatenate([np.zeros((len(self.xy), 2)), half])
+        margin = 0.04 * np.array([self.width(), self.height()]) + 4
+        room = np.maximum(np.array([self.width(), self.height()]) - 2 * margin, 1.0)
+        scale, centre = np.inf, np.zeros(2)
+        for axis in (0, 1):
+            scale = min(scale, _fit_scale(items[:, axis], reach[:, axis], room[axis]))
+        scale = scale if np.isfinite(scale) else 1.0  # a single position
+        for axis in (0, 1):
+            lo = np.min(items[:, axis] * scale - reach[:, axis])
+            hi = np.max(items[:, axis] * scale + reach[:, axis])
+            centre[axis] = (lo + hi) / 2 / scale
+        self._scale, self._center = float(scale), centre
         self.update()
+
+    def _label_half_sizes(self) -> np.ndarray:
+        """(L, 2) half width and height in pixels of each label's box as drawn."""
+        metrics = QFontMetrics(self._label_font())
+        return np.array([[(metrics.boundingRect(lab.text).width() + 12) / 2,
+                          (metrics.height() + 6) / 2] for lab in self.labels]).reshape(-1, 2)
+
+    def _label_font(self) -> QFont:
+        font = QFont(self.font())
+        font.setBold(True)
+        return font
 
     def zoom(self, factor: float, anchor: QPointF | None = None) -> None:
         """Zoom by ``factor`` keeping the data point under ``anchor`` (widget px) in place."""
         anchor = anchor or QPointF(self.width() / 2, self.height() / 2)
         before = self.to_data(np.array([[anchor.x(), anchor.y()]]))[0]
         self._scale = float(np.clip(self._scale * factor, 1e-3, 1e7))
+        self._fitted = False
         after = self.to_data(np.array([[anchor.x(), anchor.y()]]))[0]
         self._center += before - after
         self.update()
 
     def pan_pixels(self, dx: float, dy: float) -> None:
         self._center += np.array([-dx, dy]) / self._scale
+        self._fitted = False
         self.update()
 
     def to_screen(self, xy: np.ndarray) -> np.ndarray:
@@ -302,9 +366,7 @@ class MapView(QWidget):
     def _draw_labels(self, painter: QPainter) -> None:
         if not self.labels:
             return
-        font = QFont(self.font())
-        font.setBold(True)
-        painter.setFont(font)
+        painter.setFont(self._label_font())
         metrics = painter.fontMetrics()
         points = self.to_screen(np.array([[lab.x, lab.y] for lab in self.labels]))
         drawn: list[QRect] = []
@@ -314,6 +376,9 @@ class MapView(QWidget):
                 continue
             rect = metrics.boundingRect(label.text).adjusted(-6, -3, 6, 3)
             rect.moveCenter(QPoint(int(x), int(y)))
+            # A label near an edge slides inside rather than being cut.
+            rect.moveLeft(max(0, min(rect.left(), self.width() - rect.width())))
+            rect.moveTop(max(0, min(rect.top(), self.height() - rect.height())))
             if any(rect.intersects(other) for other in drawn):
                 continue
             drawn.append(rect)
@@ -371,11 +436,11 @@ class MapView(QWidget):
     # interaction --------------------------------------------------------------------------
     def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt override
         old = event.oldSize()
-        if old.width() > 0 and old.height() > 0 and len(self.xy):
+        if self._fitted:
+            self.fit()
+        elif old.width() > 0 and old.height() > 0 and len(self.xy):
             self._scale *= min(event.size().width() / old.width(),
                                event.size().height() / old.height())
-        elif len(self.xy):
-            self.fit()
         super().resizeEvent(event)
 
     def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802 - Qt override
@@ -397,6 +462,7 @@ class MapView(QWidget):
             if self._dragging:
                 pans = self.mode == "pan" or event.buttons() & ~Qt.MouseButton.LeftButton
                 if pans:
+                    self._fitted = False
                     delta = self._cursor - self._press
                     self._center = self._press_center + np.array(
                         [-delta.x(), delta.y()]) / self._scale

@@ -17,12 +17,7 @@ from PySide6.QtCore import QObject, Signal
 
 from core.atlas import representatives
 from core.compare import OtherMap
-from core.describe import (
-    ClusterDescription,
-    cluster_names,
-    cluster_title,
-    set_cluster_name,
-)
+from core.describe import ClusterDescription, cluster_names, cluster_titles, set_cluster_name
 from core.events import DEFAULT_GAP_HOURS, Event, group_events, wall_seconds
 from core.library import Library, LibraryError, RunArtifacts
 from core.search import NeighborIndex
@@ -95,6 +90,7 @@ class Session(QObject):
         self.cluster_names: dict[int, str] = {}
         self.showing_other = False  # the map of the encoder the run did not keep
         self.descriptions: dict[int, ClusterDescription] = {}
+        self.auto_names: dict[int, str] = {}  # cluster_titles of the descriptions
         self.capture_times: dict[int, float] = {}
         self.event_gap_hours = DEFAULT_GAP_HOURS
         self._events: list[Event] | None = None
@@ -125,7 +121,7 @@ class Session(QObject):
         """Load the library's current run (if any) and tell the views."""
         self.data, self._index, self._kept_run = None, None, None
         self.showing_other = False
-        self.cluster_names, self.descriptions = {}, {}
+        self.cluster_names, self.descriptions, self.auto_names = {}, {}, {}
         if self.library is not None:
             try:
                 self._kept_run = self.library.current_run()
@@ -193,12 +189,13 @@ class Session(QObject):
         raise ValueError(f"unknown colour mode {mode!r}")
 
     def cluster_name(self, cluster: int) -> str:
-        """The user's name, else "Cluster N", with the folder most of its photos are in."""
+        """The user's name, else one that tells the cluster from the others (folder, dates,
+        camera or its central photo: core.describe.distinct_names), else "Cluster N"."""
         if self.showing_other:
             return f"Cluster {cluster + 1}"
         if cluster in self.cluster_names:
             return self.cluster_names[cluster]
-        return cluster_title(cluster, self.descriptions.get(cluster))
+        return self.auto_names.get(cluster, f"Cluster {cluster + 1}")
 
     def cluster_summary(self, cluster: int) -> str:
         """What the catalog knows of a cluster: folders, dates, cameras (once described)."""
@@ -212,6 +209,7 @@ class Session(QObject):
         if self._kept_run is None or run_id != self._kept_run.run_id:
             return  # a description of a map that is no longer shown
         self.descriptions = {d.cluster: d for d in descriptions}
+        self.auto_names = cluster_titles(descriptions)
         self.capture_times = capture_times
         self._events = None  # capture times move photos between events
         if self.data is not None:

@@ -107,14 +107,16 @@ def wanted_albums(library: Library, by: str) -> tuple[dict[str, list[str]], int]
     titled by their names; "tag": the tags, with the photos tagged by hand or accepted), and
     how many photos are in no album."""
     if by == "cluster":
-        from .describe import cluster_title, describe_clusters
+        from .describe import cluster_titles, describe_clusters
 
         run = library.current_run()
         albums: dict[str, list[str]] = {}
         # Clusters the user gave the same name share one album.
-        for d in describe_clusters(library, per_cluster=1):
+        descriptions = describe_clusters(library, per_cluster=1)
+        titles = cluster_titles(descriptions)
+        for d in descriptions:
             rows = np.flatnonzero(run.cluster == d.cluster)
-            albums.setdefault(cluster_title(d.cluster, d), []).extend(
+            albums.setdefault(titles[d.cluster], []).extend(
                 str(run.paths[r]) for r in rows)
         return albums, int((run.cluster < 0).sum())
     if by == "tag":

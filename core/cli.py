@@ -476,14 +476,13 @@ def _xmp(args: argparse.Namespace) -> int:
 
 
 def _events(args: argparse.Namespace) -> int:
-    from .describe import cluster_title, describe_clusters
+    from .describe import cluster_titles, describe_clusters
     from .events import library_events
 
     with Library(args.library, create=False) as library:
         events = library_events(library, args.gap_hours)
         run = library.current_run()
-        titles = {d.cluster: cluster_title(d.cluster, d)
-                  for d in describe_clusters(library, per_cluster=1)}
+        titles = cluster_titles(describe_clusters(library, per_cluster=1))
     if args.json:
         print(json.dumps([{"event": e.number, "start": e.start.isoformat(),
                            "end": e.end.isoformat(), "photos": e.size, "dated": e.dated,

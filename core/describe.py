@@ -50,18 +50,6 @@ class ClusterDescription:
         return f"{self.name} ({text})" if self.name else text
 
 
-def cluster_title(cluster: int, described: ClusterDescription | None) -> str:
-    """What a cluster is called wherever it is shown or written (map labels, album folders,
-    keywords): the user's name, else "Cluster N" with the folder most of its photos are in."""
-    if described is not None and described.name:
-        return described.name
-    if described is not None and described.folders:
-        folder, count = described.folders[0]
-        if count >= 0.5 * described.size:
-            return f"Cluster {cluster + 1} · {Path(folder).name}"
-    return f"Cluster {cluster + 1}"
-
-
 def describe_arrays(embeddings: np.ndarray, labels: np.ndarray, image_ids: np.ndarray,
                     paths: Sequence[str], exif: Sequence[PhotoExif],
                     names: dict[int, str] | None = None, per_cluster: int = 9
@@ -123,3 +111,55 @@ def set_cluster_name(library: Library, run_id: int, cluster: int, name: str | No
         else:
             conn.execute("DELETE FROM cluster_names WHERE run_id = ? AND cluster = ?",
                          (run_id, cluster))
+
+
+def _date_range(first: datetime, last: datetime) -> str:
+    a, b = first.date(), last.date()
+    if a == b:
+        return f"{a.day} {a:%b %Y}"
+    if (a.year, a.month) == (b.year, b.month):
+        return f"{a.day}–{b.day} {a:%b %Y}"
+    if a.year == b.year:
+        return f"{a:%b}–{b:%b %Y}"
+    return f"{a.year}–{b.year}"
+
+
+def _features(d: ClusterDescription) -> tuple[str | None, str | None, str | None]:
+    """Folder, capture dates and camera of a cluster, each only when it holds for at least
+    half of its photos."""
+    half = d.size / 2
+    folder = Path(d.folders[0][0]).name or d.folders[0][0] \
+        if d.folders and d.folders[0][1] >= half else None
+    dates = _date_range(d.first_taken, d.last_taken) \
+        if d.first_taken is not None and d.last_taken is not None and d.dated >= half else None
+    camera = d.cameras[0][0] if d.cameras and d.cameras[0][1] >= half else None
+    return folder, dates, camera
+
+
+def distinct_names(descriptions: Sequence[ClusterDescription]) -> dict[int, str]:
+    """A short name per cluster that tells it from the others, for the map until the user
+    names it: its folder, capture dates and camera, in that order, using only what differs
+    between clusters (a folder every cluster shares says nothing) and only as much as it
+    takes to be unique; else "like <its most central photo's name>"."""
+    table = [_features(d) for d in descriptions]
+    telling = [f for f in range(3) if len(descriptions) == 1 or len({t[f] for t in table}) > 1]
+    parts = [[t[f] for f in telling if t[f] is not None] for t in table]
+    names = {}
+    for i, d in enumerate(descriptions):
+        name = None
+        for k in range(1, len(parts[i]) + 1):
+            if all(other[:k] != parts[i][:k] for j, other in enumerate(parts) if j != i):
+                name = " · ".join(parts[i][:k])
+                break
+        if name is None:
+            like = [f"like {Path(d.central_paths[0]).stem}"] if d.central_paths else []
+            name = " · ".join(parts[i][:1] + like) or f"Cluster {d.cluster + 1}"
+        names[d.cluster] = name
+    return names
+
+
+def cluster_titles(descriptions: Sequence[ClusterDescription]) -> dict[int, str]:
+    """What each cluster is called wherever it is shown or written (map labels, album
+    folders, keywords): the user's name, else its ``distinct_names`` name."""
+    auto = distinct_names(descriptions)
+    return {d.cluster: d.name or auto[d.cluster] for d in descriptions}

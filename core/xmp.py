@@ -195,7 +195,7 @@ def library_keywords(library: Library, unnamed_clusters: bool = False
                      ) -> tuple[dict[str, Keywords], int]:
     """Keywords of every photo of the library that has any (path -> Keywords), and how many
     clusters were left out for having no name (all are written with ``unnamed_clusters``)."""
-    from .describe import cluster_title, describe_clusters
+    from .describe import cluster_titles, describe_clusters
     from .tags import list_tags, tagged
 
     paths = library.catalog.paths_by_id()
@@ -211,11 +211,13 @@ def library_keywords(library: Library, unnamed_clusters: bool = False
     except LibraryError:
         run = None  # no map yet: tags only
     if run is not None:
-        for d in describe_clusters(library, per_cluster=1):
+        descriptions = describe_clusters(library, per_cluster=1)
+        titles = cluster_titles(descriptions)
+        for d in descriptions:
             if not d.name and not unnamed_clusters:
                 left_out += 1
                 continue
-            title = cluster_title(d.cluster, d)
+            title = titles[d.cluster]
             for r in np.flatnonzero(run.cluster == d.cluster):
                 clusters[str(run.paths[r])] = title
     out = {p: Keywords(tuple(tags.get(p, ())), clusters.get(p))

@@ -13,7 +13,13 @@ from _untrained_index import index_untrained
 from PIL import Image
 
 from core.cli import main as cli_main
-from core.describe import cluster_names, describe_arrays, describe_clusters, set_cluster_name
+from core.describe import (
+    cluster_names,
+    describe_arrays,
+    describe_clusters,
+    distinct_names,
+    set_cluster_name,
+)
 from core.exif import PhotoExif
 from core.library import Library
 
@@ -94,3 +100,65 @@ def test_cli_clusters(library_dir, capsys) -> None:
     assert "cluster 1: Skydiving (4 photos" in capsys.readouterr().out
     assert cli_main(["clusters", *lib, "--name", "7", "x"]) == 2
     assert "no cluster 7" in capsys.readouterr().err
+
+
+def described(groups: list[tuple[int, str, datetime | None, str | None]]):
+    """Descriptions of clusters given as (size, folder, capture time, camera) per cluster;
+    the photos of a cluster are p<cluster>_<i>.jpg, all alike."""
+    labels, paths, exif = [], [], []
+    for c, (size, folder, taken, camera) in enumerate(groups):
+        for i in range(size):
+            labels.append(c)
+            paths.append(f"/home/me/{folder}/p{c}_{i}.jpg")
+            exif.append(PhotoExif(taken + timedelta(hours=i) if taken else None,
+                                  *(camera.split(" ", 1) if camera else (None, None))))
+    n = len(labels)
+    emb = np.random.default_rng(0).normal(size=(n, 8)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    return describe_arrays(emb, np.array(labels), np.arange(n), paths, exif, per_cluster=1)
+
+
+def test_names_use_the_folder_only_when_folders_differ() -> None:
+    names = distinct_names(described([(5, "lake", None, None), (4, "sky", None, None)]))
+    assert names == {0: "lake", 1: "sky"}
+    # Every photo in one folder: the folder tells nothing; dates do.
+    names = distinct_names(described([(5, "photos", T0, "NIKON D750"),
+                                      (4, "photos", T0 + timedelta(days=40), "NIKON D750")]))
+    assert names == {0: "14 Jul 2023", 1: "23 Aug 2023"}
+
+
+def test_names_fall_back_to_cameras_then_the_central_photo() -> None:
+    names = distinct_names(described([(3, "photos", T0, "NIKON D750"),
+                                      (3, "photos", T0, "Apple iPhone 12")]))
+    assert names == {0: "NIKON D750", 1: "Apple iPhone 12"}
+    found = described([(3, "photos", None, None), (3, "photos", None, None)])
+    names = distinct_names(found)
+    for d in found:
+        assert names[d.cluster] == f"like {Path(d.central_paths[0]).stem}"
+    assert len(set(names.values())) == 2
+
+
+def test_names_add_only_what_it_takes_to_be_unique() -> None:
+    # Two clusters share "trips": the dates tell them apart; "garden" needs nothing more.
+    names = distinct_names(described([(4, "trips", T0, None),
+                                      (4, "trips", T0 + timedelta(days=400), None),
+                                      (4, "garden", T0, None)]))
+    assert names == {0: "trips · 14 Jul 2023", 1: "trips · 17 Aug 2024", 2: "garden"}
+
+
+def test_a_users_name_still_wins_in_the_window(library_dir, qapp) -> None:
+    from app.session import Session
+
+    session = Session()
+    session.open_library(library_dir)
+    with Library(library_dir, create=False) as lib:
+        found = describe_clusters(lib)
+    session.set_descriptions(session.data.run.run_id, found, {})
+    for cluster in (0, 1):  # names an earlier test gave
+        session.rename_cluster(cluster, "")
+    assert session.cluster_name(0) == "lake" and session.cluster_name(1) == "sky"
+    session.rename_cluster(1, "Skydiving")
+    assert session.cluster_name(1) == "Skydiving" and session.cluster_name(0) == "lake"
+    session.rename_cluster(1, "")
+    assert session.cluster_name(1) == "sky"
+    session.close_library()

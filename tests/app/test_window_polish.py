@@ -1,0 +1,161 @@
+"""What a newcomer sees first: one message box at a time, each saying what to do next; the
+first map fitted with its cluster labels inside; an empty map that says what is running."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtGui import QFontMetrics
+from PySide6.QtWidgets import QMessageBox
+
+from app.main_window import MainWindow
+from app.map_hint import empty_map_text
+from app.map_view import MapLabel, MapView
+from app.thumbnails import ThumbnailStore
+from app.worker import Worker
+from core.jobs import Progress
+
+
+def visible_boxes(window) -> list[QMessageBox]:
+    return [b for b in window.findChildren(QMessageBox) if b.isVisible()]
+
+
+def test_a_refused_library_with_folders_shows_one_message_saying_what_to_do(
+        qtbot, tmp_path: Path, settings, make_image) -> None:
+    """``photoatlas gui PHOTOS --library NOT_A_LIBRARY``: the refusal alone, not stacked
+    with "Open or create a library first." for each folder."""
+    busy = tmp_path / "documents"
+    busy.mkdir()
+    (busy / "letter.txt").write_text("mine")
+    photos = make_image("photos/one.jpg").parent
+    window = MainWindow(busy, [photos], settings=settings)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitUntil(lambda: bool(visible_boxes(window)))
+    boxes = visible_boxes(window)
+    assert len(boxes) == 1 and window.messages.waiting() == 0
+    assert "is not a PhotoAtlas library" in boxes[0].text()
+    assert "File → Open library…" in boxes[0].text()
+    assert "No library open" in window.map.empty_text
+    assert (busy / "letter.txt").read_text() == "mine"
+    assert not window.workers  # nothing was scanned into no library
+
+
+def test_messages_wait_for_the_one_on_screen_and_are_not_repeated(qtbot, tmp_path: Path,
+                                                                     settings) -> None:
+    window = MainWindow(tmp_path / "library", settings=settings)
+    qtbot.addWidget(window)
+    window.show()
+    window.show_error("First", "one")
+    window.show_error("Second", "two")
+    window.show_error("Second", "two")  # the same message again: shown once
+    boxes = visible_boxes(window)
+    assert [b.windowTitle() for b in boxes] == ["First"] and window.messages.waiting() == 1
+    boxes[0].accept()
+    qtbot.waitUntil(lambda: [b.windowTitle() for b in visible_boxes(window)] == ["Second"])
+    visible_boxes(window)[0].accept()
+    qtbot.waitUntil(lambda: not visible_boxes(window))
+    assert window.messages.box is None and window.messages.waiting() == 0
+
+
+def label_rects(view: MapView) -> list[tuple[float, float, float, float]]:
+    """Where each label's box lands before any sliding: (left, top, right, bottom)."""
+    metrics = QFontMetrics(view._label_font())
+    anchors = view.to_screen(np.array([[lab.x, lab.y] for lab in view.labels]))
+    out = []
+    for lab, (x, y) in zip(view.labels, anchors, strict=True):
+        w = metrics.boundingRect(lab.text).width() + 12
+        h = metrics.height() + 6
+        out.append((x - w / 2, y - h / 2, x + w / 2, y + h / 2))
+    return out
+
+
+def two_clusters() -> tuple[np.ndarray, list[MapLabel]]:
+    rng = np.random.default_rng(0)
+    xy = np.concatenate([rng.normal((0, 0), 0.3, (40, 2)), rng.normal((10, 3), 0.3, (40, 2))])
+    labels = [MapLabel(0.0, 0.0, "A rather long name on the left", 0xFFFF0000),
+              MapLabel(10.0, 3.0, "Another long name on the right edge", 0xFF00FF00)]
+    return xy, labels
+
+
+def test_a_map_set_before_the_window_has_its_size_is_fitted_with_labels_inside(qtbot) -> None:
+    view = MapView(ThumbnailStore())
+    qtbot.addWidget(view)
+    xy, labels = two_clusters()
+    n = len(xy)
+    # As in the window: the map arrives while the widget still has its default size.
+    view.set_points(xy, np.full(n, 0xFFFF0000, np.uint32), np.arange(n),
+                    np.array([f"/p/{i}.jpg" for i in range(n)]), labels)
+    view.resize(700, 400)
+    view.show()
+    qtbot.waitExposed(view)
+    px = view.to_screen(xy)
+    assert px.min() >= 0 and px[:, 0].max() < view.width() and px[:, 1].max() < view.height()
+    for left, top, right, bottom in label_rects(view):
+        assert left >= 0 and top >= 0 and right <= view.width() and bottom <= view.height()
+    # The points still use most of the view: the labels cost a margin, not the map.
+    assert np.ptp(px[:, 0]) > 0.4 * view.width()
+
+
+def test_after_the_user_zooms_a_resize_keeps_the_view(qtbot) -> None:
+    view = MapView(ThumbnailStore())
+    qtbot.addWidget(view)
+    view.resize(400, 300)
+    view.show()
+    qtbot.waitExposed(view)
+    xy, labels = two_clusters()
+    n = len(xy)
+    view.set_points(xy, np.full(n, 0xFFFF0000, np.uint32), np.arange(n),
+                    np.array([f"/p/{i}.jpg" for i in range(n)]), labels)
+    view.zoom(3.0)
+    centre = view._center.copy()
+    view.resize(600, 300)
+    qtbot.waitUntil(lambda: view.width() == 600)
+    assert np.allclose(view._center, centre)
+    view.fit()  # F fits again
+    assert view.to_screen(xy).min() >= 0
+
+
+def test_empty_map_text_follows_the_jobs() -> None:
+    assert "Open library" in empty_map_text(False, 0, [])
+    assert "Add a folder" in empty_map_text(True, 0, [])
+    idle = empty_map_text(True, 1, [])
+    assert "Press Train" in idle
+    training = empty_map_text(True, 1, [("training", Progress("train", 30, 120, "step 30"))])
+    assert "Train" not in training.replace("Training", "")
+    assert "Learning your photos: step 30 (25%)" in training
+    assert "appears here when it is done" in training
+    reading = empty_map_text(True, 1, [("describe", None),
+                                       ("rescan", Progress("decode", 5, 10, "5 of 10"))])
+    assert reading.startswith("Reading your photos…") and "(50%)" in reading
+    assert "Starting" in empty_map_text(True, 1, [("training", None)])
+
+
+def test_the_window_hint_follows_a_running_training_job(qtbot, tmp_path: Path, settings,
+                                                      make_image) -> None:
+    """Every job starts through the window's _launch, as start_training's does; here a job
+    named "training" reports the training stage's progress and waits to be released (a
+    real run takes a minute on a loaded CPU), so the text can be read while it runs."""
+    make_image("few/0.png")
+    window = MainWindow(tmp_path / "library", settings=settings)
+    qtbot.addWidget(window)
+    window.show()
+    assert "Add a folder" in window.map.empty_text
+    window.add_folder(tmp_path / "few", scan=False)
+    assert "Press Train" in window.map.empty_text
+    release = threading.Event()
+
+    def job(cancel, progress):
+        progress(Progress("train", 3, 12, "epoch 1"))
+        release.wait(30)
+
+    worker = Worker(job, "training")
+    window._launch(worker)
+    qtbot.waitUntil(lambda: "Learning your photos: epoch 1 (25%)" in window.map.empty_text)
+    assert "Making your map" in window.map.empty_text
+    assert "Press Train" not in window.map.empty_text
+    release.set()
+    qtbot.waitUntil(lambda: not window.workers)
+    assert "Press Train" in window.map.empty_text
