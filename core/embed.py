@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from .augment import resize_batch
+from .inference import FAST_PATH_MIN_PHOTOS, embed_pixels_fast, uses_fast_cpu_path
 from .jobs import CancelToken, EtaClock, Progress, ProgressCallback, no_progress
 from .model import SimCLRModel
 from .train import place_model
@@ -25,6 +26,8 @@ def embed_pixels(
 ) -> np.ndarray:
     """Embed uint8 ``pixels`` (N, 3, S, S) at ``resolution``: returns (N, D) float32, unit rows.
     ``precision`` as in ``TrainConfig`` ("auto" or "fp32")."""
+    if uses_fast_cpu_path(device, precision) and len(pixels) >= FAST_PATH_MIN_PHOTOS:
+        return embed_pixels_fast(model, pixels, resolution, batch_size, cancel, progress, stage)
     cancel = cancel or CancelToken()
     amp, channels_last = place_model(model.eval(), device, precision)
     out: list[np.ndarray] = []

@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .augment import resize_batch
+from .jobs import CancelToken, EtaClock, Progress, ProgressCallback, no_progress
+from .model import SimCLRModel
 from .train import autocast_dtype
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,9 @@ PROBE_PHOTOS = 4
 MIN_PROBE_COSINE = {"onnx-fp32": 0.999, "onnx-int8": 0.95}
 # Photos the int8 ranges are calibrated on (the first ones given).
 CALIBRATION_PHOTOS = 64
+# core.embed.embed_pixels takes the ONNX path from this many photos: a first export costs
+# about 30 s once per weights and resolution, repaid after about 1,000 photos.
+FAST_PATH_MIN_PHOTOS = 1000
 
 
 def default_cache_dir() -> Path:
@@ -91,7 +96,7 @@ def export_onnx(encoder: nn.Module, resolution: int, path: Path) -> None:
     try:
         with torch.no_grad():
             program = torch.onnx.export(
-                _Trunk(encoder).to(memory_format=torch.contiguous_format), (example,),
+                _Trunk(encoder).eval(), (example,),
                 dynamo=True, input_names=["pixels"], output_names=["features"],
                 dynamic_shapes=({0: torch.export.Dim("batch")},), opset_version=OPSET,
                 verbose=False)
@@ -105,8 +110,12 @@ def export_onnx(encoder: nn.Module, resolution: int, path: Path) -> None:
 def quantize_int8(fp32_path: Path, calibration: np.ndarray, path: Path) -> None:
     """Static int8 quantization (QDQ; per-channel int8 weights, uint8 activations) of an
     exported encoder, its activation ranges calibrated on float ``calibration`` (N, 3, R, R)."""
-    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Batches(CalibrationDataReader):
@@ -247,6 +256,23 @@ def cpu_encoder(encoder: nn.Module, resolution: int, engine: str = "onnx-fp32",
     return FastEncoder(encoder, resolution, engine, cache_dir)
 
 
-def normalized(features: np.ndarray) -> np.ndarray:
-    """Unit rows, as ``SimCLRModel.embed`` gives."""
-    return F.normalize(torch.from_numpy(features).float(), dim=1).numpy()
+@torch.no_grad()
+def embed_pixels_fast(model: SimCLRModel, pixels: np.ndarray, resolution: int,
+                      batch_size: int = 64, cancel: CancelToken | None = None,
+                      progress: ProgressCallback = no_progress, stage: str = "embed"
+                      ) -> np.ndarray:
+    """``core.embed.embed_pixels`` on a CPU in float32 terms, the encoder run by
+    ``cpu_encoder`` and the adapter (if any) in torch: (N, D) float32, unit rows."""
+    cancel = cancel or CancelToken()
+    fast = cpu_encoder(model.eval().encoder, resolution)
+    out: list[np.ndarray] = []
+    clock = EtaClock()
+    n = len(pixels)
+    for start in range(0, n, batch_size):
+        cancel.check()
+        chunk = torch.from_numpy(np.ascontiguousarray(pixels[start:start + batch_size]))
+        features = model.adapt(torch.from_numpy(fast(chunk)))
+        out.append(F.normalize(features.float(), dim=1).numpy())
+        done = min(n, start + batch_size)
+        progress(Progress(stage, done, n, f"{done}/{n} photos", eta_s=clock.eta(done, n)))
+    return np.concatenate(out) if out else np.zeros((0, model.encoder.feature_dim), np.float32)
