@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from .augment import resize_batch
 from .batches import encode_rows
 from .device import place_model
+from .inference import FAST_PATH_MIN_PHOTOS, embed_pixels_fast, uses_fast_cpu_path
 from .jobs import CancelToken, ProgressCallback, no_progress
 from .model import SimCLRModel
 
@@ -23,9 +24,17 @@ def embed_pixels(
     progress: ProgressCallback = no_progress,
     stage: str = "embed",
     precision: str = "auto",
+    fast_cpu: bool | None = None,
 ) -> np.ndarray:
     """Embed uint8 ``pixels`` (N, 3, S, S) at ``resolution``: returns (N, D) float32, unit rows
-    (through the model's adapter when it has one). ``precision`` as in ``TrainConfig``."""
+    (through the model's adapter when it has one). ``precision`` as in ``TrainConfig``.
+    ``fast_cpu``: run the encoder through ONNX Runtime (``core.inference``) when it would
+    run in float32 on the CPU; None decides by size (a first export costs ~30 s), so a
+    caller embedding a large library in parts passes the decision for the whole."""
+    if fast_cpu is None:
+        fast_cpu = len(pixels) >= FAST_PATH_MIN_PHOTOS
+    if fast_cpu and uses_fast_cpu_path(device, precision):
+        return embed_pixels_fast(model, pixels, resolution, batch_size, cancel, progress, stage)
     placement = place_model(model.eval(), device, precision)
     out = encode_rows(model.embed, pixels, lambda rows: resize_batch(rows, resolution),
                       placement, batch_size, cancel, progress, stage)

@@ -17,6 +17,7 @@ import torch
 from .cache import CachedRows
 from .device import autocast_dtype
 from .embed import embed_pixels
+from .inference import FAST_PATH_MIN_PHOTOS
 from .jobs import CancelToken, EtaClock, Progress, ProgressCallback, no_progress
 from .library import CACHE_SIZE, Library
 from .model import SimCLRModel
@@ -80,7 +81,8 @@ def start_embeddings(
 
         out[part] = embed_pixels(model, CachedRows(pixels.cache, wanted[part]), CACHE_SIZE,
                                  device, cancel=cancel, progress=relay, stage="embed",
-                                 precision=precision)
+                                 precision=precision,
+                                 fast_cpu=len(missing) >= FAST_PATH_MIN_PHOTOS)
         have[part] = True
         new = missing[:start + len(part)]
         rows = np.concatenate([known_rows, wanted[new]])
