@@ -17,7 +17,7 @@ from PySide6.QtCore import QObject, Signal
 
 from core.atlas import representatives
 from core.compare import OtherMap
-from core.describe import ClusterDescription, cluster_names, cluster_titles, set_cluster_name
+from core.describe import ClusterDescription, cluster_names, distinct_names, set_cluster_name
 from core.events import DEFAULT_GAP_HOURS, Event, group_events, wall_seconds
 from core.library import Library, LibraryError, RunArtifacts
 from core.search import NeighborIndex
@@ -90,7 +90,7 @@ class Session(QObject):
         self.cluster_names: dict[int, str] = {}
         self.showing_other = False  # the map of the encoder the run did not keep
         self.descriptions: dict[int, ClusterDescription] = {}
-        self.auto_names: dict[int, str] = {}  # cluster_titles of the descriptions
+        self.auto_names: dict[int, str] = {}  # distinct_names of the descriptions
         self.capture_times: dict[int, float] = {}
         self.event_gap_hours = DEFAULT_GAP_HOURS
         self._events: list[Event] | None = None
@@ -209,7 +209,7 @@ class Session(QObject):
         if self._kept_run is None or run_id != self._kept_run.run_id:
             return  # a description of a map that is no longer shown
         self.descriptions = {d.cluster: d for d in descriptions}
-        self.auto_names = cluster_titles(descriptions)
+        self.auto_names = distinct_names(descriptions)
         self.capture_times = capture_times
         self._events = None  # capture times move photos between events
         if self.data is not None:

@@ -66,9 +66,10 @@ def test_events_colours_list_and_albums(qtbot, tmp_path: Path, settings, make_im
     wait_idle(qtbot, window)
     albums = sorted(str(p.relative_to(tmp_path / "albums"))
                     for p in (tmp_path / "albums").rglob("*.jpg"))
-    assert albums == ["Cluster 1 · photos/p0.jpg", "Cluster 1 · photos/p2.jpg",
-                      "Cluster 1 · photos/p4.jpg", "Cluster 2 · photos/p1.jpg",
-                      "Cluster 2 · photos/p3.jpg"]
+    # One folder per cluster, named as the map names it.
+    first, second = window.session.cluster_name(0), window.session.cluster_name(1)
+    assert albums == sorted([f"{first}/p0.jpg", f"{first}/p2.jpg", f"{first}/p4.jpg",
+                             f"{second}/p1.jpg", f"{second}/p3.jpg"])
     window.session.rename_cluster(0, "Even")
     write_xmp(window)
     wait_idle(qtbot, window)

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from core.cache import decode_pending
-from core.library import ATLAS_NAME, Library, save_npz_atomic, write_json_atomic
+from core.library import Library
+from core.runs import ATLAS_NAME, AtlasArrays, RunReport, save_atlas, write_report
 from core.scan import scan_folders
 
 
@@ -28,12 +29,15 @@ def library_with_clusters(folder: Path, library_dir: Path,
         embeddings = rng.standard_normal((len(ok), 8)).astype(np.float32)
         embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
         run_id = catalog.start_run({"test": "clusters given"})
-        save_npz_atomic(library.run_dir(run_id) / ATLAS_NAME,
-                        image_ids=np.array([r.id for r in ok], np.int64),
-                        paths=np.array(paths), cache_rows=np.array([r.cache_row for r in ok]),
-                        embeddings=embeddings, xy=np.zeros((len(ok), 2), np.float32),
-                        cluster=np.array([clusters(p) for p in paths], np.int64))
-        write_json_atomic(library.run_dir(run_id) / "report.json", {"run": run_id})
+        run_dir = library.run_dir(run_id)
+        save_atlas(run_dir / ATLAS_NAME,
+                   AtlasArrays(np.array([r.id for r in ok], np.int64), np.array(paths),
+                               np.array([r.cache_row for r in ok]), embeddings,
+                               np.zeros((len(ok), 2), np.float32),
+                               np.array([clusters(p) for p in paths], np.int64)))
+        write_report(run_dir, RunReport(run=run_id, state="done", device="CPU", config={},
+                                        stage_seconds={}, images={}, clusters=0,
+                                        embedding={}))
         catalog.finish_run(run_id, {"run": run_id})
         catalog.set_meta("current_run", str(run_id))
     return library_dir

@@ -71,7 +71,7 @@ def test_library_events_split_at_the_gap_with_their_clusters(library, capsys) ->
     assert cli_main(["events", "--library", str(library), "--gap-hours", "6", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert [e["photos"] for e in listed] == [5, 2]
-    assert listed[0]["clusters"][0] == {"cluster": 1, "name": "Cluster 2 · photos",
+    assert listed[0]["clusters"][0] == {"cluster": 1, "name": "like beach3",
                                         "photos": 3}
     assert cli_main(["events", "--library", str(library)]) == 0
     out = capsys.readouterr().out
