@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _require import require
 from PIL import Image
 
 # Qt tests (tests/app) must run without a display; set before any QApplication exists.
@@ -21,8 +22,7 @@ PHOTO_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenett
 @pytest.fixture(scope="session")
 def photo_dir() -> Path:
     """Imagenette dev photos: <wnid>/*.JPEG, 10 classes of 300 photos each."""
-    if not PHOTO_DIR.is_dir():
-        pytest.skip(f"photo folder {PHOTO_DIR} not available")
+    require(PHOTO_DIR.is_dir(), f"photo folder {PHOTO_DIR}")
     return PHOTO_DIR
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _require import require
 from _untrained_index import index_untrained
 from PIL import Image, ImageFilter
 
@@ -142,8 +143,7 @@ def test_turned_straightened_and_cropped_copies_join_their_original(groups, phot
 
 
 def test_one_landmark_from_two_viewpoints_stays_apart(library_dir, groups, photos) -> None:
-    if "paris0" not in photos:
-        pytest.skip("paris-dev photos not available")
+    require("paris0" in photos, "the paris-dev photos")
     a, b = str(photos["paris0"]), str(photos["paris1"])
     with Library(library_dir, create=False) as library:
         run = library.current_run()

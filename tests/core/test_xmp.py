@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from _require import require
 from _run_with_clusters import library_with_clusters
 
 from core.cli import main as cli_main
@@ -18,9 +19,13 @@ from core.tags import remove_tag, set_tag
 from core.xmp import sidecar_path, write_library_sidecars
 
 EXIFTOOL = shutil.which("exiftool")
-needs_exiftool = pytest.mark.skipif(
-    EXIFTOOL is None, reason="exiftool not installed (Debian: apt-get install -y "
-    "libimage-exiftool-perl); CI installs it")
+
+
+@pytest.fixture
+def exiftool() -> str:
+    require(EXIFTOOL is not None,
+            "exiftool (Debian: apt-get install -y libimage-exiftool-perl; .ci/run installs it)")
+    return EXIFTOOL
 
 # A sidecar as darktable writes one, with a rating, an edit history, a title and the user's
 # own flat and hierarchical keywords ("dog" is also a tag PhotoAtlas will write).
@@ -76,8 +81,7 @@ def library(tmp_path: Path, make_image) -> tuple[Path, Path]:
     return lib, photos
 
 
-@needs_exiftool
-def test_exiftool_reads_exactly_the_keywords_written(library) -> None:
+def test_exiftool_reads_exactly_the_keywords_written(library, exiftool) -> None:
     lib, photos = library
     before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in photos.rglob("*.*")}
     with Library(lib, create=False) as opened:
@@ -96,8 +100,7 @@ def test_exiftool_reads_exactly_the_keywords_written(library) -> None:
     assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in before} == before
 
 
-@needs_exiftool
-def test_existing_sidecar_is_merged_and_our_keywords_replaced_on_rerun(library) -> None:
+def test_existing_sidecar_is_merged_and_our_keywords_replaced_on_rerun(library, exiftool) -> None:
     lib, photos = library
     a = photos / "sea" / "a.jpg"
     sidecar_path(a).write_text(DARKTABLE_SIDECAR, encoding="utf-8")
