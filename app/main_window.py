@@ -661,8 +661,8 @@ class MainWindow(QMainWindow):
     def find_similar_to_file(self, image: Path) -> Worker | None:
         root = self.session.root
         if root is None or self.session.data is None:
-            self.show_error("No map yet", "Add a folder of photos and press Train (Ctrl+T) "
-                            "to make one.")
+            self.show_error("No map yet", "Add a folder of photos (File → Add folder…, "
+                            "Ctrl+O): its map appears as soon as the photos are read.")
             return None
         k = self.similar_panel.k.value()
 
@@ -790,8 +790,8 @@ class MainWindow(QMainWindow):
     def find_duplicates(self) -> Worker | None:
         root = self.session.root
         if root is None or self.session.data is None:
-            self.show_error("No map yet", "Add a folder of photos and press Train (Ctrl+T) "
-                            "to make one.")
+            self.show_error("No map yet", "Add a folder of photos (File → Add folder…, "
+                            "Ctrl+O): its map appears as soon as the photos are read.")
             return None
 
         def job(cancel: CancelToken, progress: ProgressCallback):

@@ -16,9 +16,9 @@ from .worker import Worker
 # What a job's stage means to someone waiting for the map.
 STAGES = {
     "scan": "Looking for photos", "decode": "Reading your photos",
-    "neighbours": "Comparing your photos", "views": "Preparing the training views",
+    "embed": "Looking at your photos", "map": "Laying out the map",
+    "views": "Preparing the training views", "adapt": "Learning your photos",
     "train": "Learning your photos", "check": "Checking whether training helped",
-    "embed": "Placing your photos", "map": "Laying out the map",
 }
 # Jobs that lead to the first map, most telling first.
 _MAP_JOBS = ("training", "rescan")
@@ -35,20 +35,19 @@ def empty_map_text(has_library: bool, folders: int,
         if name not in running:
             continue
         event = running[name]
-        head = "Making your map…" if name == "training" else "Reading your photos…"
+        head = "Making your map…"
         if event is None:
             return f"{head}\n\nStarting."
         words = STAGES.get(event.stage, event.stage.capitalize())
         detail = f"{words}: {event.message}" if event.message else words
         if event.total > 0:
             detail += f" ({round(100 * event.fraction)}%)"
-        tail = ("The map appears here when it is done." if name == "training" else
-                "Then press Train (Ctrl+T) to map them.")
-        return f"{head}\n\n{detail}\n{tail}"
+        return f"{head}\n\n{detail}\nThe map appears here as soon as the photos are read."
     if not folders:
         return ("No map yet.\n\nAdd a folder of photos (File → Add folder…, or drop it on "
                 "the window).")
-    return "No map yet.\n\nPress Train (Ctrl+T) to learn your photos and map them."
+    return ("No map yet.\n\nPress Rescan in the Library panel to read your photos and map "
+            "them, or Train (Ctrl+T) to map them and learn them.")
 
 
 class MapHint(QObject):

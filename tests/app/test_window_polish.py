@@ -122,14 +122,14 @@ def test_empty_map_text_follows_the_jobs() -> None:
     assert "Open library" in empty_map_text(False, 0, [])
     assert "Add a folder" in empty_map_text(True, 0, [])
     idle = empty_map_text(True, 1, [])
-    assert "Press Train" in idle
+    assert "Press Rescan" in idle
     training = empty_map_text(True, 1, [("training", Progress("train", 30, 120, "step 30"))])
-    assert "Train" not in training.replace("Training", "")
     assert "Learning your photos: step 30 (25%)" in training
-    assert "appears here when it is done" in training
+    assert "appears here as soon as the photos are read" in training
     reading = empty_map_text(True, 1, [("describe", None),
                                        ("rescan", Progress("decode", 5, 10, "5 of 10"))])
-    assert reading.startswith("Reading your photos…") and "(50%)" in reading
+    assert reading.startswith("Making your map…")
+    assert "Reading your photos: 5 of 10 (50%)" in reading
     assert "Starting" in empty_map_text(True, 1, [("training", None)])
 
 
