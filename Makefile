@@ -18,11 +18,12 @@ test: $(VENV)
 
 lint: $(VENV)
 	$(BIN)/ruff check app core tests bench
+	$(BIN)/lint-imports
 
 # The window under Xvfb on the shared everyday photos after a short training run (reuses the
 # library once it has a map): docs/screenshot.png.
 PHOTOS ?= ../shared/data/flickr-dev
 SCREENSHOT_LIBRARY ?= /tmp/photoatlas-screenshot-library
 screenshot: $(VENV)
-	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python -m app.screenshot $(PHOTOS) \
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python -m photoatlas.app.screenshot $(PHOTOS) \
 		--library $(SCREENSHOT_LIBRARY) --out docs/screenshot.png

@@ -18,23 +18,23 @@ HEADLESS_COMMANDS = {"index", "update", "export", "similar", "duplicates", "tag"
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in HEADLESS_COMMANDS:
-        from core.cli import main as cli_main
+        from photoatlas.core.cli import main as cli_main
 
         return cli_main(args)
     if args and args[0] == "gui":
         args = args[1:]
     if args and args[0] == "--install-desktop-entry":
-        from app.desktop_entry import main as install_main
+        from photoatlas.app.desktop_entry import main as install_main
 
         return install_main(args[1:])
     if not {"-h", "--help"} & set(args):
-        from app.platform_check import window_problem
+        from photoatlas.app.platform_check import window_problem
 
         problem = window_problem()
         if problem is not None:
             print(problem, file=sys.stderr)
             return 1
-    from app.gui import run_gui
+    from photoatlas.app.gui import run_gui
 
     return run_gui(args)
 

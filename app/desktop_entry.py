@@ -19,7 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-RESOURCES = Path(__file__).resolve().parents[1] / "resources"
+from .resources import resource
+
 DESKTOP_NAME = "photoatlas.desktop"
 ICON_NAME = "photoatlas.svg"
 MARKER = "X-PhotoAtlas-Installer"
@@ -46,7 +47,7 @@ def launch_command() -> str:
     script = Path(sys.executable).parent / "photoatlas"
     if script.is_file() and os.access(script, os.X_OK):
         return f"{_quote(str(script))} gui"
-    return f"{_quote(sys.executable)} -m app gui"
+    return f"{_quote(sys.executable)} -m photoatlas.app gui"
 
 
 def _quote(arg: str) -> str:
@@ -61,7 +62,7 @@ def _quote(arg: str) -> str:
 def desktop_entry(command: str) -> str:
     """resources/photoatlas.desktop with its Exec line running ``command``."""
     lines = []
-    for line in (RESOURCES / DESKTOP_NAME).read_text(encoding="utf-8").splitlines():
+    for line in resource(DESKTOP_NAME).read_text(encoding="utf-8").splitlines():
         if line.startswith("Exec="):
             line = f"Exec={command}"
             lines.append(f"TryExec={shlex.split(command)[0]}")
@@ -102,7 +103,7 @@ def install(target: Path | None = None, command: str | None = None,
         encoding="utf-8", errors="replace")
     entry = desktop_entry(command or launch_command()).encode()
     written = [_write(entry_path, entry, ours, force),
-               _write(icon_path, (RESOURCES / "icon.svg").read_bytes(), ours, force)]
+               _write(icon_path, resource("icon.svg").read_bytes(), ours, force)]
     if shutil.which("update-desktop-database") and written[0].state != "kept yours":
         # Menus of some desktops read this cache; the entry works without it.
         subprocess.run(["update-desktop-database", str(entry_path.parent)],

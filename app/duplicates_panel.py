@@ -15,7 +15,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.duplicates import DuplicateReport
+from photoatlas.core.duplicates import DuplicateReport
 
 from .session import Session
 from .widgets import hint_label

@@ -9,11 +9,10 @@ from pathlib import Path
 from PySide6.QtGui import QColor, QIcon, QPalette
 from PySide6.QtWidgets import QApplication, QStyleFactory
 
-from core.library import default_library_dir
+from photoatlas.core.library import default_library_dir
 
 from .main_window import MainWindow
-
-RESOURCES = Path(__file__).resolve().parents[1] / "resources"
+from .resources import resource
 
 
 def apply_theme(app: QApplication) -> None:
@@ -34,10 +33,8 @@ def apply_theme(app: QApplication) -> None:
     palette.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.ButtonText,
                      QColor("#6b7079"))
     app.setPalette(palette)
-    style = RESOURCES / "style.qss"
-    if style.is_file():
-        app.setStyleSheet(style.read_text(encoding="utf-8"))
-    app.setWindowIcon(QIcon(str(RESOURCES / "icon.svg")))
+    app.setStyleSheet(resource("style.qss").read_text(encoding="utf-8"))
+    app.setWindowIcon(QIcon(str(resource("icon.svg"))))
 
 
 def make_app() -> QApplication:

@@ -36,13 +36,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.config import MapConfig, TrainConfig
-from core.device import available_devices
-from core.jobs import CancelToken, Progress, ProgressCallback
-from core.library import Library, LibraryError, default_library_dir
-from core.organize import CopyReport, copy_photos, write_paths_csv
-from core.runs import RunReport
-from core.search import EXACT_LIMIT, NeighborIndex
+from photoatlas.core.config import MapConfig, TrainConfig
+from photoatlas.core.device import available_devices
+from photoatlas.core.jobs import CancelToken, Progress, ProgressCallback
+from photoatlas.core.library import Library, LibraryError, default_library_dir
+from photoatlas.core.organize import CopyReport, copy_photos, write_paths_csv
+from photoatlas.core.runs import RunReport
+from photoatlas.core.search import EXACT_LIMIT, NeighborIndex
 
 from .clusters_panel import ClustersPanel
 from .duplicates_panel import DuplicatesPanel
@@ -409,7 +409,7 @@ class MainWindow(QMainWindow):
         map_cfg = self._start_map_config()
 
         def job(cancel: CancelToken, progress: ProgressCallback) -> bool:
-            from core.pipeline import index_library, update_library
+            from photoatlas.core.pipeline import index_library, update_library
 
             with Library(root) as library:
                 if has_map:
@@ -466,7 +466,7 @@ class MainWindow(QMainWindow):
             return None
 
         def job(cancel: CancelToken, progress: ProgressCallback) -> dict:
-            from core.pipeline import index_library
+            from photoatlas.core.pipeline import index_library
 
             with Library(root) as library:
                 return index_library(library, folders, cfg, map_config(cfg.seed), cancel,
@@ -571,8 +571,8 @@ class MainWindow(QMainWindow):
         root = self.session.root
 
         def job(cancel: CancelToken, progress: ProgressCallback):
-            from core.describe import describe_clusters
-            from core.exif import exif_for_images
+            from photoatlas.core.describe import describe_clusters
+            from photoatlas.core.exif import exif_for_images
 
             with Library(root, create=False) as library:
                 described = describe_clusters(library, per_cluster=1)
@@ -667,7 +667,7 @@ class MainWindow(QMainWindow):
         k = self.similar_panel.k.value()
 
         def job(cancel: CancelToken, progress: ProgressCallback):
-            from core.pipeline import similar_to_file
+            from photoatlas.core.pipeline import similar_to_file
 
             with Library(root, create=False) as library:
                 return similar_to_file(library, image, k)
@@ -691,7 +691,7 @@ class MainWindow(QMainWindow):
         seed = self.session.data.run.report.seed
 
         def job(cancel: CancelToken, progress: ProgressCallback):
-            from core.compare import other_encoder_map
+            from photoatlas.core.compare import other_encoder_map
 
             with Library(root, create=False) as library:
                 return other_encoder_map(library, cancel, progress,
@@ -727,7 +727,7 @@ class MainWindow(QMainWindow):
 
     def query_selection(self) -> None:
         """Rank photos by likeness to the selection, minus the 'not like' examples."""
-        from core.query import example_scores
+        from photoatlas.core.query import example_scores
 
         data, like = self.session.data, self.session.selection
         if data is None or not len(like):
@@ -770,7 +770,7 @@ class MainWindow(QMainWindow):
             return None
 
         def job(cancel: CancelToken, progress: ProgressCallback):
-            from core.tags import suggest
+            from photoatlas.core.tags import suggest
 
             with Library(root, create=False) as library:
                 return suggest(library, name, min_confidence)
@@ -782,7 +782,7 @@ class MainWindow(QMainWindow):
         path, _ = QFileDialog.getSaveFileName(self, "Export tags as CSV", "tags.csv",
                                               "CSV files (*.csv)")
         if path and self.session.library is not None:
-            from core.tags import export_csv
+            from photoatlas.core.tags import export_csv
 
             rows = export_csv(self.session.library, Path(path))
             self.statusBar().showMessage(f"Wrote {rows} tag links to {path}", 8000)
@@ -795,7 +795,7 @@ class MainWindow(QMainWindow):
             return None
 
         def job(cancel: CancelToken, progress: ProgressCallback):
-            from core.duplicates import find_duplicates
+            from photoatlas.core.duplicates import find_duplicates
 
             with Library(root, create=False) as library:
                 return find_duplicates(library, cancel=cancel, progress=progress)

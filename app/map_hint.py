@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from PySide6.QtCore import QObject
 
-from core.jobs import Progress
+from photoatlas.core.jobs import Progress
 
 from .map_view import MapView
 from .session import Session

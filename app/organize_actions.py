@@ -21,8 +21,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.jobs import CancelToken, ProgressCallback
-from core.library import Library
+from photoatlas.core.jobs import CancelToken, ProgressCallback
+from photoatlas.core.library import Library
 
 from .worker import Worker
 
@@ -97,7 +97,7 @@ def make_albums(window: MainWindow, target: Path, by: str, link: str,
 
     def job(dry_run: bool):
         def run(cancel: CancelToken, progress: ProgressCallback):
-            from core.albums import make_albums as write
+            from photoatlas.core.albums import make_albums as write
 
             with Library(root, create=False) as library:
                 return write(library, target, by, link, dry_run, cancel, progress)
@@ -147,7 +147,7 @@ def write_xmp(window: MainWindow, unnamed_clusters: bool = False) -> Worker | No
         return None
 
     def run(cancel: CancelToken, progress: ProgressCallback):
-        from core.xmp import write_library_sidecars
+        from photoatlas.core.xmp import write_library_sidecars
 
         with Library(root, create=False) as library:
             return write_library_sidecars(library, False, unnamed_clusters, cancel, progress)

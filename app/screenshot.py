@@ -25,8 +25,8 @@ def wait(app: QApplication, seconds: float) -> None:
 
 
 def ensure_index(folder: Path, library_dir: Path, minutes: float) -> None:
-    from core.cli import main as cli_main
-    from core.library import Library, LibraryError
+    from photoatlas.core.cli import main as cli_main
+    from photoatlas.core.library import Library, LibraryError
 
     with Library(library_dir) as library:
         try:
@@ -41,7 +41,7 @@ def ensure_index(folder: Path, library_dir: Path, minutes: float) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m app.screenshot")
+    parser = argparse.ArgumentParser(prog="python -m photoatlas.app.screenshot")
     parser.add_argument("folder", type=Path)
     parser.add_argument("--library", type=Path, required=True)
     parser.add_argument("--out", type=Path, default=Path("docs/screenshot.png"))

@@ -15,12 +15,17 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-from core.atlas import representatives
-from core.compare import OtherMap
-from core.describe import ClusterDescription, cluster_names, distinct_names, set_cluster_name
-from core.events import DEFAULT_GAP_HOURS, Event, group_events, wall_seconds
-from core.library import Library, LibraryError, RunArtifacts
-from core.search import NeighborIndex
+from photoatlas.core.atlas import representatives
+from photoatlas.core.compare import OtherMap
+from photoatlas.core.describe import (
+    ClusterDescription,
+    cluster_names,
+    distinct_names,
+    set_cluster_name,
+)
+from photoatlas.core.events import DEFAULT_GAP_HOURS, Event, group_events, wall_seconds
+from photoatlas.core.library import Library, LibraryError, RunArtifacts
+from photoatlas.core.search import NeighborIndex
 
 COLOR_MODES = ("cluster", "folder", "date", "event")
 NOISE_COLOR = 0xFF6B7079

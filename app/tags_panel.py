@@ -15,7 +15,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.tags import DEFAULT_MIN_CONFIDENCE, Suggestion, list_tags, remove_tag, set_tag, tagged
+from photoatlas.core.tags import (
+    DEFAULT_MIN_CONFIDENCE,
+    Suggestion,
+    list_tags,
+    remove_tag,
+    set_tag,
+    tagged,
+)
 
 from .gallery import ROW_ROLE, PhotoGrid
 from .session import Session

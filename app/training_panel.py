@@ -27,11 +27,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.config import TrainConfig
-from core.device import available_devices
-from core.jobs import Progress
-from core.model import BACKBONES, PRETRAINED_BACKBONES
-from core.runs import RunReport
+from photoatlas.core.config import TrainConfig
+from photoatlas.core.device import available_devices
+from photoatlas.core.jobs import Progress
+from photoatlas.core.model import BACKBONES, PRETRAINED_BACKBONES
+from photoatlas.core.runs import RunReport
 
 from .widgets import hint_label
 

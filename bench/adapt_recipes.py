@@ -29,7 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.knn_quality import labels_from_paths  # noqa: E402
-from core.search import knn_accuracy  # noqa: E402
+from photoatlas.core.search import knn_accuracy  # noqa: E402
 
 RECIPES: dict[str, dict] = {
     "untrained": {},
@@ -62,16 +62,16 @@ def mean_average_precision(embeddings: np.ndarray, labels: np.ndarray) -> float:
 
 
 def features(folder: Path, out: Path, precision: str) -> None:
-    from core.adapter import BANK_BATCH, _encode, _view_fn, split_sample
-    from core.augment import AugmentConfig
-    from core.batches import encode_rows
-    from core.cache import CachedRows, decode_pending
-    from core.device import place_model
-    from core.embed import embed_pixels
-    from core.library import Library
-    from core.model import build_model
-    from core.quality import CHECK_AUGMENT, INSTANCE_AUGMENT
-    from core.scan import scan_folders
+    from photoatlas.core.adapter import BANK_BATCH, _encode, _view_fn, split_sample
+    from photoatlas.core.augment import AugmentConfig
+    from photoatlas.core.batches import encode_rows
+    from photoatlas.core.cache import CachedRows, decode_pending
+    from photoatlas.core.device import place_model
+    from photoatlas.core.embed import embed_pixels
+    from photoatlas.core.library import Library
+    from photoatlas.core.model import build_model
+    from photoatlas.core.quality import CHECK_AUGMENT, INSTANCE_AUGMENT
+    from photoatlas.core.scan import scan_folders
 
     with tempfile.TemporaryDirectory() as tmp, Library(Path(tmp) / "lib") as library:
         scan_folders(library.catalog, [folder])
@@ -105,12 +105,12 @@ def features(folder: Path, out: Path, precision: str) -> None:
 
 
 def run_recipe(data: dict, name: str, changes: dict) -> dict:
-    from core.adapter import Bank, bank_neighbors, split_sample, train_adapter
-    from core.config import TrainConfig
-    from core.embed import adapt_embeddings
-    from core.model import build_model
-    from core.pipeline import _adapted_views, _judge
-    from core.quality import CheckViews
+    from photoatlas.core.adapter import Bank, bank_neighbors, split_sample, train_adapter
+    from photoatlas.core.config import TrainConfig
+    from photoatlas.core.embed import adapt_embeddings
+    from photoatlas.core.model import build_model
+    from photoatlas.core.pipeline import _adapted_views, _judge
+    from photoatlas.core.quality import CheckViews
 
     start, labels = data["start"], labels_from_paths(data["paths"])
     if name == "untrained":

@@ -24,8 +24,8 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.atlas import cluster, layout  # noqa: E402
-from core.config import MapConfig  # noqa: E402
+from photoatlas.core.atlas import cluster, layout  # noqa: E402
+from photoatlas.core.config import MapConfig  # noqa: E402
 
 # The first is the baseline of the time ratios: plain HDBSCAN (eom) on the 2-D map.
 VARIANTS: dict[str, dict] = {

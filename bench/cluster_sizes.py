@@ -19,9 +19,9 @@ from sklearn.metrics import adjusted_rand_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.atlas import build_atlas, default_min_cluster_size  # noqa: E402
-from core.config import MapConfig  # noqa: E402
-from core.library import Library  # noqa: E402
+from photoatlas.core.atlas import build_atlas, default_min_cluster_size  # noqa: E402
+from photoatlas.core.config import MapConfig  # noqa: E402
+from photoatlas.core.library import Library  # noqa: E402
 
 
 def show(name: str, clusters: np.ndarray, labels: np.ndarray) -> None:

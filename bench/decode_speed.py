@@ -50,9 +50,9 @@ sys.path.insert(0, str(ROOT / "tests" / "core"))  # the DNG writer the tests use
 
 from _dng import write_dng  # noqa: E402
 
-from core.cache import THUMBNAIL_SIZE  # noqa: E402
-from core.decode import load_rgb, square_pixels, thumbnail  # noqa: E402
-from core.library import CACHE_SIZE  # noqa: E402
+from photoatlas.core.cache import THUMBNAIL_SIZE  # noqa: E402
+from photoatlas.core.decode import load_rgb, square_pixels, thumbnail  # noqa: E402
+from photoatlas.core.library import CACHE_SIZE  # noqa: E402
 
 SOURCES = ROOT.parent.parent / "shared" / "data" / "paris-dev"
 if not SOURCES.is_dir():  # a worktree under /work/wt/<name>

@@ -117,40 +117,15 @@ def make_bench(out: Path, n_photos: int, per_kind: int, seed: int, mix: str) -> 
 
 
 def index_untrained(folder: Path, library_dir: Path) -> None:
-    """Scan, decode and embed with the pretrained encoder (no training), as the tests do;
-    the encoder is saved with the run as ``index`` saves it."""
-    import torch
-
-    from core.cache import CachedRows, decode_pending
-    from core.embed import embed_pixels
-    from core.library import ATLAS_NAME, CACHE_SIZE, Library, save_npz_atomic, write_json_atomic
-    from core.model import build_model
-    from core.pipeline import ENCODER_NAME
-    from core.scan import scan_folders
+    """The first map of ``index --map-only --precision fp32`` (the pretrained encoder, no
+    training), its encoder saved with the run as ``index`` saves it."""
+    from photoatlas.core.config import MapConfig, TrainConfig
+    from photoatlas.core.library import Library
+    from photoatlas.core.pipeline import index_library
 
     with Library(library_dir) as library:
-        catalog = library.catalog
-        scan_folders(catalog, [folder])
-        decode_pending(catalog, library.pixels, library.thumb_dir)
-        ok = catalog.images(status="ok")
-        pixels = CachedRows(library.pixels.array(), np.array([r.cache_row for r in ok]))
-        model = build_model("efficientnet_lite0", True, CACHE_SIZE)
-        embeddings = embed_pixels(model, pixels, CACHE_SIZE, torch.device("cpu"),
-                                  precision="fp32")
-        run_id = catalog.start_run({"bench": "untrained"})
-        run_dir = library.run_dir(run_id)
-        torch.save({"backbone": "efficientnet_lite0", "pretrained": True,
-                    "train_resolution": CACHE_SIZE, "resolution": CACHE_SIZE,
-                    "encoder": model.encoder.state_dict(), "adapter": None},
-                   run_dir / ENCODER_NAME)
-        save_npz_atomic(run_dir / ATLAS_NAME, image_ids=np.array([r.id for r in ok], np.int64),
-                        paths=np.array([r.path for r in ok]), cache_rows=pixels.rows,
-                        embeddings=embeddings, xy=np.zeros((len(ok), 2), np.float32),
-                        cluster=np.full(len(ok), -1, np.int64))
-        write_json_atomic(run_dir / "report.json", {"run": run_id,
-                                                    "config": {"precision": "fp32"}})
-        catalog.finish_run(run_id, {"run": run_id})
-        catalog.set_meta("current_run", str(run_id))
+        index_library(library, [folder], TrainConfig(precision="fp32"), MapConfig(),
+                      adapt=False)
 
 
 # Run in a fresh interpreter with ``core`` imported from the given source tree, so that
@@ -160,7 +135,7 @@ def index_untrained(folder: Path, library_dir: Path) -> None:
 _PHOTOATLAS = """
 import json, sys, time
 from pathlib import Path
-sys.path.insert(0, sys.argv[1])
+sys.path.insert(0, sys.argv[1])  # its core/ folder, imported as a top-level package
 import core.duplicates as d
 from core.library import Library
 with Library(Path(sys.argv[2]), create=False) as library:

@@ -27,14 +27,14 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.cache import THUMBNAIL_SIZE  # noqa: E402
-from core.decode import load_rgb, square_pixels, thumbnail  # noqa: E402
-from core.device import pick_device  # noqa: E402
-from core.duplicates import DuplicateConfig, grey_thumbnail, pixel_match  # noqa: E402
-from core.embed import embed_pixels  # noqa: E402
-from core.library import CACHE_SIZE, Library  # noqa: E402
-from core.pipeline import run_encoder  # noqa: E402
-from core.search import NeighborIndex  # noqa: E402
+from photoatlas.core.cache import THUMBNAIL_SIZE  # noqa: E402
+from photoatlas.core.decode import load_rgb, square_pixels, thumbnail  # noqa: E402
+from photoatlas.core.device import pick_device  # noqa: E402
+from photoatlas.core.duplicates import DuplicateConfig, grey_thumbnail, pixel_match  # noqa: E402
+from photoatlas.core.embed import embed_pixels  # noqa: E402
+from photoatlas.core.library import CACHE_SIZE, Library  # noqa: E402
+from photoatlas.core.pipeline import run_encoder  # noqa: E402
+from photoatlas.core.search import NeighborIndex  # noqa: E402
 
 PERCENTILES = (0, 1, 5, 50, 95, 99, 100)
 

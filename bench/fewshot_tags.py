@@ -19,8 +19,8 @@ from sklearn.metrics import average_precision_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.library import Library  # noqa: E402
-from core.tags import DEFAULT_MIN_CONFIDENCE, probe_scores  # noqa: E402
+from photoatlas.core.library import Library  # noqa: E402
+from photoatlas.core.tags import DEFAULT_MIN_CONFIDENCE, probe_scores  # noqa: E402
 
 THRESHOLDS = (0.3, 0.5, 0.7, 0.9)
 

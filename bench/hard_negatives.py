@@ -22,22 +22,22 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.knn_quality import labels_from_paths  # noqa: E402
-from core.search import knn_accuracy  # noqa: E402
+from photoatlas.core.search import knn_accuracy  # noqa: E402
 
 
 def run_arm(folder: Path, library: Path, epochs: int, beta: float, seed: int,
             pretrained: bool) -> dict:
     tag = f"beta{beta:g}_seed{seed}{'_pre' if pretrained else ''}"
     report, export = library / f"{tag}.json", library / f"{tag}.npz"
-    command = [sys.executable, "-m", "core.cli", "index", str(folder), "--library", str(library),
-               "--epochs", str(epochs), "--seed", str(seed), "--hard-negative-beta", str(beta),
-               "--report", str(report)]
+    command = [sys.executable, "-m", "photoatlas.core.cli", "index", str(folder),
+               "--library", str(library), "--epochs", str(epochs), "--seed", str(seed),
+               "--hard-negative-beta", str(beta), "--report", str(report)]
     if not pretrained:
         command.append("--from-scratch")
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     export.unlink(missing_ok=True)
-    subprocess.run([sys.executable, "-m", "core.cli", "export", "--library", str(library),
-                    "--out", str(export)], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([sys.executable, "-m", "photoatlas.core.cli", "export", "--library",
+                    str(library), "--out", str(export)], check=True, stdout=subprocess.DEVNULL)
     with np.load(export) as data:
         labels = labels_from_paths(data["paths"])
         embeddings = data["embeddings"]

@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.search import knn_accuracy, knn_hits  # noqa: E402
+from photoatlas.core.search import knn_accuracy, knn_hits  # noqa: E402
 
 
 def labels_from_paths(paths: np.ndarray) -> np.ndarray:
@@ -35,11 +35,11 @@ def untrained_embeddings(folder: Path, backbone: str, resolution: int
                          ) -> tuple[np.ndarray, np.ndarray]:
     import torch
 
-    from core.decode import load_rgb, square_pixels
-    from core.embed import embed_pixels
-    from core.library import CACHE_SIZE
-    from core.model import build_model
-    from core.scan import ScanProblems, iter_photo_files
+    from photoatlas.core.decode import load_rgb, square_pixels
+    from photoatlas.core.embed import embed_pixels
+    from photoatlas.core.library import CACHE_SIZE
+    from photoatlas.core.model import build_model
+    from photoatlas.core.scan import ScanProblems, iter_photo_files
 
     paths = np.array(sorted(p for p, _, _ in iter_photo_files(folder, ScanProblems())))
     pixels = np.stack([square_pixels(load_rgb(p, CACHE_SIZE), CACHE_SIZE) for p in paths])
@@ -53,11 +53,11 @@ def trained_embeddings(library_dir: Path, resolution: int | None
     at ``resolution`` or else the one it trained at."""
     import torch
 
-    from core.cache import CachedRows
-    from core.embed import embed_pixels
-    from core.library import Library
-    from core.model import build_model
-    from core.runs import CHECKPOINT_NAME
+    from photoatlas.core.cache import CachedRows
+    from photoatlas.core.embed import embed_pixels
+    from photoatlas.core.library import Library
+    from photoatlas.core.model import build_model
+    from photoatlas.core.runs import CHECKPOINT_NAME
 
     with Library(library_dir, create=False) as library:
         run = library.current_run()

@@ -20,9 +20,9 @@ from sklearn.metrics import average_precision_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.library import Library  # noqa: E402
-from core.query import example_scores  # noqa: E402
-from core.tags import probe_scores  # noqa: E402
+from photoatlas.core.library import Library  # noqa: E402
+from photoatlas.core.query import example_scores  # noqa: E402
+from photoatlas.core.tags import probe_scores  # noqa: E402
 
 WEIGHTS = (0.25, 0.5, 1.0)
 TOP = 20

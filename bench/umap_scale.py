@@ -28,9 +28,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.search_scale import clustered_embeddings  # noqa: E402
-from core.atlas import layout  # noqa: E402
-from core.config import MapConfig  # noqa: E402
-from core.search import NeighborIndex  # noqa: E402
+from photoatlas.core.atlas import layout  # noqa: E402
+from photoatlas.core.config import MapConfig  # noqa: E402
+from photoatlas.core.search import NeighborIndex  # noqa: E402
 
 
 def neighbour_graph(embeddings: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

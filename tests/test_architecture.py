@@ -27,30 +27,31 @@ def _run_fresh(code: str) -> list[str]:
 
 
 def _core_modules() -> list[str]:
-    return sorted(f"core.{m.name}" for m in pkgutil.iter_modules([str(REPO_ROOT / "core")]))
+    return sorted(f"photoatlas.core.{m.name}"
+                  for m in pkgutil.iter_modules([str(REPO_ROOT / "core")]))
 
 
 def test_core_modules_discovered():
     modules = _core_modules()
-    for expected in ("core.loss", "core.model", "core.cli", "core.scan", "core.train"):
-        assert expected in modules
+    for expected in ("loss", "model", "cli", "scan", "train"):
+        assert f"photoatlas.core.{expected}" in modules
 
 
 def test_core_imports_no_qt():
-    imports = "\n".join(f"import {name}" for name in ["core", *_core_modules()])
+    imports = "\n".join(f"import {name}" for name in ["photoatlas.core", *_core_modules()])
     loaded = _run_fresh(imports + "\n")
     assert loaded == [], f"core pulled in Qt modules: {loaded}"
 
 
 def test_headless_cli_path_imports_no_qt():
     code = (
-        "import app.__main__\n"
-        "import core.cli\n"
-        "parser = core.cli.build_parser()\n"
+        "import photoatlas.app.__main__\n"
+        "import photoatlas.core.cli\n"
+        "parser = photoatlas.core.cli.build_parser()\n"
         "args = parser.parse_args(['index', '/tmp/photos', '--epochs', '1'])\n"
         "assert args.command == 'index'\n"
         "try:\n"
-        "    app.__main__.main(['--help'])\n"
+        "    photoatlas.app.__main__.main(['--help'])\n"
         "except SystemExit as exc:\n"
         "    assert exc.code == 0\n"
     )

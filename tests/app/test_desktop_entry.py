@@ -8,8 +8,9 @@ import shlex
 import sys
 from pathlib import Path
 
-from app.__main__ import main
-from app.desktop_entry import MARKER, RESOURCES, install
+from photoatlas.app.__main__ import main
+from photoatlas.app.desktop_entry import MARKER, install
+from photoatlas.app.resources import resource
 
 
 def read_entry(path: Path) -> configparser.SectionProxy:
@@ -32,7 +33,7 @@ def test_installs_entry_and_icon_under_xdg_data_home(tmp_path, monkeypatch, caps
     command = shlex.split(entry["Exec"])
     assert Path(command[0]).is_absolute() and command[-1] == "gui"
     assert Path(entry["TryExec"]) == Path(command[0]) and Path(command[0]).exists()
-    assert icon.read_bytes() == (RESOURCES / "icon.svg").read_bytes()
+    assert icon.read_bytes() == resource("icon.svg").read_bytes()
     assert "installed" in capsys.readouterr().out
     # Again: nothing to do.
     assert [w.state for w in install(tmp_path / "data")] == ["unchanged", "unchanged"]
@@ -49,7 +50,7 @@ def test_exec_line_runs_this_installations_console_script(tmp_path):
         assert Path(command[0]).parent == Path(sys.executable).parent
         assert "from app.__main__ import main" in Path(command[0]).read_text()
     else:  # no console script installed: the module is run directly
-        assert command[:3] == [sys.executable, "-m", "app"]
+        assert command[:3] == [sys.executable, "-m", "photoatlas.app"]
 
 
 def test_an_earlier_install_is_updated(tmp_path):
@@ -83,7 +84,7 @@ def test_the_users_own_files_are_kept_unless_forced(tmp_path, monkeypatch, capsy
 
 
 def test_relative_xdg_data_home_is_ignored(tmp_path, monkeypatch):
-    from app.desktop_entry import data_home
+    from photoatlas.app.desktop_entry import data_home
 
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("XDG_DATA_HOME", "relative/dir")

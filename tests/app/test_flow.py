@@ -13,7 +13,7 @@ from PIL import Image
 from PySide6.QtCore import QPoint, Qt, QTimer
 from PySide6.QtWidgets import QMessageBox
 
-from app.main_window import MainWindow
+from photoatlas.app.main_window import MainWindow
 
 N_PHOTOS = 41  # the family_photos fixture: 4 families of 10 and one exact copy
 

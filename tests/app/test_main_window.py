@@ -7,7 +7,7 @@ from pathlib import Path
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 
-from app.main_window import MainWindow
+from photoatlas.app.main_window import MainWindow
 
 
 def test_title_menus_docks_and_device(qtbot, tmp_path: Path, settings) -> None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import QPoint, Qt
 
-from app.map_view import MapView, disk_offsets, points_in_polygon
-from app.thumbnails import ThumbnailStore
+from photoatlas.app.map_view import MapView, disk_offsets, points_in_polygon
+from photoatlas.app.thumbnails import ThumbnailStore
 
 
 def make_view(qtbot, xy: np.ndarray, colors: np.ndarray | None = None) -> MapView:

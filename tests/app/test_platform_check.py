@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from app.platform_check import (
+from photoatlas.app.platform_check import (
     install_commands,
     package_manager,
     uses_xcb,

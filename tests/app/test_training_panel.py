@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from app.training_panel import TrainingPanel, format_seconds
-from core.config import TrainConfig
-from core.jobs import Progress
+from photoatlas.app.training_panel import TrainingPanel, format_seconds
+from photoatlas.core.config import TrainConfig
+from photoatlas.core.jobs import Progress
 
 
 def test_presets_and_advanced_settings_make_the_config(qtbot) -> None:

@@ -10,12 +10,12 @@ import numpy as np
 from PySide6.QtGui import QFontMetrics
 from PySide6.QtWidgets import QMessageBox
 
-from app.main_window import MainWindow
-from app.map_hint import empty_map_text
-from app.map_view import MapLabel, MapView
-from app.thumbnails import ThumbnailStore
-from app.worker import Worker
-from core.jobs import Progress
+from photoatlas.app.main_window import MainWindow
+from photoatlas.app.map_hint import empty_map_text
+from photoatlas.app.map_view import MapLabel, MapView
+from photoatlas.app.thumbnails import ThumbnailStore
+from photoatlas.app.worker import Worker
+from photoatlas.core.jobs import Progress
 
 
 def visible_boxes(window) -> list[QMessageBox]:

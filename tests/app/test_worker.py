@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from app.worker import Worker
-from core.jobs import Progress
+from photoatlas.app.worker import Worker
+from photoatlas.core.jobs import Progress
 
 
 def run(qtbot, job) -> dict:

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from core.cache import decode_pending
-from core.library import Library
-from core.runs import ATLAS_NAME, AtlasArrays, RunReport, save_atlas, write_report
-from core.scan import scan_folders
+from photoatlas.core.cache import decode_pending
+from photoatlas.core.library import Library
+from photoatlas.core.runs import ATLAS_NAME, AtlasArrays, RunReport, save_atlas, write_report
+from photoatlas.core.scan import scan_folders
 
 
 def library_with_clusters(folder: Path, library_dir: Path,

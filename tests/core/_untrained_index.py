@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.cache import CachedRows, decode_pending
-from core.embed import embed_pixels
-from core.library import CACHE_SIZE, Library
-from core.model import build_model
-from core.runs import (
+from photoatlas.core.cache import CachedRows, decode_pending
+from photoatlas.core.embed import embed_pixels
+from photoatlas.core.library import CACHE_SIZE, Library
+from photoatlas.core.model import build_model
+from photoatlas.core.runs import (
     ATLAS_NAME,
     ENCODER_NAME,
     AtlasArrays,
@@ -26,7 +26,7 @@ from core.runs import (
     save_encoder,
     write_report,
 )
-from core.scan import scan_folders
+from photoatlas.core.scan import scan_folders
 
 
 def index_untrained(folder: Path, library_dir: Path,

@@ -7,9 +7,9 @@ import time
 import numpy as np
 import pytest
 
-from core.atlas import build_atlas
-from core.config import MapConfig
-from core.jobs import Cancelled, CancelToken
+from photoatlas.core.atlas import build_atlas
+from photoatlas.core.config import MapConfig
+from photoatlas.core.jobs import Cancelled, CancelToken
 
 
 def blobs(n: int = 240, seed: int = 0) -> np.ndarray:

@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-import core.augment as augment
-from core.augment import (
+import photoatlas.core.augment as augment
+from photoatlas.core.augment import (
     _RGB2YIQ,
     AugmentConfig,
     color_jitter,

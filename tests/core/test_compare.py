@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.cli import main as cli_main
-from core.compare import other_encoder_map
-from core.library import Library
-from core.runs import OTHER_ATLAS_NAME
+from photoatlas.core.cli import main as cli_main
+from photoatlas.core.compare import other_encoder_map
+from photoatlas.core.library import Library
+from photoatlas.core.runs import OTHER_ATLAS_NAME
 
 CLASSES = ("n01440764", "n03888257")
 

@@ -20,7 +20,7 @@ import pytest
 import torch
 from PIL import Image
 
-from core.library import CATALOG_NAME, Library
+from photoatlas.core.library import CATALOG_NAME, Library
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 
@@ -84,7 +84,7 @@ class _Process:
 
 
 def _index(photos: Path, library: Path, *extra: str, budget: list[str] = EPOCHS) -> _Process:
-    return _Process(["-m", "core.cli", "index", str(photos), "--library", str(library),
+    return _Process(["-m", "photoatlas.core.cli", "index", str(photos), "--library", str(library),
                      *INDEX_ARGS, *budget, *extra])
 
 
@@ -158,9 +158,9 @@ def test_kills_at_random_points_then_a_run_finishes(tmp_path: Path) -> None:
 _SCAN_AND_DECODE = """
 import sys
 from pathlib import Path
-from core.cache import decode_pending
-from core.library import Library
-from core.scan import scan_folders
+from photoatlas.core.cache import decode_pending
+from photoatlas.core.library import Library
+from photoatlas.core.scan import scan_folders
 def report(event):
     print(f"decoded {event.done} of {event.total}", file=sys.stderr, flush=True)
 with Library(Path(sys.argv[1])) as library:

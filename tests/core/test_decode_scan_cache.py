@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.cache import CachedRows, PixelCache, decode_pending
-from core.catalog import Catalog
-from core.decode import DecodeError, load_rgb, square_pixels, thumbnail
-from core.jobs import Cancelled, CancelToken
-from core.scan import scan_folders
+from photoatlas.core.cache import CachedRows, PixelCache, decode_pending
+from photoatlas.core.catalog import Catalog
+from photoatlas.core.decode import DecodeError, load_rgb, square_pixels, thumbnail
+from photoatlas.core.jobs import Cancelled, CancelToken
+from photoatlas.core.scan import scan_folders
 
 # load_rgb ----------------------------------------------------------------------------------
 

@@ -12,16 +12,16 @@ import pytest
 from _untrained_index import index_untrained
 from PIL import Image
 
-from core.cli import main as cli_main
-from core.describe import (
+from photoatlas.core.cli import main as cli_main
+from photoatlas.core.describe import (
     cluster_names,
     describe_arrays,
     describe_clusters,
     distinct_names,
     set_cluster_name,
 )
-from core.exif import PhotoExif
-from core.library import Library
+from photoatlas.core.exif import PhotoExif
+from photoatlas.core.library import Library
 
 CLASSES = ("n01440764", "n03888257")
 T0 = datetime(2023, 7, 14, 9, 30, 0)
@@ -147,7 +147,7 @@ def test_names_add_only_what_it_takes_to_be_unique() -> None:
 
 
 def test_a_users_name_still_wins_in_the_window(library_dir, qapp) -> None:
-    from app.session import Session
+    from photoatlas.app.session import Session
 
     session = Session()
     session.open_library(library_dir)

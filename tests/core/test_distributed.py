@@ -13,12 +13,12 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
-from core.config import TrainConfig
-from core.decode import load_rgb, square_pixels
-from core.loss import NTXentLoss
-from core.model import build_model
-from core.runs import CHECKPOINT_NAME
-from core.train import train
+from photoatlas.core.config import TrainConfig
+from photoatlas.core.decode import load_rgb, square_pixels
+from photoatlas.core.loss import NTXentLoss
+from photoatlas.core.model import build_model
+from photoatlas.core.runs import CHECKPOINT_NAME
+from photoatlas.core.train import train
 
 WORLD = 2
 

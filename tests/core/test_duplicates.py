@@ -13,9 +13,9 @@ from _require import require
 from _untrained_index import index_untrained
 from PIL import Image, ImageFilter
 
-from core.align import aligned_match
-from core.cli import main as cli_main
-from core.duplicates import (
+from photoatlas.core.align import aligned_match
+from photoatlas.core.cli import main as cli_main
+from photoatlas.core.duplicates import (
     QUARTER_TURNS_NAME,
     DuplicateConfig,
     UnionFind,
@@ -23,9 +23,9 @@ from core.duplicates import (
     pixel_match,
     sharpness,
 )
-from core.exif import PhotoExif, exif_for_images, read_exif
-from core.jobs import Cancelled, CancelToken, Progress
-from core.library import Library
+from photoatlas.core.exif import PhotoExif, exif_for_images, read_exif
+from photoatlas.core.jobs import Cancelled, CancelToken, Progress
+from photoatlas.core.library import Library
 
 T0 = datetime(2024, 5, 1, 10, 0, 0)
 # Two photos of the Invalides by different people from nearly the same spot (paris-dev):

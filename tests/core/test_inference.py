@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from core import inference
-from core.augment import resize_batch
-from core.decode import load_rgb, square_pixels
-from core.inference import FastEncoder, cpu_encoder, uses_fast_cpu_path, weights_digest
-from core.model import build_encoder
-from core.search import NeighborIndex
+from photoatlas.core import inference
+from photoatlas.core.augment import resize_batch
+from photoatlas.core.decode import load_rgb, square_pixels
+from photoatlas.core.inference import FastEncoder, cpu_encoder, uses_fast_cpu_path, weights_digest
+from photoatlas.core.model import build_encoder
+from photoatlas.core.search import NeighborIndex
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("onnxruntime")
@@ -129,8 +129,8 @@ def test_fast_path_only_for_float32_cpu():
 
 
 def test_embed_pixels_fast_matches_embed_pixels_with_adapter(pixels, cache_dir, monkeypatch):
-    from core.embed import embed_pixels
-    from core.model import build_model
+    from photoatlas.core.embed import embed_pixels
+    from photoatlas.core.model import build_model
 
     monkeypatch.setattr(inference, "default_cache_dir", lambda: cache_dir)
     model = build_model("efficientnet_lite0", pretrained=True, resolution=160, adapter=True)

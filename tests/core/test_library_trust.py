@@ -22,15 +22,15 @@ import pytest
 import torch
 from PIL import Image
 
-import core.scan as scan_module
-from core.cache import decode_pending
-from core.cli import main as cli_main
-from core.config import MapConfig, TrainConfig
-from core.decode import DecodeError, load_rgb
-from core.jobs import Cancelled, CancelToken
-from core.library import LOCK_NAME, Library, LibraryError
-from core.pipeline import index_library, place_new, update_library
-from core.scan import scan_folders
+import photoatlas.core.scan as scan_module
+from photoatlas.core.cache import decode_pending
+from photoatlas.core.cli import main as cli_main
+from photoatlas.core.config import MapConfig, TrainConfig
+from photoatlas.core.decode import DecodeError, load_rgb
+from photoatlas.core.jobs import Cancelled, CancelToken
+from photoatlas.core.library import LOCK_NAME, Library, LibraryError
+from photoatlas.core.pipeline import index_library, place_new, update_library
+from photoatlas.core.scan import scan_folders
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = TrainConfig(pretrained=False, backbone="resnet18_half", resolution=32, batch_size=8,
@@ -118,7 +118,7 @@ def test_sixteen_bit_and_cmyk_tiff_and_float(tmp_path: Path) -> None:
 
 _PEAK_MEMORY = """
 import resource, sys
-from core.decode import DecodeError, load_rgb
+from photoatlas.core.decode import DecodeError, load_rgb
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 try:
     print(load_rgb(sys.argv[1], 224).size)
@@ -339,18 +339,18 @@ def test_permission_denied_is_a_reason_even_when_tests_run_as_root(
         make_image, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """chmod 000 does not stop root, so the operating system's refusal is simulated here;
     the corpus test above covers the real one when not run as root."""
-    import core.cache
-    import core.decode
+    import photoatlas.core.cache
+    import photoatlas.core.decode
 
     photo = make_image("photos/locked.jpg")
 
     def refuse(*args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied", str(photo))
 
-    monkeypatch.setattr(core.decode.Image, "open", refuse)
+    monkeypatch.setattr(photoatlas.core.decode.Image, "open", refuse)
     with pytest.raises(DecodeError, match="^permission denied$"):
         load_rgb(photo, 8)
-    monkeypatch.setattr(core.cache, "content_hash", refuse)
+    monkeypatch.setattr(photoatlas.core.cache, "content_hash", refuse)
     with Library(tmp_path / "library") as library:
         scan_folders(library.catalog, [photo.parent])
         result = decode_pending(library.catalog, library.pixels, library.thumb_dir, workers=1)

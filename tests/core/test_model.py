@@ -11,7 +11,7 @@ import torchvision
 from PIL import Image
 from torch import nn
 
-from core.model import (
+from photoatlas.core.model import (
     BACKBONES,
     EfficientNetLite0,
     ProjectionHead,

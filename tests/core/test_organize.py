@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from core.jobs import Cancelled, CancelToken
-from core.organize import copy_photos, write_paths_csv
+from photoatlas.core.jobs import Cancelled, CancelToken
+from photoatlas.core.organize import copy_photos, write_paths_csv
 
 
 def digest(path: Path) -> tuple[str, int]:

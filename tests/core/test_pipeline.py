@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from core.cache import CachedRows
-from core.cli import main as cli_main
-from core.config import MapConfig, TrainConfig
-from core.jobs import Cancelled, CancelToken, Progress
-from core.library import Library, LibraryError
-from core.pipeline import index_library, similar_to_file
+from photoatlas.core.cache import CachedRows
+from photoatlas.core.cli import main as cli_main
+from photoatlas.core.config import MapConfig, TrainConfig
+from photoatlas.core.jobs import Cancelled, CancelToken, Progress
+from photoatlas.core.library import Library, LibraryError
+from photoatlas.core.pipeline import index_library, similar_to_file
 
 CLASSES = ("n01440764", "n03888257", "n03417042")
 TINY = dict(resolution=64, batch_size=8, epochs=1, device="cpu", seed=0)
@@ -168,10 +168,10 @@ def test_kept_adapter_maps_the_adapter_applied_to_the_start_embeddings(
         photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No second encoder pass: the kept embeddings are the adapter applied to the
     starting embeddings, which equal what a pass with the adapted encoder gives."""
-    import core.features as features
-    import core.pipeline as pipeline
-    from core.embed import embed_pixels
-    from core.quality import Decision
+    import photoatlas.core.features as features
+    import photoatlas.core.pipeline as pipeline
+    from photoatlas.core.embed import embed_pixels
+    from photoatlas.core.quality import Decision
 
     passes: list[int] = []
     monkeypatch.setattr(pipeline, "decide", lambda *a: Decision("adapted", ()))
@@ -196,8 +196,8 @@ def test_kept_adapter_maps_the_adapter_applied_to_the_start_embeddings(
 
 def test_refused_adapter_leaves_the_starting_map(photos: Path, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    import core.pipeline as pipeline
-    from core.quality import Decision
+    import photoatlas.core.pipeline as pipeline
+    from photoatlas.core.quality import Decision
 
     monkeypatch.setattr(pipeline, "decide", lambda *a: Decision("start", ("instance",)))
     with Library(tmp_path / "lib") as library:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.quality import (
+from photoatlas.core.quality import (
     Decision,
     alignment,
     decide,
@@ -13,7 +13,7 @@ from core.quality import (
     neighborhood_overlap,
     uniformity,
 )
-from core.runs import Measures
+from photoatlas.core.runs import Measures
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

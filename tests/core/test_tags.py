@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from _untrained_index import small_class_library
 
-from core.cli import main as cli_main
-from core.library import Library
-from core.tags import (
+from photoatlas.core.cli import main as cli_main
+from photoatlas.core.library import Library
+from photoatlas.core.tags import (
     list_tags,
     probe_scores,
     remove_tag,

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from core.config import TrainConfig
-from core.model import build_model
-from core.train import PixelViews, train
+from photoatlas.core.config import TrainConfig
+from photoatlas.core.model import build_model
+from photoatlas.core.train import PixelViews, train
 
 
 def _pixels(n: int = 16, size: int = 32) -> np.ndarray:

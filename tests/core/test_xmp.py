@@ -12,11 +12,11 @@ import pytest
 from _require import require
 from _run_with_clusters import library_with_clusters
 
-from core.cli import main as cli_main
-from core.describe import set_cluster_name
-from core.library import Library
-from core.tags import remove_tag, set_tag
-from core.xmp import sidecar_path, write_library_sidecars
+from photoatlas.core.cli import main as cli_main
+from photoatlas.core.describe import set_cluster_name
+from photoatlas.core.library import Library
+from photoatlas.core.tags import remove_tag, set_tag
+from photoatlas.core.xmp import sidecar_path, write_library_sidecars
 
 EXIFTOOL = shutil.which("exiftool")
 
