@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from .augment import AugmentConfig, simclr_view
-from .batches import encode_rows
+from .batches import EncodeFn, encode_rows
 from .config import TrainConfig
 from .device import Placement
 from .jobs import Cancelled, CancelToken, EtaClock, Progress, ProgressCallback, no_progress
@@ -81,6 +81,19 @@ def _encode(model: SimCLRModel) -> Callable[[torch.Tensor], torch.Tensor]:
     return lambda x: F.normalize(model.encoder.features(x).float(), dim=1)
 
 
+def encode_check_views(encode: EncodeFn, pixels: np.ndarray, resolution: int,
+                       placement: Placement, gen: torch.Generator,
+                       cancel: CancelToken | None = None, stage: str = "views") -> CheckViews:
+    """The check's three views of uint8 ``pixels`` (N, 3, S, S) through ``encode``: two mild
+    ones (augmentation agreement) and a strong one (instance recall), drawn from ``gen`` in
+    that order, so a generator seeded alike gives every encoder the same views."""
+    def views(augment: AugmentConfig) -> np.ndarray:
+        return encode_rows(encode, pixels, _view_fn(resolution, augment, gen), placement,
+                           BANK_BATCH, cancel, stage=stage)
+
+    return CheckViews(views(CHECK_AUGMENT), views(CHECK_AUGMENT), views(INSTANCE_AUGMENT))
+
+
 def build_bank(model: SimCLRModel, pixels: np.ndarray, resolution: int, cfg: TrainConfig,
                placement: Placement, views: int, deadline: float | None,
                cancel: CancelToken | None = None, progress: ProgressCallback = no_progress
@@ -104,9 +117,7 @@ def build_bank(model: SimCLRModel, pixels: np.ndarray, resolution: int, cfg: Tra
                            placement, BANK_BATCH, cancel)
 
     progress(Progress("views", 0, cap, "views of the check's sample"))
-    parts = [encode(check_pixels, CHECK_AUGMENT), encode(check_pixels, CHECK_AUGMENT),
-             encode(check_pixels, INSTANCE_AUGMENT)]
-    check = CheckViews(*parts)
+    check = encode_check_views(_encode(model), check_pixels, resolution, placement, gen, cancel)
     chunks: list[torch.Tensor] = []
     done = 0
     while done < cap:

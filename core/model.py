@@ -77,15 +77,9 @@ class EfficientNetLite0(nn.Module):
         self.classifier = nn.Linear(1280, num_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.run_trunk(x)
-
-    def run_trunk(self, x: torch.Tensor, start: int = 0, stop: int | None = None
-                  ) -> torch.Tensor:
-        """Trunk modules ``start``..``stop`` (see ``trunk``): from the image (start 0) or from
-        an earlier part's output, to the pooled (N, 1280) features (stop None)."""
-        if start == 0:
-            x = (x - 0.5) / 0.5  # the released weights were trained on mean = std = 0.5
-        return _run_modules(self.trunk(), x, start, stop)
+        """Images (N, 3, H, W) in [0, 1] -> pooled (N, 1280) features."""
+        x = (x - 0.5) / 0.5  # the released weights were trained on mean = std = 0.5
+        return _pooled(self.trunk(), x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
@@ -152,14 +146,8 @@ class ResNetEncoder(nn.Module):
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.run_trunk(x)
-
-    def run_trunk(self, x: torch.Tensor, start: int = 0, stop: int | None = None
-                  ) -> torch.Tensor:
-        """As ``EfficientNetLite0.run_trunk``: trunk modules ``start``..``stop``."""
-        if start == 0:
-            x = (x - self.mean) / self.std
-        return _run_modules(self.trunk(), x, start, stop)
+        """Images (N, 3, H, W) in [0, 1] -> pooled (N, feature_dim) features."""
+        return _pooled(self.trunk(), (x - self.mean) / self.std)
 
     def trunk(self) -> list[nn.Module]:
         n = self.net
@@ -167,14 +155,11 @@ class ResNetEncoder(nn.Module):
                 n.layer4]
 
 
-def _run_modules(trunk: list[nn.Module], x: torch.Tensor, start: int, stop: int | None
-                 ) -> torch.Tensor:
-    """Apply ``trunk[start:stop]``; the full trunk ends in global average pooling."""
-    for module in trunk[start:stop]:
+def _pooled(trunk: list[nn.Module], x: torch.Tensor) -> torch.Tensor:
+    """The trunk's modules in order, then global average pooling: (N, C)."""
+    for module in trunk:
         x = module(x)
-    if stop is None or stop >= len(trunk):
-        x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
-    return x
+    return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
 
 
 def _half_width_resnet18() -> nn.Module:

@@ -25,14 +25,13 @@ from .adapter import (
     BANK_SHARE,
     bank_neighbors,
     build_bank,
+    encode_check_views,
     load_bank,
     save_bank,
     split_sample,
     train_adapter,
 )
 from .atlas import build_atlas, representatives
-from .augment import simclr_view
-from .batches import encode_rows
 from .cache import CachedRows, DecodeResult, decode_pending
 from .catalog import Catalog
 from .config import MapConfig, TrainConfig
@@ -48,7 +47,7 @@ from .jobs import (
 )
 from .library import CACHE_SIZE, Library
 from .model import SimCLRModel, build_model
-from .quality import CHECK_AUGMENT, INSTANCE_AUGMENT, CheckViews, decide, measures
+from .quality import CheckViews, decide, measures
 from .quality import neighborhood_overlap as overlap_of
 from .runs import (
     ATLAS_NAME,
@@ -331,7 +330,6 @@ def _adapt_on_bank(run: _Run, start_model: SimCLRModel, start: np.ndarray
     return model, check, _training_summary(result), adaptation
 
 
-@torch.no_grad()
 def _adapted_views(model: SimCLRModel, views: CheckViews) -> CheckViews:
     def through(x: np.ndarray) -> np.ndarray:
         return adapt_embeddings(model, x)
@@ -344,13 +342,8 @@ def _pixel_check_views(model: SimCLRModel, pixels: np.ndarray, resolution: int,
     the generator is seeded the same)."""
     placement = place_model(model.eval(), run.device, run.cfg.precision)
     gen = torch.Generator().manual_seed(run.cfg.seed)
-
-    def encode(augment) -> np.ndarray:
-        return encode_rows(model.embed, pixels, lambda r: simclr_view(r, resolution, augment,
-                                                                        gen),
-                           placement, cancel=run.cancel, stage="check")
-
-    return CheckViews(encode(CHECK_AUGMENT), encode(CHECK_AUGMENT), encode(INSTANCE_AUGMENT))
+    return encode_check_views(model.embed, pixels, resolution, placement, gen, run.cancel,
+                              stage="check")
 
 
 def _fine_tune(run: _Run, start_model: SimCLRModel, start: np.ndarray
