@@ -48,7 +48,7 @@ def test_exec_line_runs_this_installations_console_script(tmp_path):
     command = shlex.split(entry["Exec"])
     if Path(command[0]).name == "photoatlas":
         assert Path(command[0]).parent == Path(sys.executable).parent
-        assert "from app.__main__ import main" in Path(command[0]).read_text()
+        assert "from photoatlas.app.__main__ import main" in Path(command[0]).read_text()
     else:  # no console script installed: the module is run directly
         assert command[:3] == [sys.executable, "-m", "photoatlas.app"]
 

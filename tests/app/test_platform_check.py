@@ -106,7 +106,7 @@ def test_photoatlas_exits_with_the_message_before_loading_qt(tmp_path):
     ldd = fake_ldd(tmp_path, LDD_OUTPUT)
     env = {k: v for k, v in os.environ.items() if k != "QT_QPA_PLATFORM"}
     env.update(PATH=f"{ldd.parent}{os.pathsep}{env['PATH']}", DISPLAY=":0")
-    code = ("import sys\nfrom app.__main__ import main\nrc = main([])\n"
+    code = ("import sys\nfrom photoatlas.app.__main__ import main\nrc = main([])\n"
             "print('PySide6.QtGui' in sys.modules)\nsys.exit(rc)")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env,
                           capture_output=True, text=True, timeout=120)

@@ -544,8 +544,8 @@ def test_a_catalog_that_is_not_ours_is_refused_and_left_alone(tmp_path: Path) ->
 
 # the lock ------------------------------------------------------------------------------------
 
-_HOLD = ("import sys, time\nfrom core.library import Library\nlibrary = Library(sys.argv[1])\n"
-         "print('ready', flush=True)\ntime.sleep(60)\n")
+_HOLD = ("import sys, time\nfrom photoatlas.core.library import Library\n"
+         "library = Library(sys.argv[1])\nprint('ready', flush=True)\ntime.sleep(60)\n")
 
 
 def test_a_second_process_is_refused_and_a_dead_holder_releases(tmp_path: Path) -> None:
@@ -567,8 +567,9 @@ def test_a_second_process_is_refused_and_a_dead_holder_releases(tmp_path: Path) 
             assert same_process.catalog.counts() == {}
         assert library.catalog.counts() == {}
     # Released on close: another process can take it now.
-    check = subprocess.run([sys.executable, "-c", "import sys\nfrom core.library import "
-                            "Library\nLibrary(sys.argv[1]).close()", str(root)], cwd=REPO)
+    check = subprocess.run([sys.executable, "-c", "import sys\nfrom photoatlas.core.library "
+                            "import Library\nLibrary(sys.argv[1]).close()", str(root)],
+                           cwd=REPO)
     assert check.returncode == 0
 
 
