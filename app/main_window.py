@@ -1,7 +1,7 @@
 """The PhotoAtlas main window: menus, toolbar, the map in the middle, docked panels around it.
 
-The window owns the Session (the model) and starts every long job through app.worker;
-jobs open their own Library on their thread (an SQLite connection belongs to one thread).
+The window owns the Session (the model) and starts every long job of app.commands through
+app.worker; it holds no model state of its own and leaves every computation to core.
 """
 
 from __future__ import annotations
@@ -36,21 +36,22 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from photoatlas.core.config import MapConfig, TrainConfig
+from photoatlas.core.config import TrainConfig
 from photoatlas.core.device import available_devices
-from photoatlas.core.jobs import CancelToken, Progress, ProgressCallback
-from photoatlas.core.library import Library, LibraryError, default_library_dir
-from photoatlas.core.organize import CopyReport, copy_photos, write_paths_csv
+from photoatlas.core.jobs import Progress
+from photoatlas.core.library import LibraryError, default_library_dir
+from photoatlas.core.organize import CopyReport, write_paths_csv
 from photoatlas.core.runs import RunReport
-from photoatlas.core.search import EXACT_LIMIT, NeighborIndex
+from photoatlas.core.search import EXACT_LIMIT
 
+from . import commands
 from .clusters_panel import ClustersPanel
 from .duplicates_panel import DuplicatesPanel
 from .events_panel import EventsPanel
 from .gallery import ROW_ROLE, PhotoGrid
 from .library_panel import LibraryPanel
 from .map_hint import MapHint
-from .map_view import MapLabel, MapView
+from .map_view import MapView
 from .messages import MessageQueue
 from .organize_actions import ask_albums, ask_xmp
 from .session import COLOR_MODES, Session
@@ -61,14 +62,6 @@ from .training_panel import TrainingPanel, connect_worker, format_seconds
 from .worker import Worker
 
 MAX_RECENT = 8
-# Maps of this many photos are laid out in a child process (see MapConfig.own_process_from):
-# below it UMAP's GIL stalls are short and a child's start-up would cost more than they do.
-MAP_OWN_PROCESS_FROM = 2000
-
-
-def map_config(seed: int) -> MapConfig:
-    return MapConfig(seed=seed, own_process_from=MAP_OWN_PROCESS_FROM)
-
 SHORTCUTS = (
     ("Ctrl+O", "Add a photo folder"), ("Ctrl+Shift+O", "Open a library"),
     ("Ctrl+T", "Start training"), ("Ctrl+E", "Copy the selection to a folder"),
@@ -105,7 +98,6 @@ class MainWindow(QMainWindow):
         self.thumbnails = ThumbnailStore(parent=self)
         self.workers: set[Worker] = set()
         self.training: Worker | None = None
-        self.color_mode = "cluster"
 
         self.map = MapView(self.thumbnails)
         self.setCentralWidget(self.map)
@@ -118,7 +110,6 @@ class MainWindow(QMainWindow):
         self.gallery = PhotoGrid(self.thumbnails)
         self.tags_panel = TagsPanel(self.session, self.thumbnails)
         self.duplicates_panel = DuplicatesPanel(self.session)
-        self.unlike = np.zeros(0, np.int64)  # "not like these" examples of a query
         self.docks = {
             "library": self._dock("Library", self.library_panel,
                                   Qt.DockWidgetArea.LeftDockWidgetArea),
@@ -268,7 +259,7 @@ class MainWindow(QMainWindow):
             action = self._action(mode.capitalize(),
                                   lambda _c=False, m=mode: self.set_color_mode(m))
             action.setCheckable(True)
-            action.setChecked(mode == self.color_mode)
+            action.setChecked(mode == self.session.color_mode)
             self.color_actions.addAction(action)
             color_menu.addAction(action)
         view_menu.addSeparator()
@@ -323,6 +314,7 @@ class MainWindow(QMainWindow):
         s.selection_changed.connect(self._selection_changed)
         s.names_changed.connect(self._refresh_colors)
         s.events_changed.connect(self._refresh_colors)
+        s.colors_changed.connect(self._color_mode_changed)
         s.library_changed.connect(self._update_counts)
         self.map.selection_requested.connect(s.select)
         self.map.open_requested.connect(self.open_row)
@@ -405,19 +397,8 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("A scan is already running; the next one (or the "
                                          "next training) reads the new folders", 8000)
             return None
-        has_map = self.session.data is not None
-        map_cfg = self._start_map_config()
-
-        def job(cancel: CancelToken, progress: ProgressCallback) -> bool:
-            from photoatlas.core.pipeline import index_library, update_library
-
-            with Library(root) as library:
-                if has_map:
-                    return update_library(library, cancel, progress)["map_changed"]
-                index_library(library, folders, map_cfg, map_config(map_cfg.seed), cancel,
-                              progress, adapt=False)
-                return True
-
+        job = commands.rescan(root, folders, self._start_map_config(),
+                              has_map=self.session.data is not None)
         worker = self.run_job(job, "rescan", on_result=self._after_rescan)
         worker.progress.connect(self._map_ready)
         return worker
@@ -464,15 +445,7 @@ class MainWindow(QMainWindow):
             self.show_error("Nothing to train on", "Add a folder of photos first: "
                             "File → Add folder… (Ctrl+O), or drop it on the window.")
             return None
-
-        def job(cancel: CancelToken, progress: ProgressCallback) -> dict:
-            from photoatlas.core.pipeline import index_library
-
-            with Library(root) as library:
-                return index_library(library, folders, cfg, map_config(cfg.seed), cancel,
-                                     progress)
-
-        worker = Worker(job, "training")
+        worker = Worker(commands.train(root, folders, cfg), "training")
         self.training = worker
         self.training_panel.run_started(cfg)
         connect_worker(self.training_panel, worker, self._training_done)
@@ -543,8 +516,8 @@ class MainWindow(QMainWindow):
             self.map.set_points(np.zeros((0, 2)), np.zeros(0, np.uint32), np.zeros(0, np.int64),
                                 np.zeros(0, str), [])
         else:
-            self.map.set_points(data.run.xy, self.session.colors(self.color_mode),
-                                data.run.image_ids, data.run.paths, self._labels())
+            self.map.set_points(data.run.xy, self.session.colors(), data.run.image_ids,
+                                data.run.paths, self.session.cluster_labels())
         self.map.caption = self._map_caption()
         self.compare_action.setChecked(self.session.showing_other)
         self.clusters_panel.refresh()
@@ -558,48 +531,20 @@ class MainWindow(QMainWindow):
 
     def _build_index(self, embeddings: np.ndarray) -> None:
         """An approximate neighbour index for a large map, built off the GUI thread."""
-
-        def job(cancel: CancelToken, progress: ProgressCallback) -> NeighborIndex:
-            return NeighborIndex(embeddings)
-
-        self.run_job(job, "indexing",
+        self.run_job(commands.neighbor_index(embeddings), "indexing",
                      on_result=lambda index: self.session.use_index(embeddings, index))
 
     def _describe_clusters(self, run_id: int) -> None:
         """Folders, dates and cameras of each cluster, read off the GUI thread (the first
         time it reads EXIF headers of every photo)."""
-        root = self.session.root
-
-        def job(cancel: CancelToken, progress: ProgressCallback):
-            from photoatlas.core.describe import describe_clusters
-            from photoatlas.core.exif import exif_for_images
-
-            with Library(root, create=False) as library:
-                described = describe_clusters(library, per_cluster=1)
-                # Read from the catalog's EXIF cache, which describing just filled.
-                exif = exif_for_images(library.catalog, library.catalog.images(status="ok"))
-            times = {i: e.taken.timestamp() for i, e in exif.items() if e.taken is not None}
-            return described, times
-
-        self.run_job(job, "describe",
+        self.run_job(commands.describe(self.session.root), "describe",
                      on_result=lambda found: self.session.set_descriptions(run_id, *found))
 
-    def _labels(self) -> list[MapLabel]:
-        data = self.session.data
-        if data is None or self.color_mode != "cluster":
-            return []
-        colors = self.session.colors("cluster")
-        labels = []
-        sizes = data.cluster_sizes()
-        for cluster in sorted(sizes, key=sizes.get, reverse=True):
-            rows = data.rows_of_cluster(cluster)
-            x, y = np.median(data.run.xy[rows], axis=0)
-            labels.append(MapLabel(float(x), float(y), self.session.cluster_name(cluster),
-                                   int(colors[rows[0]])))
-        return labels
-
     def set_color_mode(self, mode: str) -> None:
-        self.color_mode = mode
+        self.session.set_color_mode(mode)
+
+    def _color_mode_changed(self) -> None:
+        mode = self.session.color_mode
         self.color_box.blockSignals(True)
         self.color_box.setCurrentIndex(COLOR_MODES.index(mode))
         self.color_box.blockSignals(False)
@@ -609,7 +554,7 @@ class MainWindow(QMainWindow):
 
     def _refresh_colors(self) -> None:
         if self.session.data is not None:
-            self.map.set_colors(self.session.colors(self.color_mode), self._labels())
+            self.map.set_colors(self.session.colors(), self.session.cluster_labels())
 
     def _selection_changed(self) -> None:
         s = self.session
@@ -664,13 +609,7 @@ class MainWindow(QMainWindow):
             self.show_error("No map yet", "Add a folder of photos (File → Add folder…, "
                             "Ctrl+O): its map appears as soon as the photos are read.")
             return None
-        k = self.similar_panel.k.value()
-
-        def job(cancel: CancelToken, progress: ProgressCallback):
-            from photoatlas.core.pipeline import similar_to_file
-
-            with Library(root, create=False) as library:
-                return similar_to_file(library, image, k)
+        job = commands.similar_to_file(root, image, self.similar_panel.k.value())
 
         def show(matches: list[tuple[str, float]]) -> None:
             self.docks["similar"].show()
@@ -688,15 +627,7 @@ class MainWindow(QMainWindow):
         if root is None or self.session.data is None:
             self.compare_action.setChecked(False)
             return None
-        seed = self.session.data.run.report.seed
-
-        def job(cancel: CancelToken, progress: ProgressCallback):
-            from photoatlas.core.compare import other_encoder_map
-
-            with Library(root, create=False) as library:
-                return other_encoder_map(library, cancel, progress,
-                                         map_cfg=map_config(seed))
-
+        job = commands.other_map(root, self.session.data.run.report.seed)
         worker = self.run_job(job, "compare", on_result=self._show_other_map)
         worker.errored.connect(lambda *_: self.compare_action.setChecked(False))
         worker.cancelled.connect(lambda: self.compare_action.setChecked(False))
@@ -721,33 +652,27 @@ class MainWindow(QMainWindow):
 
     # query by examples, tags, duplicates -------------------------------------------------
     def set_unlike_examples(self) -> None:
-        self.unlike = self.session.selection.copy()
+        count = self.session.set_unlike_examples()
         self.statusBar().showMessage(
-            f"{len(self.unlike)} photo(s) kept as 'not like' examples for the next query", 8000)
+            f"{count} photo(s) kept as 'not like' examples for the next query", 8000)
 
     def query_selection(self) -> None:
         """Rank photos by likeness to the selection, minus the 'not like' examples."""
-        from photoatlas.core.query import example_scores
-
-        data, like = self.session.data, self.session.selection
-        if data is None or not len(like):
+        session = self.session
+        if session.data is None or not len(session.selection):
             return
-        unlike = np.setdiff1d(self.unlike, like)
         try:
-            scores = example_scores(data.run.embeddings, like, unlike)
+            ranked = session.query_selection(self.similar_panel.k.value())
         except ValueError as exc:
             self.show_error("Cannot search with these examples", str(exc))
             return
-        scores[np.concatenate([like, unlike])] = -np.inf
-        k = self.similar_panel.k.value()
-        order = np.argsort(-scores, kind="stable")[:k]
-        rows = [int(r) for r in order if np.isfinite(scores[r])]
-        text = f"More like {len(like)} photo(s)"
-        if len(unlike):
-            text += f", not like {len(unlike)}"
+        unlike = len(np.setdiff1d(session.unlike, session.selection))
+        text = f"More like {len(session.selection)} photo(s)"
+        if unlike:
+            text += f", not like {unlike}"
         self.docks["similar"].show()
         self.docks["similar"].raise_()
-        self.similar_panel.show_query(text, rows, [float(scores[r]) for r in rows])
+        self.similar_panel.show_query(text, [r for r, _ in ranked], [v for _, v in ranked])
 
     def ask_tag_selection(self) -> None:
         if not len(self.session.selection):
@@ -768,14 +693,7 @@ class MainWindow(QMainWindow):
         root = self.session.root
         if root is None:
             return None
-
-        def job(cancel: CancelToken, progress: ProgressCallback):
-            from photoatlas.core.tags import suggest
-
-            with Library(root, create=False) as library:
-                return suggest(library, name, min_confidence)
-
-        return self.run_job(job, "suggest",
+        return self.run_job(commands.suggest_tag(root, name, min_confidence), "suggest",
                             on_result=lambda found: self.tags_panel.show_suggestions(name, found))
 
     def choose_tags_csv(self) -> None:
@@ -794,18 +712,12 @@ class MainWindow(QMainWindow):
                             "Ctrl+O): its map appears as soon as the photos are read.")
             return None
 
-        def job(cancel: CancelToken, progress: ProgressCallback):
-            from photoatlas.core.duplicates import find_duplicates
-
-            with Library(root, create=False) as library:
-                return find_duplicates(library, cancel=cancel, progress=progress)
-
         def show(report) -> None:
             self.docks["duplicates"].show()
             self.docks["duplicates"].raise_()
             self.duplicates_panel.show_report(report)
 
-        return self.run_job(job, "duplicates", on_result=show)
+        return self.run_job(commands.find_duplicates(root), "duplicates", on_result=show)
 
     # organize -----------------------------------------------------------------------------
     def choose_copy_target(self) -> None:
@@ -820,14 +732,11 @@ class MainWindow(QMainWindow):
         if not paths:
             return None
 
-        def job(cancel: CancelToken, progress: ProgressCallback) -> CopyReport:
-            return copy_photos(paths, target, cancel, progress)
-
         def done(report: CopyReport) -> None:
             details = "\n".join(f"{Path(p).name}: {why}" for p, why in report.failed[:20])
             self.show_info("Copy finished", report.summary().capitalize() + ".", details)
 
-        return self.run_job(job, "copy", on_result=done)
+        return self.run_job(commands.copy_photos(paths, target), "copy", on_result=done)
 
     def choose_csv_target(self) -> None:
         if not len(self.session.selection):

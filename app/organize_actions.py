@@ -21,9 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from photoatlas.core.jobs import CancelToken, ProgressCallback
-from photoatlas.core.library import Library
-
+from . import commands
 from .worker import Worker
 
 if TYPE_CHECKING:
@@ -96,12 +94,7 @@ def make_albums(window: MainWindow, target: Path, by: str, link: str,
         return None
 
     def job(dry_run: bool):
-        def run(cancel: CancelToken, progress: ProgressCallback):
-            from photoatlas.core.albums import make_albums as write
-
-            with Library(root, create=False) as library:
-                return write(library, target, by, link, dry_run, cancel, progress)
-        return run
+        return commands.make_albums(root, target, by, link, dry_run)
 
     def done(report) -> None:
         details = [f"{why}: {Path(p).name}" for p, why in report.failed]
@@ -146,15 +139,10 @@ def write_xmp(window: MainWindow, unnamed_clusters: bool = False) -> Worker | No
     if root is None:
         return None
 
-    def run(cancel: CancelToken, progress: ProgressCallback):
-        from photoatlas.core.xmp import write_library_sidecars
-
-        with Library(root, create=False) as library:
-            return write_library_sidecars(library, False, unnamed_clusters, cancel, progress)
-
     def done(report) -> None:
         details = "\n".join(f"{Path(p).name}: {why}" for p, why in
                             report.failed[:_DETAIL_LINES])
         window.show_info("XMP sidecars written", report.summary().capitalize() + ".", details)
 
-    return window.run_job(run, "xmp", on_result=done)
+    return window.run_job(commands.write_xmp(root, unnamed_clusters), "xmp",
+                          on_result=done)

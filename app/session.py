@@ -25,7 +25,10 @@ from photoatlas.core.describe import (
 )
 from photoatlas.core.events import DEFAULT_GAP_HOURS, Event, group_events, wall_seconds
 from photoatlas.core.library import Library, LibraryError, RunArtifacts
+from photoatlas.core.query import rank_by_examples
 from photoatlas.core.search import NeighborIndex
+
+from .map_view import MapLabel
 
 COLOR_MODES = ("cluster", "folder", "date", "event")
 NOISE_COLOR = 0xFF6B7079
@@ -85,6 +88,7 @@ class Session(QObject):
     current_changed = Signal(int)
     names_changed = Signal()
     events_changed = Signal()  # the grouping by time changed (capture times known, new gap)
+    colors_changed = Signal()  # another colour mode
 
     def __init__(self) -> None:
         super().__init__()
@@ -98,6 +102,8 @@ class Session(QObject):
         self.auto_names: dict[int, str] = {}  # distinct_names of the descriptions
         self.capture_times: dict[int, float] = {}
         self.event_gap_hours = DEFAULT_GAP_HOURS
+        self.color_mode = "cluster"
+        self.unlike = np.zeros(0, np.int64)  # "not like these" examples of the next query
         self._events: list[Event] | None = None
         self._kept_run: RunArtifacts | None = None
         self._index: NeighborIndex | None = None
@@ -151,6 +157,7 @@ class Session(QObject):
     def _show(self, run: RunArtifacts | None) -> None:
         self.data = self._derive(run) if run is not None else None
         self._index, self._events = None, None
+        self.unlike = np.zeros(0, np.int64)  # rows of the map that was shown
         self.selection, self.current = np.zeros(0, np.int64), -1
         self.map_changed.emit()
         self.selection_changed.emit()
@@ -170,8 +177,18 @@ class Session(QObject):
                        representatives(run.embeddings, run.cluster, per_cluster=4))
 
     # colours and names --------------------------------------------------------------------
-    def colors(self, mode: str) -> np.ndarray:
-        """(N,) ARGB colours of the points for a colour mode of COLOR_MODES."""
+    def set_color_mode(self, mode: str) -> None:
+        """Colour the points by one of COLOR_MODES from now on."""
+        if mode not in COLOR_MODES:
+            raise ValueError(f"unknown colour mode {mode!r}")
+        if mode != self.color_mode:
+            self.color_mode = mode
+            self.colors_changed.emit()
+
+    def colors(self, mode: str | None = None) -> np.ndarray:
+        """(N,) ARGB colours of the points for a colour mode of COLOR_MODES (default: the
+        session's)."""
+        mode = self.color_mode if mode is None else mode
         if self.data is None:
             return np.zeros(0, np.uint32)
         if mode == "cluster":
@@ -192,6 +209,22 @@ class Session(QObject):
                 out[event.rows] = table[k]
             return out
         raise ValueError(f"unknown colour mode {mode!r}")
+
+    def cluster_labels(self) -> list[MapLabel]:
+        """A label per cluster at its points' median, biggest cluster first; none unless the
+        points are coloured by cluster (the labels would name colours not shown)."""
+        data = self.data
+        if data is None or self.color_mode != "cluster":
+            return []
+        colors = self.colors("cluster")
+        sizes = data.cluster_sizes()
+        labels = []
+        for cluster in sorted(sizes, key=sizes.get, reverse=True):
+            rows = data.rows_of_cluster(cluster)
+            x, y = np.median(data.run.xy[rows], axis=0)
+            labels.append(MapLabel(float(x), float(y), self.cluster_name(cluster),
+                                   int(colors[rows[0]])))
+        return labels
 
     def cluster_name(self, cluster: int) -> str:
         """The user's name, else one that tells the cluster from the others (folder, dates,
@@ -284,6 +317,21 @@ class Session(QObject):
         idx, scores = self._index.query(self.data.run.embeddings[row:row + 1], k + 1)
         pairs = [(int(i), float(s)) for i, s in zip(idx[0], scores[0], strict=True) if i != row]
         return pairs[:k]
+
+    def set_unlike_examples(self) -> int:
+        """Keep the selection as the "not like these" examples of the next queries; returns
+        how many."""
+        self.unlike = self.selection.copy()
+        return len(self.unlike)
+
+    def query_selection(self, k: int) -> list[tuple[int, float]]:
+        """The ``k`` rows most like the selection and least like the "not like" examples
+        (core.query), best first as (row, score). A "not like" photo selected since counts
+        only as liked. Raises ValueError when the examples cannot make a query."""
+        if self.data is None or not len(self.selection):
+            return []
+        unlike = np.setdiff1d(self.unlike, self.selection)
+        return rank_by_examples(self.data.run.embeddings, self.selection, unlike, k)
 
     def use_index(self, embeddings: np.ndarray, index: NeighborIndex) -> None:
         """Answer "similar" with ``index`` from now on, if it indexes the map shown."""

@@ -47,12 +47,20 @@ def query_by_examples(library: Library, like: Sequence[PhotoRef],
                       unlike: Sequence[PhotoRef] = (), k: int = 20) -> list[QueryMatch]:
     """The ``k`` photos of the current run best matching the query, best first; the example
     photos themselves are left out."""
+    run = library.current_run()
+    ranked = rank_by_examples(run.embeddings, run_rows(run, like), run_rows(run, unlike), k)
+    return [QueryMatch(int(run.image_ids[r]), str(run.paths[r]), score) for r, score in ranked]
+
+
+def rank_by_examples(embeddings: np.ndarray, positive_rows: np.ndarray,
+                     negative_rows: np.ndarray | None, k: int) -> list[tuple[int, float]]:
+    """The ``k`` rows of ``embeddings`` (N, D) best matching the query, best first, as
+    (row, score); the example rows themselves are left out."""
     if k < 1:
         raise ValueError("k must be at least 1")
-    run = library.current_run()
-    positives, negatives = run_rows(run, like), run_rows(run, unlike)
-    scores = example_scores(run.embeddings, positives, negatives)
-    scores[np.concatenate([positives, negatives])] = -np.inf
+    positive_rows = np.asarray(positive_rows, np.int64)
+    negative_rows = np.asarray([] if negative_rows is None else negative_rows, np.int64)
+    scores = example_scores(embeddings, positive_rows, negative_rows)
+    scores[np.concatenate([positive_rows, negative_rows])] = -np.inf
     order = np.argsort(-scores, kind="stable")[:k]
-    return [QueryMatch(int(run.image_ids[r]), str(run.paths[r]), float(scores[r]))
-            for r in order if np.isfinite(scores[r])]
+    return [(int(r), float(scores[r])) for r in order if np.isfinite(scores[r])]

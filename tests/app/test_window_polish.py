@@ -144,7 +144,7 @@ def test_the_window_hint_follows_a_running_training_job(qtbot, tmp_path: Path, s
     window.show()
     assert "Add a folder" in window.map.empty_text
     window.add_folder(tmp_path / "few", scan=False)
-    assert "Press Train" in window.map.empty_text
+    assert "Press Rescan" in window.map.empty_text
     release = threading.Event()
 
     def job(cancel, progress):
@@ -155,7 +155,7 @@ def test_the_window_hint_follows_a_running_training_job(qtbot, tmp_path: Path, s
     window._launch(worker)
     qtbot.waitUntil(lambda: "Learning your photos: epoch 1 (25%)" in window.map.empty_text)
     assert "Making your map" in window.map.empty_text
-    assert "Press Train" not in window.map.empty_text
+    assert "Press Rescan" not in window.map.empty_text
     release.set()
     qtbot.waitUntil(lambda: not window.workers)
-    assert "Press Train" in window.map.empty_text
+    assert "Press Rescan" in window.map.empty_text

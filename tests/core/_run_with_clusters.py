@@ -16,18 +16,20 @@ from photoatlas.core.runs import ATLAS_NAME, AtlasArrays, RunReport, save_atlas,
 from photoatlas.core.scan import scan_folders
 
 
-def library_with_clusters(folder: Path, library_dir: Path,
-                          clusters: Callable[[str], int]) -> Path:
-    """Index ``folder`` into ``library_dir`` with each photo's cluster ``clusters(path)``."""
+def library_with_clusters(folder: Path, library_dir: Path, clusters: Callable[[str], int],
+                          embeddings: np.ndarray | None = None) -> Path:
+    """Index ``folder`` into ``library_dir`` with each photo's cluster ``clusters(path)``
+    (and, given, ``embeddings`` (N, D): row i for the i-th photo by catalog order)."""
     with Library(library_dir) as library:
         catalog = library.catalog
         scan_folders(catalog, [folder])
         decode_pending(catalog, library.pixels, library.thumb_dir)
         ok = catalog.images(status="ok")
         paths = [r.path for r in ok]
-        rng = np.random.default_rng(0)
-        embeddings = rng.standard_normal((len(ok), 8)).astype(np.float32)
-        embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+        if embeddings is None:
+            rng = np.random.default_rng(0)
+            embeddings = rng.standard_normal((len(ok), 8)).astype(np.float32)
+            embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
         run_id = catalog.start_run({"test": "clusters given"})
         run_dir = library.run_dir(run_id)
         save_atlas(run_dir / ATLAS_NAME,
