@@ -72,10 +72,7 @@ class LibraryPanel(QWidget):
         if library is None:
             return
         catalog = library.catalog
-        per_folder: dict[int, dict[str, int]] = {}
-        for folder_id, status, n in catalog.conn.execute(
-                "SELECT folder_id, status, COUNT(*) FROM images GROUP BY folder_id, status"):
-            per_folder.setdefault(folder_id, {})[status] = n
+        per_folder = catalog.counts_by_folder()
         for folder_id, path in catalog.folders():
             counts = per_folder.get(folder_id, {})
             item = QTreeWidgetItem([path, str(counts.get("ok", 0)), str(counts.get("failed", 0)),

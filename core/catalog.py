@@ -1,17 +1,18 @@
-"""The SQLite catalog of a library: folders, images (with status, content hash and failure
-reason), folders that could not be read, runs."""
+"""The SQLite catalog of a library, the one owner of its schema and SQL: folders, images (with
+status, content hash and failure reason), folders that could not be read, runs, and what the
+user and the app add to photos (tags, EXIF read once, cluster names)."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MARKER_KEY = "photoatlas_library"
 # A file whose size/mtime could not be read is stored with these, so that a later readable
 # stat always counts as a change.
@@ -43,7 +44,29 @@ CREATE INDEX IF NOT EXISTS images_hash ON images(content_hash);
 CREATE TABLE IF NOT EXISTS folder_problems (
     path TEXT PRIMARY KEY, root TEXT NOT NULL, reason TEXT NOT NULL, seen_at REAL NOT NULL)
 """
+# Added by schema version 3: tables the tags, EXIF and cluster-name modules created on first
+# use (a write transaction on a read, on the GUI thread); a version-2 catalog gains them empty,
+# or keeps them as they are where a module had created them already.
+_V3 = """
+CREATE TABLE IF NOT EXISTS tags (
+    id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS photo_tags (
+    image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    tag_id INTEGER NOT NULL REFERENCES tags(id) ON DELETE CASCADE,
+    source TEXT NOT NULL CHECK (source IN ('user', 'accepted', 'rejected')),
+    tagged_at REAL NOT NULL,
+    PRIMARY KEY (image_id, tag_id));
+CREATE TABLE IF NOT EXISTS photo_exif (
+    image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
+    mtime_ns INTEGER NOT NULL,
+    taken TEXT, make TEXT, model TEXT);
+CREATE TABLE IF NOT EXISTS cluster_names (
+    run_id INTEGER NOT NULL, cluster INTEGER NOT NULL, name TEXT NOT NULL,
+    PRIMARY KEY (run_id, cluster))
+"""
 _COLUMNS = "id, path, size, mtime_ns, status, error, cache_row, content_hash"
+# SQLite's default limit of bound parameters is 999: "IN (...)" lists go in chunks of this.
+_IN_CHUNK = 900
 
 
 class CatalogError(Exception):
@@ -66,11 +89,30 @@ def _statements(script: str) -> list[str]:
     return [s for s in script.split(";") if s.strip()]
 
 
+def _chunks(ids: Sequence[int]) -> Iterator[tuple[list[int], str]]:
+    """``ids`` in parts small enough for one query, each with its "?,?,..." placeholders."""
+    ids = [int(i) for i in ids]
+    for start in range(0, len(ids), _IN_CHUNK):
+        part = ids[start:start + _IN_CHUNK]
+        yield part, ",".join("?" * len(part))
+
+
+@dataclass(frozen=True)
+class ExifRow:
+    """The EXIF fields stored for a photo, with the file's mtime when they were read."""
+
+    mtime_ns: int
+    taken: str | None  # ISO 8601, no zone
+    make: str | None
+    model: str | None
+
+
 class Catalog:
     """Thin typed access to ``catalog.sqlite`` (WAL mode; each write in a transaction).
 
-    Opening a catalog made by schema version 1 upgrades it in place; a file that is not a
-    PhotoAtlas catalog is refused before anything is written to it.
+    Every table is created (and an older catalog upgraded in place) when it is opened, in one
+    transaction; a file that is not a PhotoAtlas catalog is refused before anything is
+    written to it. No other module writes SQL.
     """
 
     def __init__(self, path: Path) -> None:
@@ -105,7 +147,7 @@ class Catalog:
                 c.execute(statement)
             if version == 1:
                 c.execute("ALTER TABLE images ADD COLUMN content_hash TEXT")
-            for statement in _statements(_V2):
+            for statement in _statements(_V2) + _statements(_V3):
                 c.execute(statement)
             c.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
                       (str(SCHEMA_VERSION),))
@@ -266,6 +308,104 @@ class Catalog:
     def counts(self) -> dict[str, int]:
         rows = self.conn.execute("SELECT status, COUNT(*) FROM images GROUP BY status")
         return {status: n for status, n in rows}
+
+    def counts_by_folder(self) -> dict[int, dict[str, int]]:
+        """folder id -> status -> number of photos."""
+        out: dict[int, dict[str, int]] = {}
+        for folder_id, status, n in self.conn.execute(
+                "SELECT folder_id, status, COUNT(*) FROM images GROUP BY folder_id, status"):
+            out.setdefault(folder_id, {})[status] = n
+        return out
+
+    def content_hashes(self, image_ids: Sequence[int]) -> dict[int, str]:
+        """The stored content hash (core.cache.content_hash) of those photos that have one."""
+        out: dict[int, str] = {}
+        for part, marks in _chunks(image_ids):
+            out.update((int(i), h) for i, h in self.conn.execute(
+                f"SELECT id, content_hash FROM images WHERE content_hash IS NOT NULL "
+                f"AND id IN ({marks})", part))
+        return out
+
+    def dimensions(self, image_ids: Sequence[int]) -> dict[int, tuple[int, int]]:
+        """(width, height) of each photo as decoded ((0, 0) when not known)."""
+        out: dict[int, tuple[int, int]] = {}
+        for part, marks in _chunks(image_ids):
+            out.update((int(i), (int(w or 0), int(h or 0))) for i, w, h in self.conn.execute(
+                f"SELECT id, width, height FROM images WHERE id IN ({marks})", part))
+        return out
+
+    # EXIF, read once per file version -----------------------------------------------------
+    def exif_rows(self, image_ids: Sequence[int]) -> dict[int, ExifRow]:
+        out: dict[int, ExifRow] = {}
+        for part, marks in _chunks(image_ids):
+            for image_id, *fields in self.conn.execute(
+                    f"SELECT image_id, mtime_ns, taken, make, model FROM photo_exif "
+                    f"WHERE image_id IN ({marks})", part):
+                out[int(image_id)] = ExifRow(*fields)
+        return out
+
+    def store_exif(self, rows: dict[int, ExifRow]) -> None:
+        with self.transaction() as c:
+            c.executemany("INSERT OR REPLACE INTO photo_exif VALUES (?, ?, ?, ?, ?)",
+                          [(i, r.mtime_ns, r.taken, r.make, r.model) for i, r in rows.items()])
+
+    # cluster names ------------------------------------------------------------------------
+    def cluster_names(self, run_id: int) -> dict[int, str]:
+        rows = self.conn.execute("SELECT cluster, name FROM cluster_names WHERE run_id = ?",
+                                 (run_id,))
+        return {int(c): name for c, name in rows}
+
+    def set_cluster_name(self, run_id: int, cluster: int, name: str) -> None:
+        """Name a cluster of a run; an empty name removes it."""
+        with self.transaction() as c:
+            if name:
+                c.execute("INSERT OR REPLACE INTO cluster_names VALUES (?, ?, ?)",
+                          (run_id, cluster, name))
+            else:
+                c.execute("DELETE FROM cluster_names WHERE run_id = ? AND cluster = ?",
+                          (run_id, cluster))
+
+    # tags ---------------------------------------------------------------------------------
+    def link_tag(self, name: str, image_ids: Sequence[int], source: str) -> None:
+        """Link photos to tag ``name`` (created on first use), replacing their earlier link."""
+        now = time.time()
+        with self.transaction() as c:
+            c.execute("INSERT OR IGNORE INTO tags (name, created_at) VALUES (?, ?)", (name, now))
+            tag_id = c.execute("SELECT id FROM tags WHERE name = ?", (name,)).fetchone()[0]
+            c.executemany("INSERT OR REPLACE INTO photo_tags VALUES (?, ?, ?, ?)",
+                          [(i, tag_id, source, now) for i in image_ids])
+
+    def unlink_tag(self, name: str, image_ids: Sequence[int]) -> int:
+        """Remove photos' links to tag ``name``; returns how many there were."""
+        with self.transaction() as c:
+            cur = c.executemany(
+                "DELETE FROM photo_tags WHERE image_id = ? AND tag_id = "
+                "(SELECT id FROM tags WHERE name = ?)", [(i, name) for i in image_ids])
+            return cur.rowcount
+
+    def tagged_ids(self, name: str, sources: Sequence[str]) -> list[int]:
+        """Image ids linked to tag ``name`` with one of ``sources``, in id order."""
+        marks = ",".join("?" * len(sources))
+        rows = self.conn.execute(
+            f"SELECT pt.image_id FROM photo_tags pt JOIN tags t ON t.id = pt.tag_id "
+            f"WHERE t.name = ? AND pt.source IN ({marks}) ORDER BY pt.image_id",
+            (name, *sources))
+        return [int(r[0]) for r in rows]
+
+    def tag_counts(self) -> list[tuple[str, int, int, int]]:
+        """Every tag's (name, user, accepted, rejected) numbers of links, by name."""
+        rows = self.conn.execute(
+            "SELECT t.name, SUM(pt.source = 'user'), SUM(pt.source = 'accepted'), "
+            "SUM(pt.source = 'rejected') FROM tags t LEFT JOIN photo_tags pt "
+            "ON pt.tag_id = t.id GROUP BY t.id ORDER BY t.name")
+        return [(name, int(u or 0), int(a or 0), int(r or 0)) for name, u, a, r in rows]
+
+    def tag_links(self) -> list[tuple[str, str, str]]:
+        """Every (path, tag, source) link, rejections included, by tag and path."""
+        return self.conn.execute(
+            "SELECT i.path, t.name, pt.source FROM photo_tags pt JOIN tags t "
+            "ON t.id = pt.tag_id JOIN images i ON i.id = pt.image_id "
+            "ORDER BY t.name, i.path").fetchall()
 
     # runs -------------------------------------------------------------------------------
     def start_run(self, config: dict) -> int:

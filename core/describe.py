@@ -15,9 +15,6 @@ import numpy as np
 from .exif import PhotoExif, exif_for_images
 from .library import Library
 
-_SCHEMA = """CREATE TABLE IF NOT EXISTS cluster_names (
-    run_id INTEGER NOT NULL, cluster INTEGER NOT NULL, name TEXT NOT NULL,
-    PRIMARY KEY (run_id, cluster))"""
 _TOP = 3  # folders and cameras listed per cluster
 
 
@@ -85,32 +82,16 @@ def describe_clusters(library: Library, per_cluster: int = 9) -> list[ClusterDes
                            exif, cluster_names(library, run.run_id), per_cluster)
 
 
-def _ensure_table(library: Library) -> None:
-    with library.catalog.transaction() as conn:
-        conn.execute(_SCHEMA)
-
-
 def cluster_names(library: Library, run_id: int) -> dict[int, str]:
     """The names the user gave to clusters of run ``run_id``."""
-    _ensure_table(library)
-    rows = library.catalog.conn.execute(
-        "SELECT cluster, name FROM cluster_names WHERE run_id = ?", (run_id,))
-    return {int(c): name for c, name in rows}
+    return library.catalog.cluster_names(run_id)
 
 
 def set_cluster_name(library: Library, run_id: int, cluster: int, name: str | None) -> None:
     """Name cluster ``cluster`` of run ``run_id``; an empty name or None removes the name."""
     if cluster < 0:
         raise ValueError("noise (-1) is not a cluster and cannot be named")
-    _ensure_table(library)
-    name = (name or "").strip()
-    with library.catalog.transaction() as conn:
-        if name:
-            conn.execute("INSERT OR REPLACE INTO cluster_names VALUES (?, ?, ?)",
-                         (run_id, cluster, name))
-        else:
-            conn.execute("DELETE FROM cluster_names WHERE run_id = ? AND cluster = ?",
-                         (run_id, cluster))
+    library.catalog.set_cluster_name(run_id, cluster, (name or "").strip())
 
 
 def _date_range(first: datetime, last: datetime) -> str:

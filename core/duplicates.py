@@ -16,7 +16,6 @@ become candidates (docs/duplicates.md for figures, cost and command).
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from .align import Keypoints, aligned_match, keypoints
-from .cache import THUMBNAIL_SIZE
+from .cache import THUMBNAIL_SIZE, content_hash
 from .catalog import Catalog
 from .exif import PhotoExif, exif_for_images
 from .jobs import CancelToken, Progress, ProgressCallback, no_progress
@@ -151,28 +150,6 @@ class UnionFind:
 
 # ---- exact copies ---------------------------------------------------------------------------
 
-def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.blake2b(digest_size=20)
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _stored_hashes(catalog: Catalog, ids: Sequence[int]) -> dict[int, str]:
-    columns = {row[1] for row in catalog.conn.execute("PRAGMA table_info(images)")}
-    if "content_hash" not in columns:
-        return {}
-    out: dict[int, str] = {}
-    for start in range(0, len(ids), 900):
-        chunk = list(ids[start:start + 900])
-        rows = catalog.conn.execute(
-            f"SELECT id, content_hash FROM images WHERE content_hash IS NOT NULL AND id IN "
-            f"({','.join('?' * len(chunk))})", chunk)
-        out.update((int(i), h) for i, h in rows)
-    return out
-
-
 def exact_pairs(catalog: Catalog, facts: Sequence[PhotoFacts],
                 cancel: CancelToken | None = None) -> list[tuple[int, int]]:
     """Pairs of rows of ``facts`` with identical bytes. Only files of equal size are hashed;
@@ -182,7 +159,7 @@ def exact_pairs(catalog: Catalog, facts: Sequence[PhotoFacts],
     for row, f in enumerate(facts):
         by_size[f.file_size].append(row)
     candidates = [rows for rows in by_size.values() if len(rows) > 1]
-    stored = _stored_hashes(catalog, [facts[r].image_id for rows in candidates for r in rows])
+    stored = catalog.content_hashes([facts[r].image_id for rows in candidates for r in rows])
     pairs = []
     for rows in candidates:
         cancel.check()
@@ -193,7 +170,7 @@ def exact_pairs(catalog: Catalog, facts: Sequence[PhotoFacts],
             digests = []
             for r in rows:
                 try:
-                    digests.append(file_digest(facts[r].path))
+                    digests.append(content_hash(facts[r].path))
                 except OSError:
                     digests.append(f"unreadable:{r}")  # never equal to anything
         first: dict[str, int] = {}
@@ -462,7 +439,7 @@ def find_duplicates(
     ids = [int(i) for i in run.image_ids[keep]]
     rows = [present[i] for i in ids]
     cache_rows = run.cache_rows[keep]  # the pixels each embedding was made from
-    dims = _dimensions(catalog, ids)
+    dims = catalog.dimensions(ids)
     pixels = library.pixels.array()
     exif_by_id = exif_for_images(catalog, rows)
     facts = []
@@ -537,12 +514,3 @@ def quarter_turn_embeddings(
     return [saved[f"turn{t}"] for t in turns]
 
 
-def _dimensions(catalog: Catalog, ids: Sequence[int]) -> dict[int, tuple[int, int]]:
-    out = {}
-    for start in range(0, len(ids), 900):
-        chunk = list(ids[start:start + 900])
-        rows = catalog.conn.execute(
-            f"SELECT id, width, height FROM images WHERE id IN ({','.join('?' * len(chunk))})",
-            chunk)
-        out.update((int(i), (int(w or 0), int(h or 0))) for i, w, h in rows)
-    return out

@@ -13,21 +13,13 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from .catalog import Catalog, ImageRow
+from .catalog import Catalog, ExifRow, ImageRow
 
 _EXIF_IFD = 0x8769
 _DATETIME_ORIGINAL = 0x9003
 _SUBSEC_TIME_ORIGINAL = 0x9291
 _MAKE = 0x010F
 _MODEL = 0x0110
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS photo_exif (
-    image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
-    mtime_ns INTEGER NOT NULL,
-    taken TEXT, make TEXT, model TEXT)
-"""
-
 
 @dataclass(frozen=True)
 class PhotoExif:
@@ -83,43 +75,27 @@ def read_exif(path: str | Path) -> PhotoExif:
         return PhotoExif()
 
 
-def _ensure_table(catalog: Catalog) -> None:
-    with catalog.transaction() as conn:
-        conn.execute(_SCHEMA)
-
-
 def exif_for_images(catalog: Catalog, rows: Sequence[ImageRow], workers: int = 8
                     ) -> dict[int, PhotoExif]:
     """EXIF of each catalogued photo by image id: from the catalog's cache when the file is
     unchanged, else read from the file (a thread pool: the reads are I/O) and stored."""
-    _ensure_table(catalog)
-    cached: dict[int, tuple] = {}
-    ids = [r.id for r in rows]
-    for start in range(0, len(ids), 900):  # SQLite's bound-parameter limit
-        chunk = ids[start:start + 900]
-        marks = ",".join("?" * len(chunk))
-        for row in catalog.conn.execute(
-                f"SELECT image_id, mtime_ns, taken, make, model FROM photo_exif "
-                f"WHERE image_id IN ({marks})", chunk):
-            cached[row[0]] = row[1:]
+    cached = catalog.exif_rows([r.id for r in rows])
     out: dict[int, PhotoExif] = {}
     stale: list[ImageRow] = []
     for r in rows:
         hit = cached.get(r.id)
-        if hit is not None and hit[0] == r.mtime_ns:
-            taken = datetime.fromisoformat(hit[1]) if hit[1] is not None else None
-            out[r.id] = PhotoExif(taken, hit[2], hit[3])
+        if hit is not None and hit.mtime_ns == r.mtime_ns:
+            taken = datetime.fromisoformat(hit.taken) if hit.taken is not None else None
+            out[r.id] = PhotoExif(taken, hit.make, hit.model)
         else:
             stale.append(r)
     if stale:
         with ThreadPoolExecutor(workers) as pool:
             fresh = list(pool.map(lambda r: read_exif(r.path), stale))
         try:
-            with catalog.transaction() as conn:
-                conn.executemany(
-                    "INSERT OR REPLACE INTO photo_exif VALUES (?, ?, ?, ?, ?)",
-                    [(r.id, r.mtime_ns, e.taken.isoformat() if e.taken else None, e.make,
-                      e.model) for r, e in zip(stale, fresh, strict=True)])
+            catalog.store_exif({
+                r.id: ExifRow(r.mtime_ns, e.taken.isoformat() if e.taken else None, e.make,
+                              e.model) for r, e in zip(stale, fresh, strict=True)})
         except sqlite3.OperationalError:
             pass  # a read-only or busy catalog: the values are still right, just not cached
         out.update((r.id, e) for r, e in zip(stale, fresh, strict=True))

@@ -10,14 +10,12 @@ probe).
 from __future__ import annotations
 
 import csv
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .catalog import Catalog
 from .library import Library
 from .selection import PhotoRef, run_rows
 
@@ -27,18 +25,6 @@ POSITIVE_SOURCES = ("user", "accepted")
 DEFAULT_MIN_CONFIDENCE = 0.5
 PROBE_C = 0.1
 _BACKGROUND = 5000  # untagged photos sampled as the probe's "probably not" examples
-
-_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS tags (
-        id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, created_at REAL NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS photo_tags (
-        image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
-        tag_id INTEGER NOT NULL REFERENCES tags(id) ON DELETE CASCADE,
-        source TEXT NOT NULL CHECK (source IN ('user', 'accepted', 'rejected')),
-        tagged_at REAL NOT NULL,
-        PRIMARY KEY (image_id, tag_id))""",
-)
-
 
 @dataclass(frozen=True)
 class TagSummary:
@@ -53,12 +39,6 @@ class Suggestion:
     image_id: int
     path: str
     confidence: float  # the probe's probability that the photo carries the tag
-
-
-def _ensure_tables(catalog: Catalog) -> None:
-    with catalog.transaction() as conn:
-        for statement in _SCHEMA:
-            conn.execute(statement)
 
 
 def _clean_name(name: str) -> str:
@@ -95,55 +75,30 @@ def set_tag(library: Library, name: str, photos: Sequence[PhotoRef],
         raise ValueError(f"unknown tag source {source!r}; choose one of {SOURCES}")
     name = _clean_name(name)
     ids = _image_ids(library, photos)
-    _ensure_tables(library.catalog)
-    now = time.time()
-    with library.catalog.transaction() as conn:
-        conn.execute("INSERT OR IGNORE INTO tags (name, created_at) VALUES (?, ?)", (name, now))
-        tag_id = conn.execute("SELECT id FROM tags WHERE name = ?", (name,)).fetchone()[0]
-        conn.executemany("INSERT OR REPLACE INTO photo_tags VALUES (?, ?, ?, ?)",
-                         [(i, tag_id, source, now) for i in ids])
+    library.catalog.link_tag(name, ids, source)
     return len(ids)
 
 
 def remove_tag(library: Library, name: str, photos: Sequence[PhotoRef]) -> int:
     """Unlink ``photos`` from tag ``name`` whatever the source; returns how many were linked."""
     ids = _image_ids(library, photos)
-    _ensure_tables(library.catalog)
-    with library.catalog.transaction() as conn:
-        cur = conn.executemany(
-            "DELETE FROM photo_tags WHERE image_id = ? AND tag_id = "
-            "(SELECT id FROM tags WHERE name = ?)", [(i, _clean_name(name)) for i in ids])
-        return cur.rowcount
+    return library.catalog.unlink_tag(_clean_name(name), ids)
 
 
 def tagged(library: Library, name: str, sources: Sequence[str] = POSITIVE_SOURCES
            ) -> list[int]:
     """Image ids linked to tag ``name`` with one of ``sources``, in id order."""
-    _ensure_tables(library.catalog)
-    marks = ",".join("?" * len(sources))
-    rows = library.catalog.conn.execute(
-        f"SELECT pt.image_id FROM photo_tags pt JOIN tags t ON t.id = pt.tag_id "
-        f"WHERE t.name = ? AND pt.source IN ({marks}) ORDER BY pt.image_id",
-        (_clean_name(name), *sources))
-    return [int(r[0]) for r in rows]
+    return library.catalog.tagged_ids(_clean_name(name), sources)
 
 
 def list_tags(library: Library) -> list[TagSummary]:
-    _ensure_tables(library.catalog)
-    rows = library.catalog.conn.execute(
-        "SELECT t.name, "
-        "SUM(pt.source = 'user'), SUM(pt.source = 'accepted'), SUM(pt.source = 'rejected') "
-        "FROM tags t LEFT JOIN photo_tags pt ON pt.tag_id = t.id GROUP BY t.id ORDER BY t.name")
-    return [TagSummary(name, int(u or 0), int(a or 0), int(r or 0)) for name, u, a, r in rows]
+    return [TagSummary(*counts) for counts in library.catalog.tag_counts()]
 
 
 def export_csv(library: Library, path: Path) -> int:
     """Write every (path, tag, source) link, rejections included, to a CSV file; returns the
     number of rows written."""
-    _ensure_tables(library.catalog)
-    rows = library.catalog.conn.execute(
-        "SELECT i.path, t.name, pt.source FROM photo_tags pt JOIN tags t ON t.id = pt.tag_id "
-        "JOIN images i ON i.id = pt.image_id ORDER BY t.name, i.path").fetchall()
+    rows = library.catalog.tag_links()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

@@ -57,3 +57,17 @@ def test_headless_cli_path_imports_no_qt():
     )
     loaded = _run_fresh(code)
     assert loaded == [], f"the headless CLI path pulled in Qt modules: {loaded}"
+
+
+def test_only_the_catalog_speaks_sql():
+    """The catalog owns the schema and every query: no other module of core or app reaches
+    for its connection or writes a table of its own."""
+    offenders = []
+    for folder in ("core", "app"):
+        for path in sorted((REPO_ROOT / folder).glob("*.py")):
+            if path.name == "catalog.py":
+                continue
+            text = path.read_text(encoding="utf-8")
+            if ".conn." in text or "catalog.conn" in text or "CREATE TABLE" in text:
+                offenders.append(f"{folder}/{path.name}")
+    assert offenders == []

@@ -24,6 +24,7 @@ from PIL import Image
 
 import photoatlas.core.scan as scan_module
 from photoatlas.core.cache import decode_pending
+from photoatlas.core.catalog import SCHEMA_VERSION, Catalog
 from photoatlas.core.cli import main as cli_main
 from photoatlas.core.config import MapConfig, TrainConfig
 from photoatlas.core.decode import DecodeError, load_rgb
@@ -505,7 +506,7 @@ def test_a_version_1_catalog_is_upgraded_in_place(make_image, tmp_path: Path) ->
     np.save(run_dir / "embeddings.npy", np.ones((1, 4), np.float32) / 2)
     (run_dir / "report.json").write_text("{}")
     with Library(root) as library:
-        assert library.catalog.get_meta("schema_version") == "2"
+        assert library.catalog.get_meta("schema_version") == str(SCHEMA_VERSION)
         row = library.catalog.image_by_path(str(photo))
         assert row.status == "ok" and row.cache_row == 0 and row.content_hash is None
         assert scan_folders(library.catalog, [photo.parent]).new_or_changed == 0
@@ -520,6 +521,28 @@ def test_a_version_1_catalog_is_upgraded_in_place(make_image, tmp_path: Path) ->
     conn.close()
     with pytest.raises(LibraryError, match="newer PhotoAtlas"):
         Library(root)
+
+
+def test_a_version_2_catalog_gains_the_tables_modules_used_to_create(tmp_path: Path) -> None:
+    """Version 2 had the tags, EXIF and cluster-name tables only where a module had made them
+    on first use: after opening they are all there, and what they held is kept."""
+    path = tmp_path / "catalog.sqlite"
+    catalog = Catalog(path)
+    catalog.link_tag("beach", [], "user")
+    catalog.close()
+    conn = sqlite3.connect(path)  # as version 2 left it: a tag made, nothing else used
+    conn.execute("DROP TABLE photo_exif")
+    conn.execute("DROP TABLE cluster_names")
+    conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    conn.commit()
+    conn.close()
+    catalog = Catalog(path)
+    try:
+        assert catalog.get_meta("schema_version") == str(SCHEMA_VERSION) == "3"
+        assert catalog.tag_counts() == [("beach", 0, 0, 0)]
+        assert catalog.cluster_names(1) == {} and catalog.exif_rows([1]) == {}
+    finally:
+        catalog.close()
 
 
 def test_a_catalog_that_is_not_ours_is_refused_and_left_alone(tmp_path: Path) -> None:
