@@ -107,6 +107,28 @@ def _checkpoint_step(library: Path) -> int:
     return max(steps, default=0)
 
 
+# The CLI's index, killing itself (SIGKILL) at the first or last progress event of a stage.
+_KILL_IN_STAGE = """
+import os, signal, sys
+import photoatlas.core.cli as cli
+stage, when = sys.argv[1:3]
+show = cli.TqdmProgress.__call__
+def call(self, event):
+    show(self, event)
+    if event.stage == stage and (when == "first" or event.done >= event.total):
+        print(f"killed in {stage} ({when})", file=sys.stderr, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+cli.TqdmProgress.__call__ = call
+sys.exit(cli.main(sys.argv[3:]))
+"""
+
+
+def _unfinished_runs(library: Path) -> int:
+    with Library(library, create=False) as lib:
+        return lib.catalog.conn.execute(
+            "SELECT COUNT(*) FROM runs WHERE finished_at IS NULL").fetchone()[0]
+
+
 def test_killed_training_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     photos = _photos(tmp_path / "photos", 3)
     library = tmp_path / "library"
@@ -140,13 +162,17 @@ def test_kills_at_random_points_then_a_run_finishes(tmp_path: Path) -> None:
         time.sleep(rng.uniform(0.0, 2.0))
         process.kill()
         _assert_opens_cleanly(library)
-    # ... and in the stages after training.
+    # ... and in the stages after training, which last milliseconds here: the process kills
+    # itself at the first and at the last progress event of the stage, so each kill is known
+    # to land there.
     for stage in ("embed", "map"):
-        process = _index(photos, library)
-        if process.wait_for(stage):
-            time.sleep(rng.uniform(0.0, 0.05))
-        process.kill()
-        _assert_opens_cleanly(library)
+        for when in ("first", "last"):
+            killed = _Process(["-c", _KILL_IN_STAGE, stage, when, "index", str(photos),
+                               "--library", str(library), *INDEX_ARGS, *EPOCHS])
+            assert killed.finish() == -signal.SIGKILL, killed.err.decode(errors="replace")
+            assert f"killed in {stage} ({when})".encode() in killed.err
+            _assert_opens_cleanly(library)
+            assert _unfinished_runs(library) > 0  # the kill came before the run's end
     report_path = tmp_path / "report.json"
     last = _index(photos, library, "--report", str(report_path))
     assert last.finish() == 0, last.err.decode(errors="replace")
