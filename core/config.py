@@ -47,8 +47,8 @@ class TrainConfig:
     # stages (the default on every device: docs/adaptation.md).
     adapter: bool | None = None
     bank_views: int | None = None
-    # Within a time budget the adapter stops after this many epochs: on the 32 px photos
-    # ~50 epochs (300 steps) gave 1-NN 0.832, 170 gave 0.829, 1,190 gave 0.826.
+    # Within a time budget the adapter stops after this many epochs: more did not help
+    # (docs/measurements.md, the adapter's steps).
     adapter_epochs: int = 50
     # Weight of the adapter's squared distance from the identity, added to the loss.
     identity_pull: float = 0.0
