@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +25,7 @@ from .batches import encode_rows
 from .device import Placement, autocast_dtype
 from .jobs import CancelToken, ProgressCallback, no_progress
 from .model import SimCLRModel
+from .runs import atomic_file
 
 log = logging.getLogger(__name__)
 
@@ -79,32 +79,21 @@ class _Trunk(nn.Module):
         return self.encoder.features(x)
 
 
-def _atomic_target(path: Path) -> Path:
-    """A temporary name beside ``path``: files appear whole (os.replace) or not at all, also
-    when two processes build the same export."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.stem + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
-
-
 def export_onnx(encoder: nn.Module, resolution: int, path: Path) -> None:
     """Write ``encoder.features`` as ONNX: float (N, 3, R, R) in [0, 1] -> (N, D), N dynamic."""
     was_training = encoder.training
     encoder.eval()
     example = torch.rand(2, 3, resolution, resolution, generator=torch.Generator().manual_seed(0))
-    tmp = _atomic_target(path)
     try:
-        with torch.no_grad():
+        # Unique names: two processes may build the same export in the shared cache.
+        with atomic_file(path, ".onnx", shared=True) as tmp, torch.no_grad():
             program = torch.onnx.export(
                 _Trunk(encoder).eval(), (example,),
                 dynamo=True, input_names=["pixels"], output_names=["features"],
                 dynamic_shapes=({0: torch.export.Dim("batch")},), opset_version=OPSET,
                 verbose=False)
-        program.save(str(tmp))
-        os.replace(tmp, path)
+            program.save(str(tmp))
     finally:
-        tmp.unlink(missing_ok=True)
         encoder.train(was_training)
 
 
@@ -127,16 +116,14 @@ def quantize_int8(fp32_path: Path, calibration: np.ndarray, path: Path) -> None:
             batch = next(self.batches, None)
             return None if batch is None else {"pixels": np.ascontiguousarray(batch)}
 
-    prepared, tmp = _atomic_target(path), _atomic_target(path)
-    try:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
+        prepared = Path(scratch) / "prepared.onnx"  # a step on the way
         quant_pre_process(str(fp32_path), str(prepared))
-        quantize_static(str(prepared), str(tmp), Batches(), quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8)
-        os.replace(tmp, path)
-    finally:
-        prepared.unlink(missing_ok=True)
-        tmp.unlink(missing_ok=True)
+        with atomic_file(path, ".onnx", shared=True) as tmp:
+            quantize_static(str(prepared), str(tmp), Batches(), quant_format=QuantFormat.QDQ,
+                            per_channel=True, activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8)
 
 
 def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -16,7 +16,9 @@ from __future__ import annotations
 import json
 import os
 import pickle
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -46,36 +48,48 @@ class RunFileError(LibraryError):
 
 
 # atomic writes ----------------------------------------------------------------------------
-def _fsync_replace(tmp: Path, path: Path) -> None:
-    """Flush ``tmp`` to disk, then rename it over ``path``: readers see the old file or the
-    new one, never half of one, even after a crash."""
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+@contextmanager
+def atomic_file(path: Path, suffix: str = "", shared: bool = False) -> Iterator[Path]:
+    """A temporary file beside ``path`` for the caller to write. On success it is flushed to
+    disk and renamed over ``path``: readers see the old file or the new one, never half of
+    one, even after a crash. On failure it is removed. ``suffix`` ends its name (np.save adds
+    ".npy" to any other name); ``shared``: other processes may write ``path`` at the same
+    time (a cache outside the library's lock), so the name is unique."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if shared:
+        fd, name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp" + suffix,
+                                    dir=path.parent)
+        os.close(fd)
+        tmp = Path(name)
+    else:
+        tmp = path.with_name(path.name + ".tmp" + suffix)
+    try:
+        yield tmp
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    _fsync_replace(tmp, path)
+    with atomic_file(path, ".npz") as tmp:
+        np.savez(tmp, **arrays)
 
 
 def save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp.npy")
-    np.save(tmp, array)
-    _fsync_replace(tmp, path)
+    with atomic_file(path, ".npy") as tmp:
+        np.save(tmp, array)
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    _fsync_replace(tmp, path)
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, default=str))
 
 
 def save_torch_atomic(obj: object, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    _fsync_replace(tmp, path)
+    with atomic_file(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def load_tensors(path: Path, map_location: str | torch.device = "cpu") -> dict:
