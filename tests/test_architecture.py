@@ -71,3 +71,15 @@ def test_only_the_catalog_speaks_sql():
             if ".conn." in text or "catalog.conn" in text or "CREATE TABLE" in text:
                 offenders.append(f"{folder}/{path.name}")
     assert offenders == []
+
+
+def test_every_cli_command_reaches_the_cli_without_the_window():
+    """`photoatlas albums ...` is the CLI's albums, not a window that cannot open."""
+    import argparse
+
+    from photoatlas.app.__main__ import HEADLESS_COMMANDS
+    from photoatlas.core.cli import build_parser
+
+    subparsers = next(a for a in build_parser()._actions
+                      if isinstance(a, argparse._SubParsersAction))
+    assert set(subparsers.choices) <= HEADLESS_COMMANDS
