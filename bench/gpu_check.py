@@ -340,6 +340,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--synthetic", action="store_true",
                         help="generated photos instead of --data (with --tiny)")
     parser.add_argument("--lowres", type=int, default=32, help="the small copy's size, px")
+    parser.add_argument("--parts", nargs="+", choices=("throughput", "recipes"),
+                        default=["throughput", "recipes"], help="what to measure (default: "
+                        "both; the test and the docs' table run both)")
     parser.add_argument("--train-seconds", type=float, help="per throughput row")
     parser.add_argument("--embed-seconds", type=float)
     parser.add_argument("--recipe-seconds", type=float, help="each recipe's budget")
@@ -383,20 +386,25 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser,
         else:
             folder = data
         source = "generated" if data is None or not data.is_dir() else str(data)
-        t0 = time.monotonic()
-        count = write_lowres(folder, work / f"lowres{args.lowres}", args.lowres,
-                             workers=os.cpu_count() or 1)
-        log(f"{count} photos copied at {args.lowres} px in {time.monotonic() - t0:.1f} s")
         name = "generated" if source == "generated" else data.name
-        name += f" ({count} photos)" if args.tiny else ""
+        throughput, recipes = [], []
         with Library(work / "library") as library:
             prep = read_set(library, folder, log)
-            throughput = throughput_rows(prep.pixels, device, args.device, budgets, work, log)
-            recipes = recipe_rows(library, prep, name, device, args.device, budgets, log)
-        with Library(work / "library-lowres") as library:
-            prep = read_set(library, work / f"lowres{args.lowres}", log)
-            recipes += recipe_rows(library, prep, f"{name} at {args.lowres} px", device,
-                                   args.device, budgets, log)
+            name += f" ({len(prep.paths)} photos)" if args.tiny else ""
+            if "throughput" in args.parts:
+                throughput = throughput_rows(prep.pixels, device, args.device, budgets, work,
+                                             log)
+            if "recipes" in args.parts:
+                recipes = recipe_rows(library, prep, name, device, args.device, budgets, log)
+        if "recipes" in args.parts:
+            t0 = time.monotonic()
+            count = write_lowres(folder, work / f"lowres{args.lowres}", args.lowres,
+                                 workers=os.cpu_count() or 1)
+            log(f"{count} photos copied at {args.lowres} px in {time.monotonic() - t0:.1f} s")
+            with Library(work / "library-lowres") as library:
+                prep = read_set(library, work / f"lowres{args.lowres}", log)
+                recipes += recipe_rows(library, prep, f"{name} at {args.lowres} px", device,
+                                       args.device, budgets, log)
     report = {"machine": info, "mode": "tiny" if args.tiny else "full", "data": source,
               "command": " ".join(["python bench/gpu_check.py", *(argv if argv is not None
                                                                   else sys.argv[1:])]),
