@@ -175,7 +175,8 @@ def subset(source: Path, out: Path, categories: int, per_category: int) -> Path:
     return out
 
 
-def _positive(x: float) -> float:
+def _finite(x: float) -> float:
+    """The figure, or NaN when it is not finite (the table and the test show it as such)."""
     return float(x) if math.isfinite(x) else float("nan")
 
 
@@ -201,7 +202,7 @@ def train_rate(pixels: np.ndarray, cfg: TrainConfig, seconds: float, run_dir: Pa
         rate, timed = (s1 - s0) * batch / (t1 - t0), s1 - s0
     else:  # too few steps to leave any out
         rate, timed = result.images_per_s, result.steps
-    return {"value": _positive(rate), "unit": "pairs/s", "steps": result.steps,
+    return {"value": _finite(rate), "unit": "pairs/s", "steps": result.steps,
             "timed_steps": timed, "batch": batch, "resolution": cfg.resolution,
             "backbone": cfg.backbone, "pretrained": cfg.pretrained,
             "frozen_stages": cfg.freeze_stages, "last_loss": result.last_loss}
@@ -218,7 +219,7 @@ def embed_rate(pixels: np.ndarray, device: torch.device, seconds: float) -> dict
         photos += len(pixels)
         if time.monotonic() - t0 >= seconds:
             break
-    return {"value": _positive(photos / (time.monotonic() - t0)), "unit": "photos/s",
+    return {"value": _finite(photos / (time.monotonic() - t0)), "unit": "photos/s",
             "photos": photos, "resolution": CACHE_SIZE, "batch": 64}
 
 
