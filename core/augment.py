@@ -1,7 +1,10 @@
 """SimCLR views made on the training device, a whole batch at a time.
 
 Every sample gets its own random crop box, flip, colour jitter, grayscale and blur
-drawn from an explicit ``torch.Generator``; no per-image Python loop, no PIL.
+drawn from an explicit ``torch.Generator`` (on the CPU, so the draws do not depend on the
+device); no per-image Python loop, no PIL. The draws reach the device through
+``core.device.to_device`` and nothing is read back, so on CUDA making a view never waits
+for the device (the next batch's views are made while this one trains).
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torchvision.ops import roi_align
+
+from .device import to_device
 
 # Rec. 601 luma weights, as torchvision's grayscale uses.
 _LUMA = torch.tensor([0.299, 0.587, 0.114])
@@ -77,8 +82,11 @@ def jitter_transform(mean_rgb: torch.Tensor, cfg: AugmentConfig, gen: torch.Gene
     the jittered image is clamp(M @ rgb + offset). ``mean_rgb`` (n, 3) is each image's mean
     colour (contrast blends towards the mean grey). Composing skips the clamps torchvision
     applies between the steps (they only differ on pixels pushed past white), and turns
-    four passes over the pixels into one."""
+    four passes over the pixels into one. ``M`` is on the CPU (it depends on the draws
+    only); ``offset``, which depends on the mean colour, on ``mean_rgb``'s device, so the
+    mean is never read back to the host."""
     n = mean_rgb.shape[0]
+    device = mean_rgb.device
     apply = torch.rand(n, generator=gen) < cfg.jitter_p
 
     def factors(strength: float) -> torch.Tensor:
@@ -87,13 +95,15 @@ def jitter_transform(mean_rgb: torch.Tensor, cfg: AugmentConfig, gen: torch.Gene
 
     eye = torch.eye(3).expand(n, 3, 3)
     matrix = eye * factors(cfg.brightness)
-    offset = torch.zeros(n, 3, 1)
     contrast = factors(cfg.contrast)
-    mean_gray = _LUMA.view(1, 1, 3) @ (matrix @ mean_rgb.float().cpu().view(n, 3, 1))
-    matrix, offset = contrast * matrix, contrast * offset + (1 - contrast) * mean_gray
+    mean_gray = to_device(_LUMA.view(1, 1, 3), device) @ (
+        to_device(matrix, device) @ mean_rgb.float().view(n, 3, 1))
+    # The offset starts at zero, so contrast * offset + (1 - contrast) * mean_gray is this.
+    offset = (to_device(1 - contrast, device) * mean_gray).expand(n, 3, 1).contiguous()
+    matrix = contrast * matrix
     saturation = factors(cfg.saturation)
     mix = saturation * eye + (1 - saturation) * _TO_GRAY
-    matrix, offset = mix @ matrix, mix @ offset
+    matrix, offset = mix @ matrix, to_device(mix, device) @ offset
     if cfg.hue > 0:
         angle = _uniform(n, -cfg.hue, cfg.hue, gen) * 2 * math.pi
         angle = torch.where(apply, angle, torch.zeros_like(angle))
@@ -102,7 +112,7 @@ def jitter_transform(mean_rgb: torch.Tensor, cfg: AugmentConfig, gen: torch.Gene
         rot[:, 0, 0] = 1
         rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = cos, -sin, sin, cos
         hue = _YIQ2RGB @ rot @ _RGB2YIQ
-        matrix, offset = hue @ matrix, hue @ offset
+        matrix, offset = hue @ matrix, to_device(hue, device) @ offset
     return matrix, offset.view(n, 3)
 
 
@@ -110,7 +120,8 @@ def apply_color(x: torch.Tensor, matrix: torch.Tensor, offset: torch.Tensor) -> 
     """clamp(matrix @ rgb + offset) for every pixel: x (N, 3, H, W), matrix (N, 3, 3),
     offset (N, 3); one batched matrix product."""
     n, c, h, w = x.shape
-    out = torch.baddbmm(offset.to(x).view(n, 3, 1), matrix.to(x), x.reshape(n, c, h * w))
+    out = torch.baddbmm(to_device(offset, x.device).to(x.dtype).view(n, 3, 1),
+                        to_device(matrix, x.device).to(x.dtype), x.reshape(n, c, h * w))
     return out.view(n, c, h, w).clamp_(0, 1)
 
 
@@ -133,10 +144,10 @@ def gaussian_blur(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> 
     radius = max(1, min(int(0.05 * h), math.ceil(3 * 2.0 * scale)))
     offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
     kernel = torch.exp(-offsets.view(1, -1) ** 2 / (2 * sigma[chosen].view(-1, 1) ** 2))
-    kernel = (kernel / kernel.sum(1, keepdim=True)).to(x)  # (m, k)
+    kernel = to_device(kernel / kernel.sum(1, keepdim=True), x.device).to(x.dtype)  # (m, k)
     kernel = kernel.repeat_interleave(c, dim=0)  # one kernel per (sample, channel)
     m = len(chosen)
-    index = chosen.to(x.device)
+    index = to_device(chosen, x.device)
     flat = x.index_select(0, index).reshape(1, m * c, h, w)
     flat = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="reflect"),
                     kernel.view(m * c, 1, 1, -1), groups=m * c)
@@ -162,19 +173,23 @@ def _view(x: torch.Tensor, resolution: int, cfg: AugmentConfig, gen: torch.Gener
           ) -> torch.Tensor:
     n, _, size, _ = x.shape
     boxes = crop_boxes(n, size, cfg, gen)
-    rois = torch.cat([torch.arange(n, dtype=torch.float32).view(-1, 1), boxes], 1).to(x)
+    rois = to_device(torch.cat([torch.arange(n, dtype=torch.float32).view(-1, 1), boxes], 1),
+                     x.device).to(x.dtype)
     # Adaptive sampling (ceil(box / output) samples per output pixel and side): a shrunk
     # crop averages away aliasing, an enlarged one costs one sample per pixel.
     x = roi_align(x, rois, output_size=resolution, spatial_scale=1.0, sampling_ratio=-1,
                   aligned=True)
-    flipped = torch.nonzero(torch.rand(n, generator=gen) < cfg.flip_p).to(x.device).flatten()
+    flipped = to_device(torch.nonzero(torch.rand(n, generator=gen) < cfg.flip_p).flatten(),
+                        x.device)
     if len(flipped):
         x[flipped] = x[flipped].flip(3)
     # Colour jitter and grayscale are both linear in RGB: one pass over the pixels.
     matrix, offset = jitter_transform(x.mean(dim=(2, 3)), cfg, gen)
     gray = (torch.rand(n, generator=gen) < cfg.gray_p).view(n, 1, 1)
     matrix = torch.where(gray, _TO_GRAY @ matrix, matrix)
-    offset = torch.where(gray.view(n, 1), (_TO_GRAY @ offset.view(n, 3, 1)).view(n, 3), offset)
+    offset = torch.where(to_device(gray.view(n, 1), x.device),
+                         (to_device(_TO_GRAY, x.device) @ offset.view(n, 3, 1)).view(n, 3),
+                         offset)
     x = apply_color(x, matrix, offset)
     if resolution >= cfg.blur_min_resolution and cfg.blur_p > 0:
         x = gaussian_blur(x, cfg, gen)

@@ -1,9 +1,15 @@
 """The one batch loop of every frozen-encoder pass (embedding, augmented views, the check):
 uint8 cache rows -> device -> a view of them -> the model's layout -> autocast -> encode,
-with progress and cancel between batches."""
+with progress and cancel between batches.
+
+On CUDA nothing in the loop waits for the device: cache rows are read straight into pinned
+memory and copied asynchronously (``rows_to_device``), and each batch's features are copied
+back asynchronously and read one batch later, while the next batch computes. On a CPU the
+loop is the plain one (there is nothing to overlap)."""
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 
 import numpy as np
@@ -16,6 +22,54 @@ from .jobs import CancelToken, EtaClock, Progress, ProgressCallback, no_progress
 ViewFn = Callable[[torch.Tensor], torch.Tensor]
 # float images prepared for the model -> (B, D) features.
 EncodeFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def rows_to_device(pixels: np.ndarray, index: slice | np.ndarray, device: torch.device
+                   ) -> torch.Tensor:
+    """uint8 ``pixels[index]`` (an array or ``core.cache.CachedRows``) as a tensor on
+    ``device``. For CUDA the rows are gathered straight into pinned memory (no extra copy)
+    and sent with a non-blocking copy that does not wait for queued kernels; elsewhere the
+    usual read and ``.to``."""
+    if device.type != "cuda":
+        return torch.from_numpy(np.ascontiguousarray(pixels[index])).to(device)
+    if isinstance(index, slice):
+        index = np.arange(*index.indices(len(pixels)))
+    cache, rows = ((pixels.cache, pixels.rows[index]) if hasattr(pixels, "rows")
+                   else (pixels, index))
+    host = torch.empty((len(rows), *cache.shape[1:]), dtype=torch.uint8, pin_memory=True)
+    # mode="clip": rows are valid; "raise" would buffer the output (a second copy).
+    np.take(cache, rows, axis=0, out=host.numpy(), mode="clip")
+    return host.to(device, non_blocking=True)
+
+
+class _Landing:
+    """Features copied back to the host. On CUDA each batch's copy goes to pinned memory
+    asynchronously and is read ``lag`` batches later (an event says when it is there), so
+    the device never idles while the host reads; elsewhere at once."""
+
+    def __init__(self, device: torch.device, lag: int = 1) -> None:
+        self.lag = lag if device.type == "cuda" else 0
+        self.pending: deque[tuple[torch.Tensor, torch.cuda.Event | None, int]] = deque()
+
+    def put(self, features: torch.Tensor, done: int) -> list[tuple[np.ndarray, int]]:
+        """Queue (B, D) float32 ``features`` of the first ``done`` rows; returns the
+        batches that have landed, in order, as (array, done)."""
+        if not self.lag:
+            return [(features.cpu().numpy(), done)]
+        host = torch.empty(features.shape, dtype=features.dtype, pin_memory=True)
+        host.copy_(features, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        self.pending.append((host, event, done))
+        return self.drain(keep=self.lag)
+
+    def drain(self, keep: int = 0) -> list[tuple[np.ndarray, int]]:
+        landed = []
+        while len(self.pending) > keep:
+            host, event, done = self.pending.popleft()
+            event.synchronize()
+            landed.append((host.numpy().copy(), done))  # the pinned buffer goes back
+        return landed
 
 
 @torch.no_grad()
@@ -36,12 +90,19 @@ def encode_rows(
     out: list[np.ndarray] = []
     clock = EtaClock()
     n = len(pixels)
+    landing = _Landing(placement.device)
+
+    def landed(batches: list[tuple[np.ndarray, int]]) -> None:
+        for features, done in batches:
+            out.append(features)
+            progress(Progress(stage, done, n, f"{done}/{n} {what}", eta_s=clock.eta(done, n)))
+
     for start in range(0, n, batch_size):
         cancel.check()
-        chunk = torch.from_numpy(np.ascontiguousarray(pixels[start:start + batch_size]))
-        x = placement.prepare(view(chunk.to(placement.device)))
+        rows = slice(start, start + batch_size)
+        x = placement.prepare(view(rows_to_device(pixels, rows, placement.device)))
         with placement.autocasting():
-            out.append(encode(x).float().cpu().numpy())
-        done = min(n, start + batch_size)
-        progress(Progress(stage, done, n, f"{done}/{n} {what}", eta_s=clock.eta(done, n)))
+            features = encode(x).float()
+        landed(landing.put(features, min(n, start + batch_size)))
+    landed(landing.drain())
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)

@@ -79,6 +79,18 @@ def uses_channels_last(device: torch.device) -> bool:
     return device.type in ("cuda", "cpu")
 
 
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A CPU tensor on ``device`` without making the host wait for the device. A CUDA copy
+    from ordinary (pageable) memory first waits for every kernel queued on the stream; one
+    from pinned memory with ``non_blocking`` does not (the caching host allocator keeps the
+    pinned buffer until the copy is done). Elsewhere a plain ``.to``: on the CPU the same
+    tensor, untouched."""
+    if device.type != "cuda" or tensor.device.type != "cpu":
+        return tensor.to(device)
+    source = tensor if tensor.is_pinned() else tensor.pin_memory()
+    return source.to(device, non_blocking=True)
+
+
 @dataclass(frozen=True)
 class Placement:
     """How inputs must be prepared for a model placed on a device."""

@@ -197,16 +197,46 @@ def index_library(
     prep = prepare(library, folders, cancel, progress, timer)
     device = pick_device(train_cfg.device)
     cfg = train_cfg.resolved(device.type)
-    key = run_key(cfg, prep.image_ids)
-    run_id = library.catalog.unfinished_run(key) or library.catalog.start_run(key)
-    run = _Run(library, run_id, cfg, prep, device, map_cfg, timer, cancel, progress)
+    run = begin_run(library, prep, cfg, device, map_cfg, timer, cancel, progress)
     if not cfg.pretrained:
         report = _from_scratch(run)
     else:
         report = _pretrained(run, adapt)
-    library.catalog.finish_run(run_id, {k: v for k, v in report.to_dict().items()
-                                        if k != "images"})
+    library.catalog.finish_run(run.run_id, {k: v for k, v in report.to_dict().items()
+                                            if k != "images"})
     return report
+
+
+def begin_run(library: Library, prep: Prepared, cfg: TrainConfig, device: torch.device,
+              map_cfg: MapConfig, timer: StageTimer, cancel: CancelToken,
+              progress: ProgressCallback) -> _Run:
+    """The run of ``cfg`` (resolved) on ``prep``'s photos: the unfinished one with the same
+    config and photos (to resume), else a new one."""
+    key = run_key(cfg, prep.image_ids)
+    run_id = library.catalog.unfinished_run(key) or library.catalog.start_run(key)
+    return _Run(library, run_id, cfg, prep, device, map_cfg, timer, cancel, progress)
+
+
+@dataclass(frozen=True)
+class Adapted:
+    """What adaptation made of the starting encoder, before the check's decision is used."""
+
+    model: SimCLRModel
+    check: CheckResult
+    training: dict
+    adaptation: dict
+    embeddings: np.ndarray  # (N, D) the adapted encoder's embeddings, kept or not
+
+
+def adapt_start(run: _Run, start_model: SimCLRModel, start: np.ndarray) -> Adapted:
+    """Adapt the starting encoder as ``run.cfg`` says (the adapter on a bank of views, or
+    pixel fine-tuning of the last stages), then the label-free check: the step ``index``
+    runs after the start's map (bench/gpu_check.py measures it alone). Raises Cancelled."""
+    if run.cfg.adapter:
+        model, check, training, adaptation = _adapt_on_bank(run, start_model, start)
+        return Adapted(model, check, training, adaptation, adapt_embeddings(model, start))
+    model, check, training, adapted = _fine_tune(run, start_model, start)
+    return Adapted(model, check, training, {}, adapted)
 
 
 def _pretrained(run: _Run, adapt: bool) -> RunReport:
@@ -237,17 +267,13 @@ def _pretrained(run: _Run, adapt: bool) -> RunReport:
     report = run.publish(start_atlas, start_model, CACHE_SIZE, "map", None, {}, speed)
     if not adapt or cfg.minutes == 0 or cfg.epochs == 0:
         return report
-    if cfg.adapter:
-        model, check, training, adaptation = _adapt_on_bank(run, start_model, start)
-        adapted = adapt_embeddings(model, start)
-    else:
-        model, check, training, adapted = _fine_tune(run, start_model, start)
-        adaptation = {}
-    adaptation.update(speed)
+    result = adapt_start(run, start_model, start)
+    model, check, training = result.model, result.check, result.training
+    adaptation = {**result.adaptation, **speed}
     if check.kept == "adapted":
         # The adapter works on the start's embeddings, made at the cache's size.
         resolution = CACHE_SIZE if cfg.adapter else cfg.resolution
-        atlas = run.layout(adapted, "adapted encoder")
+        atlas = run.layout(result.embeddings, "adapted encoder")
         # The start's map stays one toggle away (core.compare).
         save_npz_atomic(run.dir / OTHER_ATLAS_NAME, encoder=np.array("untrained"),
                         image_ids=start_atlas.image_ids, embeddings=start_atlas.embeddings,

@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from .augment import simclr_pair
+from .batches import rows_to_device
 from .config import TrainConfig
 from .device import pick_device, place_model
 from .jobs import CancelToken, Progress, ProgressCallback, no_progress
@@ -157,14 +158,44 @@ class PixelViews:
         augmentation generator's state before they were drawn (for the checkpoint)."""
         state = self.gen.get_state()
         idx, partner_rows = self.rows(step)
-        uint8 = torch.from_numpy(np.ascontiguousarray(self.pixels[idx])).to(
-            self.device, non_blocking=True)
-        partners = None if partner_rows is idx else torch.from_numpy(
-            np.ascontiguousarray(self.pixels[partner_rows])).to(self.device, non_blocking=True)
+        # On CUDA: pinned rows, copied without waiting for the step that is training.
+        uint8 = rows_to_device(self.pixels, idx, self.device)
+        partners = None if partner_rows is idx else rows_to_device(
+            self.pixels, partner_rows, self.device)
         views = simclr_pair(uint8, self.cfg.resolution, self.cfg.augment, self.gen, partners)
         if self.channels_last:
             views = views.contiguous(memory_format=torch.channels_last)
         return views, state
+
+
+class LossReader:
+    """Each step's loss, read on the host without stalling the device. On CUDA a loss is
+    copied to pinned memory asynchronously and read one step later, once the next step is
+    queued (reading it at once, ``float(loss)``, would wait for the step to finish and
+    leave the GPU idle until the host queues the next one); elsewhere it is read at once."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.lag = 1 if device.type == "cuda" else 0
+        self.pending: list[tuple[int, torch.Tensor, torch.cuda.Event | None]] = []
+
+    def put(self, step: int, loss: torch.Tensor) -> list[tuple[int, float]]:
+        """Queue the loss of ``step``; returns the (step, loss) pairs readable now."""
+        if not self.lag:
+            return [(step, float(loss))]
+        host = torch.empty((), dtype=torch.float32, pin_memory=True)
+        host.copy_(loss.detach().float(), non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        self.pending.append((step, host, event))
+        return self.drain(keep=self.lag)
+
+    def drain(self, keep: int = 0) -> list[tuple[int, float]]:
+        ready = []
+        while len(self.pending) > keep:
+            step, host, event = self.pending.pop(0)
+            event.synchronize()
+            ready.append((step, float(host)))
+        return ready
 
 
 def train(
@@ -261,8 +292,21 @@ def train(
 
     model.train()
     budget.start(step)
+    first_step = step
     last_save = time.monotonic()
-    images_seen = 0
+    reader = LossReader(device)
+
+    def record(ready: list[tuple[int, float]]) -> None:
+        """Keep the losses that have been read and report their steps."""
+        for done, loss in ready:
+            result.losses.append(loss)
+            rate = (done - first_step) * world * batch / max(1e-9, budget.running())
+            progress(Progress("train", done, budget.steps or 0,
+                              f"epoch {done / steps_per_epoch:.2f}  loss {loss:.4f}",
+                              {"loss": loss, "images_per_s": rate,
+                               "epoch": done / steps_per_epoch,
+                               "fraction": budget.fraction(done)}, budget.eta(done)))
+
     source = PixelViews(pixels, shard, batch, cfg, device, placement.channels_last, gen,
                         [cfg.seed] if world == 1 else [cfg.seed, rank], neighbors)
     # The next batch is read and augmented on a side thread while this one trains
@@ -289,30 +333,25 @@ def train(
             scaler.step(optimizer)
             scaler.update()
             step += 1
-            images_seen += world * (len(views) // 2)
             global_loss = loss.detach()
             if world > 1:
                 dist.all_reduce(global_loss)
                 global_loss /= world
-            result.losses.append(float(global_loss))
-            rate = images_seen / max(1e-9, budget.running())
-            progress(Progress("train", step, budget.steps or 0,
-                              f"epoch {step / steps_per_epoch:.2f}  loss {result.losses[-1]:.4f}",
-                              {"loss": result.losses[-1], "images_per_s": rate,
-                               "epoch": step / steps_per_epoch,
-                               "fraction": budget.fraction(step)}, budget.eta(step)))
+            record(reader.put(step, global_loss))
             if time.monotonic() - last_save >= cfg.checkpoint_every_s:
+                record(reader.drain())  # the checkpoint holds every step's loss
                 save(upcoming.result()[1])
                 last_save = time.monotonic()
     finally:
         upcoming.cancel()
         prefetch.shutdown(wait=True)
+    record(reader.drain())
     save(gen.get_state() if upcoming.cancelled() else upcoming.result()[1])
     if world > 1:
         dist.barrier()  # the checkpoint exists before any process returns
     result.steps = step
     result.epochs = step / steps_per_epoch
     result.seconds = budget.running()
-    result.images_per_s = images_seen / max(1e-9, result.seconds)
+    result.images_per_s = (step - first_step) * world * batch / max(1e-9, result.seconds)
     model.eval()
     return result
