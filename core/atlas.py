@@ -7,6 +7,7 @@ import warnings
 from dataclasses import dataclass, replace
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from .config import MapConfig
 from .jobs import CancelToken
@@ -17,11 +18,6 @@ class Atlas:
     xy: np.ndarray  # (N, 2) float32
     cluster: np.ndarray  # (N,) int64, -1 = noise
     representatives: dict[int, list[int]]  # cluster -> row indices, most central first
-
-
-# Share of an over-cap cluster's photos its sub-clusters must hold for the split to be kept
-# (a blurry group of 16 px photos: 73 %; two crisp generated groups: 52-58 %).
-MIN_SPLIT_COVERAGE = 2 / 3
 
 
 def default_min_cluster_size(n: int) -> int:
@@ -75,14 +71,21 @@ def cluster(embeddings: np.ndarray, xy: np.ndarray, cfg: MapConfig) -> np.ndarra
     if sizes.max() <= cap:
         return labels
     # Each over-cap cluster becomes its sub-clusters in HDBSCAN's tree (what the capped run
-    # selects inside it), unless they leave too many of its photos as noise: a crisp group
-    # has no real parts, only fragments, and HDBSCAN would even drop one with no parts.
+    # selects inside it); its photos between them join the nearest one on the map, so the
+    # split loses none of them to noise (in 500 everyday photos the sub-clusters held 58 %
+    # of a 398-photo cluster). A cluster with no sub-clusters stays whole (HDBSCAN would
+    # drop it as noise).
     capped = hdbscan(cap)
     out = labels.copy()
     for c in np.flatnonzero(sizes > cap):
-        rows = labels == c
-        if (capped[rows] >= 0).mean() >= MIN_SPLIT_COVERAGE:
-            out[rows] = np.where(capped[rows] >= 0, capped[rows] + len(sizes), -1)
+        rows = np.flatnonzero(labels == c)
+        parts = capped[rows]
+        inside = parts >= 0
+        if not inside.any():
+            continue
+        _, nearest = cKDTree(space[rows[inside]]).query(space[rows[~inside]])
+        parts[~inside] = parts[inside][nearest]
+        out[rows] = parts + len(sizes)
     kept = out >= 0
     out[kept] = np.unique(out[kept], return_inverse=True)[1]
     return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -79,10 +80,17 @@ def test_clustering_settings_are_validated() -> None:
             MapConfig(**bad)
 
 
-def test_a_crisp_group_over_the_size_cap_stays_one_cluster() -> None:
+def test_a_cluster_over_the_size_cap_is_split_without_losing_photos_to_noise() -> None:
     rng = np.random.default_rng(2)
     centres = rng.normal(size=(2, 32))
-    x = centres[np.arange(120) % 2] + 0.05 * rng.normal(size=(120, 32))
+    group = np.arange(120) % 2
+    x = centres[group] + 0.05 * rng.normal(size=(120, 32))
     x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
-    labels = build_atlas(x, MapConfig(seed=0)).cluster  # each group holds half the photos
-    assert labels.max() + 1 == 2 and (labels >= 0).mean() > 0.9
+    cfg = MapConfig(seed=0)
+    uncapped = build_atlas(x, replace(cfg, max_cluster_share=None)).cluster
+    assert uncapped.max() + 1 == 2  # each group holds half the photos: over the 25 % cap
+    labels = build_atlas(x, cfg).cluster
+    assert labels.max() + 1 > 2
+    assert np.array_equal(labels < 0, uncapped < 0)  # photos between parts join the nearest
+    for c in range(labels.max() + 1):  # a part never mixes the groups
+        assert len(set(group[labels == c])) == 1
