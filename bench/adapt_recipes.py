@@ -28,7 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.knn_quality import labels_from_paths  # noqa: E402
+from bench.knn_quality import labels_from_paths, mean_average_precision  # noqa: E402
 from photoatlas.core.search import knn_accuracy  # noqa: E402
 
 RECIPES: dict[str, dict] = {
@@ -44,21 +44,6 @@ RECIPES: dict[str, dict] = {
     "temperature 0.2": {"temperature": 0.2},
     "10 epochs": {"adapter_epochs": 10},
 }
-
-
-def mean_average_precision(embeddings: np.ndarray, labels: np.ndarray) -> float:
-    """Leave-one-out mAP: every photo queries all others; relevant = same label."""
-    sims = embeddings @ embeddings.T
-    np.fill_diagonal(sims, -np.inf)
-    aps = []
-    for i in range(len(embeddings)):
-        order = np.argsort(-sims[i])[:-1]  # the photo itself (-inf) last, dropped
-        relevant = labels[order] == labels[i]
-        if not relevant.any():
-            continue
-        hits = np.cumsum(relevant)
-        aps.append(float((hits[relevant] / (np.flatnonzero(relevant) + 1)).mean()))
-    return float(np.mean(aps))
 
 
 def features(folder: Path, out: Path, precision: str) -> None:
