@@ -8,6 +8,7 @@
     # then any number of recipes on the saved features, in seconds to minutes each
     python bench/adapt_recipes.py recipes OUT.npz [OUT2.npz ...] [--only NAME ...]
         [--bank-photos N]   # train on the first N of them (default: all the file has)
+        [--seed S]          # the head's initialisation and the batches' order (default 0)
 
 Each recipe trains the adapter exactly as `photoatlas index` does (core.adapter.train_adapter
 on the bank's training photos, the check on its held-out views: core.pipeline._judge), with
@@ -34,18 +35,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.knn_quality import labels_from_paths, mean_average_precision  # noqa: E402
 from photoatlas.core.search import knn_accuracy  # noqa: E402
 
+# Every recipe states its positives: a change of the default must not change a row.
+_OLD = {"neighbor_positives": 1.0}  # the default before issue 15: neighbours, p 1, k 20
 RECIPES: dict[str, dict] = {
     "untrained": {},
-    "default (neighbours p=1, k=20)": {},
-    "self positives only (p=0)": {"neighbor_positives": 0.0},
+    "neighbours p=1, k=20 (old default)": _OLD,
+    "self positives only (p=0, the default)": {"neighbor_positives": 0.0},
     "mix p=0.5, k=20": {"neighbor_positives": 0.5},
-    "neighbours k=5": {"neighbor_k": 5},
-    "mutual neighbours k=10": {"neighbor_k": 10, "mutual_neighbors": True},
+    "neighbours k=5": {**_OLD, "neighbor_k": 5},
+    "mutual neighbours k=10": {**_OLD, "neighbor_k": 10, "mutual_neighbors": True},
     "mix p=0.5, k=5": {"neighbor_positives": 0.5, "neighbor_k": 5},
-    "identity pull 0.01": {"identity_pull": 0.01},
-    "identity pull 0.1": {"identity_pull": 0.1},
-    "temperature 0.2": {"temperature": 0.2},
-    "10 epochs": {"adapter_epochs": 10},
+    "old default + identity pull 0.01": {**_OLD, "identity_pull": 0.01},
+    "old default + identity pull 0.1": {**_OLD, "identity_pull": 0.1},
+    "old default + temperature 0.2": {**_OLD, "temperature": 0.2},
+    "old default, 10 epochs": {**_OLD, "adapter_epochs": 10},
 }
 
 
@@ -95,7 +98,8 @@ def features(folder: Path, out: Path, precision: str, bank_photos: int | None) -
                       "bank_s": round(bank_s, 1)}))
 
 
-def run_recipe(data: dict, name: str, changes: dict, bank_photos: int | None = None) -> dict:
+def run_recipe(data: dict, name: str, changes: dict, bank_photos: int | None = None,
+               seed: int = 0) -> dict:
     from photoatlas.core.adapter import Bank, bank_neighbors, split_sample, train_adapter
     from photoatlas.core.config import TrainConfig
     from photoatlas.core.embed import adapt_embeddings
@@ -107,7 +111,9 @@ def run_recipe(data: dict, name: str, changes: dict, bank_photos: int | None = N
     if name == "untrained":
         adapted, verdict, train_rows = start, "-", []
     else:
-        cfg = replace(TrainConfig(device="cpu").resolved("cpu"), minutes=None, **changes)
+        cfg = replace(TrainConfig(device="cpu").resolved("cpu"), minutes=None, seed=seed,
+                      **changes)
+        # The features' split (seed 0): their check views are of these photos.
         check_rows, train_order = split_sample(len(start), 0)
         # Older files hold views of every photo; newer ones of their bank_rows only.
         bank_rows = data.get("bank_rows", np.arange(len(start)))
@@ -120,10 +126,11 @@ def run_recipe(data: dict, name: str, changes: dict, bank_photos: int | None = N
         bank = Bank(train_rows, torch.from_numpy(bank_features.astype(np.float32)
                                                  ).to(torch.bfloat16),
                     check_rows, views, len(train_order), 0.0)
-        torch.manual_seed(0)  # the head's initialisation: a recipe's figures do not depend
-        # on which recipes ran before it in the process
+        torch.manual_seed(seed)  # the head's initialisation: a recipe's figures do not
+        # depend on which recipes ran before it in the process
         model = build_model("efficientnet_lite0", True, 224, load_weights=False, adapter=True)
-        neighbors = bank_neighbors(start, train_rows, cfg.neighbor_k, cfg.mutual_neighbors)
+        neighbors = None if cfg.neighbor_positives == 0 else bank_neighbors(
+            start, train_rows, cfg.neighbor_k, cfg.mutual_neighbors)
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.monotonic()
             result = train_adapter(model, bank, neighbors, cfg, Path(tmp), None)
@@ -152,6 +159,8 @@ def main() -> None:
     r.add_argument("sets", type=Path, nargs="+")
     r.add_argument("--only", nargs="+", help="recipe names (default: all)")
     r.add_argument("--bank-photos", type=int, help="train on this many of the bank's photos")
+    r.add_argument("--seed", type=int, default=0,
+                   help="the head's initialisation and the order of training batches")
     args = parser.parse_args()
     torch.manual_seed(0)
     if args.command == "features":
@@ -165,7 +174,8 @@ def main() -> None:
             if args.only and name not in args.only:
                 continue
             print(json.dumps({"set": path.stem, "recipe": name,
-                              **run_recipe(data, name, changes, args.bank_photos)}), flush=True)
+                              **run_recipe(data, name, changes, args.bank_photos, args.seed)}),
+                  flush=True)
 
 
 if __name__ == "__main__":
