@@ -77,7 +77,7 @@ DATA_CANDIDATES = (REPO.parent / "shared" / "data" / "imagenette-dev",
 RECIPES: tuple[tuple[str, dict], ...] = (
     ("adapter (default)", {}),
     ("pixel fine-tuning, last stages (--no-adapter)", {"adapter": False}),
-    # p = 1, as the adapter's default: every second view is a neighbour's.
+    # p = 1 (the adapter's default before issue 15): every second view is a neighbour's.
     ("pixel fine-tuning + neighbour positives (p=1)",
      {"adapter": False, "neighbor_positives": 1.0}),
 )

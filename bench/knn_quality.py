@@ -4,6 +4,8 @@
     python bench/knn_quality.py --untrained FOLDER [--resolution 224] [--backbone NAME]
     python bench/knn_quality.py --trained LIBRARY   # the newest run's trained weights, even
                                                     # when the check kept the start encoder
+    ... [--map-by-folder]      # also leave-one-out mAP, relevant = same folder: instance-level
+                               # on paris-dev (same building), category-level elsewhere
     ... [--save FILE.npz]      # also write the paths and embeddings measured
     ... [--against FILE.npz]   # paired comparison of 1-NN hits with embeddings saved before:
                                # photos gained / lost and McNemar's exact p-value
@@ -29,6 +31,22 @@ def labels_from_paths(paths: np.ndarray) -> np.ndarray:
     names = [Path(str(p)).parent.name for p in paths]
     _, labels = np.unique(names, return_inverse=True)
     return labels
+
+
+def mean_average_precision(embeddings: np.ndarray, labels: np.ndarray) -> float:
+    """Leave-one-out mean average precision: every photo (N, D unit rows) queries all the
+    others, ranked by cosine similarity; relevant = the same label. Photos alone in their
+    label are skipped."""
+    sims = embeddings @ embeddings.T
+    np.fill_diagonal(sims, -np.inf)
+    order = np.argsort(-sims, axis=1)[:, :-1]  # the photo itself (-inf) last, dropped
+    relevant = labels[order] == labels[:, None]
+    ranks = np.arange(1, order.shape[1] + 1)
+    precision = np.cumsum(relevant, axis=1) / ranks
+    count = relevant.sum(1)
+    has = count > 0
+    ap = (precision * relevant).sum(1)[has] / count[has]
+    return float(ap.mean())
 
 
 def untrained_embeddings(folder: Path, backbone: str, resolution: int
@@ -89,6 +107,8 @@ def main() -> None:
     parser.add_argument("--resolution", type=int,
                         help="embedding resolution (untrained: 224; trained: its own)")
     parser.add_argument("-k", type=int, nargs="+", default=[1, 5])
+    parser.add_argument("--map-by-folder", action="store_true",
+                        help="also leave-one-out mAP, relevant = same folder")
     parser.add_argument("--save", type=Path, help="write paths and embeddings to this .npz")
     parser.add_argument("--against", type=Path,
                         help="an .npz (export or --save) to compare 1-NN hits with, photo by photo")
@@ -107,6 +127,8 @@ def main() -> None:
     result = {"photos": len(paths), "categories": int(labels.max() + 1)}
     result.update({f"knn{k}_top1": round(knn_accuracy(embeddings, labels, k), 4)
                    for k in args.k})
+    if args.map_by_folder:
+        result["map_by_folder"] = round(mean_average_precision(embeddings, labels), 4)
     if args.against:
         result["against"] = paired_nn_comparison(paths, embeddings, args.against)
     print(json.dumps(result))

@@ -193,13 +193,15 @@ def bank_pairs(features: torch.Tensor, rows: np.ndarray, partners: np.ndarray,
     return torch.cat([features[rows, first], features[partners, second]]).float()
 
 
-def train_adapter(model: SimCLRModel, bank: Bank, neighbors: np.ndarray, cfg: TrainConfig,
-                  run_dir: Path, budget_s: float | None, cancel: CancelToken | None = None,
-                  progress: ProgressCallback = no_progress) -> TrainResult:
+def train_adapter(model: SimCLRModel, bank: Bank, neighbors: np.ndarray | None,
+                  cfg: TrainConfig, run_dir: Path, budget_s: float | None,
+                  cancel: CancelToken | None = None, progress: ProgressCallback = no_progress
+                  ) -> TrainResult:
     """Train ``model``'s adapter and head on the bank with the configured pair objective:
     each pair is a view of a photo and, with probability ``cfg.neighbor_positives``, a view
-    of one of its ``neighbors`` (M, K) (else another view of itself). At most
-    ``cfg.adapter_epochs`` epochs (or ``cfg.epochs``), within ``budget_s`` seconds.
+    of one of its ``neighbors`` (M, K; None when that probability is 0), else another view
+    of itself. At most ``cfg.adapter_epochs`` epochs (or ``cfg.epochs``), within
+    ``budget_s`` seconds.
     Checkpoints to ``run_dir`` and resumes from it; on cancel saves and returns cancelled."""
     cancel = cancel or CancelToken()
     if model.adapter is None:
@@ -207,6 +209,8 @@ def train_adapter(model: SimCLRModel, bank: Bank, neighbors: np.ndarray, cfg: Tr
     m = len(bank.train_rows)
     if m < 2:
         raise ValueError(f"the adapter needs at least 2 photos in its bank, got {m}")
+    if cfg.neighbor_positives > 0 and neighbors is None:
+        raise ValueError("neighbor_positives needs each bank photo's neighbours (M, K)")
     model.to("cpu")
     for p in model.encoder.parameters():
         p.requires_grad_(False)

@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="write the starting encoder's map and stop (no adaptation)")
     ix.add_argument("--neighbor-positives", type=float, metavar="P",
                     help="probability that a photo's positive is one of its nearest "
-                    "neighbours under the starting encoder (default 1 for the adapter, else 0)")
+                    "neighbours under the starting encoder (default 0: its own views)")
     ix.add_argument("--lr", type=float, help="peak learning rate")
     ix.add_argument("--optimizer", choices=OPTIMIZERS, default=TrainConfig.optimizer)
     ix.add_argument("--objective", choices=OBJECTIVES, default=TrainConfig.objective)

@@ -330,7 +330,8 @@ def _adapt_on_bank(run: _Run, start_model: SimCLRModel, start: np.ndarray
         save_bank(run.dir, bank)
     spent = 0.0 if resumed_bank else time.monotonic() - began
     steps_s = None if budget_s is None else max(budget_s - spent, 0.1 * budget_s)
-    neighbors = bank_neighbors(start, bank.train_rows, cfg.neighbor_k, cfg.mutual_neighbors)
+    neighbors = None if cfg.neighbor_positives == 0 else bank_neighbors(
+        start, bank.train_rows, cfg.neighbor_k, cfg.mutual_neighbors)
     with run.timer.stage("adapt"):
         result = train_adapter(model, bank, neighbors, cfg, run.dir, steps_s, run.cancel,
                                run.progress)

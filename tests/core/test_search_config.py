@@ -150,7 +150,7 @@ def test_train_config_resolved_keeps_explicit_values():
 def test_train_config_device_defaults_differ():
     cpu, gpu = TrainConfig().resolved("cpu"), TrainConfig().resolved("cuda")
     # The measured recipe (the adapter) on every device; a GPU encodes more views.
-    assert cpu.adapter and cpu.neighbor_positives == 1.0 and cpu.temperature == 0.5
+    assert cpu.adapter and cpu.neighbor_positives == 0.0 and cpu.temperature == 0.5
     assert gpu.adapter and gpu.bank_views > cpu.bank_views == 4
     assert cpu.freeze_stages == 9
     tuned = TrainConfig(adapter=False).resolved("cuda")
