@@ -2,7 +2,8 @@
 each stage.
 
     python bench/library_scale.py generate OUT --count N [--size 4032x3024] [--workers 2]
-    python bench/library_scale.py run PHOTOS --library LIB [--minutes 5] [--json OUT.json]
+    python bench/library_scale.py run PHOTOS... --library LIB [--minutes 5] [--json OUT.json]
+    python bench/library_scale.py table A.json B.json ...
 
 ``generate`` makes N distinct camera-size photos in OUT from the shared photos (imagenette-dev,
 flickr-dev, paris-dev; 3,775 sources, so photos past that are further copies): each is a 4:3
@@ -30,7 +31,7 @@ that the figures hold for CPUs without bf16) in a child process and reports:
   seen during each stage (polled from /proc every 0.2 s; stages from its progress bars);
 - the library's bytes per photo, by file.
 It prints a table and writes the figures as JSON (``--json``); the child's stderr goes to
-a log beside it.
+a log beside it; the 1-minute load average is sampled during the run.
 """
 
 from __future__ import annotations
@@ -261,6 +262,7 @@ class _Watch:
         self.states: dict[str, dict] = {}  # state -> {"t": s, "stage_seconds": {...}}
         self.peak_by_stage: dict[str, int] = {}
         self.peak = 0
+        self.loads: list[float] = []  # the 1-minute load average, every 0.2 s
         self._done = threading.Event()
         self._threads = [threading.Thread(target=self._read_stderr, daemon=True),
                          threading.Thread(target=self._poll, daemon=True)]
@@ -289,6 +291,7 @@ class _Watch:
     def _poll(self) -> None:
         while not self._done.is_set():
             rss = _rss_bytes(self.proc.pid)
+            self.loads.append(os.getloadavg()[0])
             self.peak = max(self.peak, rss)
             self.peak_by_stage[self.stage] = max(self.peak_by_stage.get(self.stage, 0), rss)
             for report in (self.library / "runs").glob("*/report.json") \
@@ -310,14 +313,15 @@ class _Watch:
             t.join(timeout=5)
 
 
-def run(photos: Path, library: Path, minutes: float, out_json: Path | None,
+def run(photos: list[Path], library: Path, minutes: float, out_json: Path | None,
         extra: list[str]) -> dict:
     if library.exists() and any(library.iterdir()):
         raise SystemExit(f"{library} is not empty: give a new library folder (a re-index "
                          "reuses its caches and would not measure a first index)")
-    count = sum(1 for p in photos.rglob("*") if p.is_file() and not p.name.endswith(".part"))
+    count = sum(1 for folder in photos for p in folder.rglob("*")
+                if p.is_file() and not p.name.endswith(".part"))
     report_path = (out_json or library.with_suffix(".json")).with_suffix(".report.json")
-    cmd = [sys.executable, "-m", "photoatlas.core.cli", "index", str(photos),
+    cmd = [sys.executable, "-m", "photoatlas.core.cli", "index", *map(str, photos),
            "--library", str(library), "--minutes", f"{minutes:g}", "--precision", "fp32",
            "--device", "cpu", "--report", str(report_path), *extra]
     log_path = report_path.with_suffix(".log")
@@ -385,7 +389,10 @@ def summarize(report: dict, watch: _Watch, count: int, wall: float, maxrss: int,
         "library_bytes_per_photo": round(sum(library_bytes.values()) / max(1, photos)),
         "library_breakdown": library_bytes,
         "device": report.get("device"), "command": " ".join(cmd),
-        "load_avg": list(os.getloadavg()),
+        "load_1min": {"min": min(watch.loads, default=None),
+                      "mean": round(sum(watch.loads) / len(watch.loads), 2) if watch.loads
+                      else None, "max": max(watch.loads, default=None)},
+        "nice": os.nice(0),
     }
 
 
@@ -407,6 +414,46 @@ def print_table(results: list[dict]) -> None:
         print(" | ".join(cells))
 
 
+def markdown(results: list[dict]) -> str:
+    """The figures of several runs as the Markdown tables of docs/scale.md."""
+    names = [n for n in (*STAGE_ORDER[:3], "map (first)", *STAGE_ORDER[4:], "map (adapted)")
+             if any(n in r["stages"] for r in results)]
+    lines = ["| stage | " + " | ".join(f"N = {r['photos']:,}" for r in results) + " |",
+             "|---" * (len(results) + 1) + "|"]
+    for n in names:
+        cells = []
+        for r in results:
+            st = r["stages"].get(n)
+            cells.append("-" if st is None else
+                         f"{st['s']:.1f} s ({st['ms_per_photo']:.1f} ms/photo, "
+                         f"{st['photos_per_s']} photos/s)")
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+
+    def row(label: str, fn) -> None:
+        lines.append(f"| {label} | " + " | ".join(fn(r) for r in results) + " |")
+
+    row("whole run (wall)", lambda r: f"{r['wall_s']:.0f} s")
+    row("start to partial map (1,000 photos)",
+        lambda r: "-" if r["partial_map_s"] is None else f"{r['partial_map_s']:.0f} s")
+    row("**start to first map**", lambda r: f"**{r['first_map_s']:.0f} s**")
+    row("training: views + adapt + check / budget", lambda r: (
+        f"{r['training']['views_adapt_check_s']:.0f} s / {r['training']['budget_s']:.0f} s"))
+    row("first map to done (wall)", lambda r: f"{r['training']['map_to_done_s']} s")
+    row("bank photos (wanted), epochs", lambda r: (
+        f"{r['training']['bank_photos']} ({r['training']['bank_photos_wanted']}), "
+        f"{r['training']['epochs']}"))
+    row("check kept", lambda r: str(r["training"]["kept"]))
+    row("photos/s, whole run", lambda r: f"{r['photos'] / r['wall_s']:.1f}")
+    row("peak RSS", lambda r: f"{r['peak_rss_bytes'] / 2**30:.2f} GiB")
+    row("peak RSS by stage (GiB)", lambda r: ", ".join(
+        f"{k} {v / 2**30:.2f}" for k, v in r["peak_rss_by_stage_bytes"].items()))
+    row("library bytes per photo", lambda r: f"{r['library_bytes_per_photo'] / 1e3:.0f} KB")
+    row("load average (1 min) min / mean / max", lambda r: (
+        f"{r['load_1min']['min']:.1f} / {r['load_1min']['mean']:.1f} / "
+        f"{r['load_1min']['max']:.1f}"))
+    return "\n".join(lines)
+
+
 def _size(text: str) -> tuple[int, int]:
     w, h = text.lower().split("x")
     return int(w), int(h)
@@ -425,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
                      help="folders of source photos (default: the shared imagenette-dev, "
                      "flickr-dev and paris-dev)")
     ru = sub.add_parser("run", help="index PHOTOS into a new library and time each stage")
-    ru.add_argument("photos", type=Path)
+    ru.add_argument("photos", type=Path, nargs="+", help="photo folders")
     ru.add_argument("--library", type=Path, required=True, help="a new (or empty) folder")
     ru.add_argument("--minutes", type=float, default=5.0, help="the Quick preset: 5")
     ru.add_argument("--json", type=Path, help="write the figures here")
@@ -434,8 +481,12 @@ def main(argv: list[str] | None = None) -> int:
     ru.add_argument("--index-args", default="",
                     help="more options for photoatlas index, as one string "
                     "(--index-args='--seed 1')")
+    ta = sub.add_parser("table", help="Markdown tables of run figures (JSON files)")
+    ta.add_argument("figures", type=Path, nargs="+")
     args = parser.parse_args(argv)
-    if args.command == "generate":
+    if args.command == "table":
+        print(markdown([json.loads(p.read_text()) for p in args.figures]))
+    elif args.command == "generate":
         generate(args.out, args.count, args.size, args.workers,
                  heic=False if args.no_heic else None, folders=args.sources)
     else:

@@ -68,3 +68,5 @@ def test_generate_then_run(tmp_path: Path) -> None:
     assert figures["peak_rss_bytes"] > 100e6  # torch alone is more
     assert figures["library_bytes_per_photo"] > 3 * 224 * 224  # a pixel-cache row each
     assert figures["library_breakdown"]["cache/pixels-224.u8"] == 8 * 3 * 224 * 224
+    table = _bench("table", str(out)).stdout
+    assert "| N = 8 |" in table and "start to first map" in table
