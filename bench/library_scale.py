@@ -46,6 +46,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -468,13 +469,18 @@ def markdown(results: list[dict]) -> str:
         "-" if r.get("first_map_cpu_s") is None else f"{r['first_map_cpu_s']:.0f} s"))
     row("CPU seconds by stage (from its progress bars)", lambda r: ", ".join(
         f"{k} {v:.0f}" for k, v in r.get("cpu_by_stage_s", {}).items()) or "-")
-    row("training: views + adapt + check / budget", lambda r: (
-        f"{r['training']['views_adapt_check_s']:.0f} s / {r['training']['budget_s']:.0f} s"))
-    row("first map to done (wall)", lambda r: f"{r['training']['map_to_done_s']} s")
-    row("bank photos (wanted), epochs", lambda r: (
-        f"{r['training']['bank_photos']} ({r['training']['bank_photos_wanted']}), "
-        f"{r['training']['epochs']}"))
-    row("check kept", lambda r: str(r["training"]["kept"]))
+    row("CPU ms per photo: decode / embed / map", lambda r: " / ".join(
+        f"{1000 * r['cpu_by_stage_s'][k] / r['photos']:.1f}" if k in r.get("cpu_by_stage_s", {})
+        else "-" for k in ("decode", "embed", "map")))
+    def training(fn) -> Callable[[dict], str]:
+        return lambda r: "- (map only)" if r["training"]["kept"] is None else fn(r["training"])
+
+    row("training: views + adapt + check / budget", training(
+        lambda t: f"{t['views_adapt_check_s']:.0f} s / {t['budget_s']:.0f} s"))
+    row("first map to done (wall)", training(lambda t: f"{t['map_to_done_s']:.0f} s"))
+    row("bank photos (wanted), adapter epochs", training(
+        lambda t: f"{t['bank_photos']} ({t['bank_photos_wanted']}), {t['epochs']}"))
+    row("check kept", training(lambda t: str(t["kept"])))
     row("photos/s, whole run", lambda r: f"{r['photos'] / r['wall_s']:.1f}")
     row("peak RSS", lambda r: f"{r['peak_rss_bytes'] / 2**30:.2f} GiB")
     row("peak RSS by stage (GiB)", lambda r: ", ".join(
