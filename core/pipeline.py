@@ -241,7 +241,11 @@ def adapt_start(run: _Run, start_model: SimCLRModel, start: np.ndarray) -> Adapt
 
 def _pretrained(run: _Run, adapt: bool) -> RunReport:
     cfg, prep = run.cfg, run.prep
-    warm_up_in_background()  # the map's first compile overlaps the embedding pass
+    # The map's first compiles overlap the embedding pass (when the map is laid out here,
+    # not in a child process).
+    photos = len(prep.image_ids)
+    child = run.map_cfg.own_process_from is not None and photos >= run.map_cfg.own_process_from
+    warm_up_in_background(0 if child else photos)
     start_model = build_model(cfg.backbone, True, cfg.resolution)
     shown_partial = False
 

@@ -60,12 +60,21 @@ def import_umap() -> ModuleType:
         return umap
 
 
-def warm_up_in_background() -> threading.Thread | None:
-    """When this machine has not compiled umap-learn yet, compile it on a side thread
-    (a tiny layout) while the caller does other work, e.g. embedding photos; None when the
-    cache is already filled."""
+# umap-learn finds the neighbours of this many points or more with pynndescent, whose
+# functions compile in every process (closures numba cannot cache): 26-33 s here, the same
+# on 300 points as on 5,000 (docs/scale.md, `map-twice`).
+APPROXIMATE_FROM = 4096
+
+
+def warm_up_in_background(photos: int = 0) -> threading.Thread | None:
+    """Compile on a side thread, while the caller does other work (e.g. embedding photos),
+    what the first map of ``photos`` points will need and this process lacks: umap-learn
+    when this machine has not cached it yet, pynndescent for a map of APPROXIMATE_FROM
+    photos or more. None when there is nothing to compile."""
     folder = numba_cache_dir()
-    if "umap" in sys.modules or (folder.is_dir() and any(folder.iterdir())):
+    umap_cold = "umap" not in sys.modules and not (folder.is_dir() and any(folder.iterdir()))
+    nndescent_cold = photos >= APPROXIMATE_FROM and not _nndescent_warm.is_set()
+    if not (umap_cold or nndescent_cold):
         return None
 
     def compile_once() -> None:
@@ -74,11 +83,21 @@ def warm_up_in_background() -> threading.Thread | None:
         import numpy as np
 
         umap = import_umap()
-        points = np.random.default_rng(0).normal(size=(32, 8)).astype(np.float32)
+        points = np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            umap.UMAP(n_neighbors=5, metric="cosine", random_state=0).fit_transform(points)
+            if umap_cold:
+                umap.UMAP(n_neighbors=5, metric="cosine", random_state=0).fit_transform(
+                    points[:32])
+            if nndescent_cold:
+                from pynndescent import NNDescent
+
+                NNDescent(points, metric="cosine", n_neighbors=15, random_state=0)
+                _nndescent_warm.set()
 
     thread = threading.Thread(target=compile_once, name="umap-warm-up", daemon=True)
     thread.start()
     return thread
+
+
+_nndescent_warm = threading.Event()
