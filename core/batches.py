@@ -9,13 +9,12 @@ loop is the plain one (there is nothing to overlap)."""
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 
 import numpy as np
 import torch
 
-from .device import Placement
+from .device import DeferredReads, Placement
 from .jobs import CancelToken, EtaClock, Progress, ProgressCallback, no_progress
 
 # (uint8 rows (B, 3, S, S) on the device) -> float images (B, 3, R, R) in [0, 1].
@@ -42,36 +41,6 @@ def rows_to_device(pixels: np.ndarray, index: slice | np.ndarray, device: torch.
     return host.to(device, non_blocking=True)
 
 
-class _Landing:
-    """Features copied back to the host. On CUDA each batch's copy goes to pinned memory
-    asynchronously and is read ``lag`` batches later (an event says when it is there), so
-    the device never idles while the host reads; elsewhere at once."""
-
-    def __init__(self, device: torch.device, lag: int = 1) -> None:
-        self.lag = lag if device.type == "cuda" else 0
-        self.pending: deque[tuple[torch.Tensor, torch.cuda.Event | None, int]] = deque()
-
-    def put(self, features: torch.Tensor, done: int) -> list[tuple[np.ndarray, int]]:
-        """Queue (B, D) float32 ``features`` of the first ``done`` rows; returns the
-        batches that have landed, in order, as (array, done)."""
-        if not self.lag:
-            return [(features.cpu().numpy(), done)]
-        host = torch.empty(features.shape, dtype=features.dtype, pin_memory=True)
-        host.copy_(features, non_blocking=True)
-        event = torch.cuda.Event()
-        event.record()
-        self.pending.append((host, event, done))
-        return self.drain(keep=self.lag)
-
-    def drain(self, keep: int = 0) -> list[tuple[np.ndarray, int]]:
-        landed = []
-        while len(self.pending) > keep:
-            host, event, done = self.pending.popleft()
-            event.synchronize()
-            landed.append((host.numpy().copy(), done))  # the pinned buffer goes back
-        return landed
-
-
 @torch.no_grad()
 def encode_rows(
     encode: EncodeFn,
@@ -90,7 +59,7 @@ def encode_rows(
     out: list[np.ndarray] = []
     clock = EtaClock()
     n = len(pixels)
-    landing = _Landing(placement.device)
+    landing = DeferredReads(placement.device)
 
     def landed(batches: list[tuple[np.ndarray, int]]) -> None:
         for features, done in batches:

@@ -1,11 +1,14 @@
-"""Where the work runs: the device pick, the devices this machine has, and how a model is
-placed there (memory layout and autocast dtype). Training, embedding and the check all
-ask this module; nothing else detects devices."""
+"""Where the work runs: the device pick, the devices this machine has, how a model is
+placed there (memory layout and autocast dtype), and how tensors travel to and from it
+without stalling it. Training, embedding and the check all ask this module; nothing else
+detects devices."""
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -89,6 +92,37 @@ def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
         return tensor.to(device)
     source = tensor if tensor.is_pinned() else tensor.pin_memory()
     return source.to(device, non_blocking=True)
+
+
+class DeferredReads:
+    """Tensors read back to the host without stalling the device. On CUDA each tensor is
+    copied to pinned memory asynchronously and read ``lag`` puts later (an event says when
+    it is there), so the device keeps computing while the host waits for nothing; elsewhere
+    it is read at once. Each tensor travels with a tag of the caller's (a step, a count)."""
+
+    def __init__(self, device: torch.device, lag: int = 1) -> None:
+        self.lag = lag if device.type == "cuda" else 0
+        self.pending: deque[tuple[torch.Tensor, torch.cuda.Event | None, object]] = deque()
+
+    def put(self, tensor: torch.Tensor, tag: object) -> list[tuple[np.ndarray, object]]:
+        """Queue ``tensor``; returns the (array, tag) pairs readable now, oldest first."""
+        if not self.lag:
+            return [(tensor.detach().cpu().numpy(), tag)]
+        host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+        host.copy_(tensor.detach(), non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        self.pending.append((host, event, tag))
+        return self.drain(keep=self.lag)
+
+    def drain(self, keep: int = 0) -> list[tuple[np.ndarray, object]]:
+        """Read all but the newest ``keep`` queued tensors."""
+        ready = []
+        while len(self.pending) > keep:
+            host, event, tag = self.pending.popleft()
+            event.synchronize()
+            ready.append((host.numpy().copy(), tag))  # the pinned buffer goes back
+        return ready
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from .augment import simclr_pair
 from .batches import rows_to_device
 from .config import TrainConfig
-from .device import pick_device, place_model
+from .device import DeferredReads, pick_device, place_model
 from .jobs import CancelToken, Progress, ProgressCallback, no_progress
 from .loss import PairObjective
 from .model import SimCLRModel
@@ -168,36 +168,6 @@ class PixelViews:
         return views, state
 
 
-class LossReader:
-    """Each step's loss, read on the host without stalling the device. On CUDA a loss is
-    copied to pinned memory asynchronously and read one step later, once the next step is
-    queued (reading it at once, ``float(loss)``, would wait for the step to finish and
-    leave the GPU idle until the host queues the next one); elsewhere it is read at once."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.lag = 1 if device.type == "cuda" else 0
-        self.pending: list[tuple[int, torch.Tensor, torch.cuda.Event | None]] = []
-
-    def put(self, step: int, loss: torch.Tensor) -> list[tuple[int, float]]:
-        """Queue the loss of ``step``; returns the (step, loss) pairs readable now."""
-        if not self.lag:
-            return [(step, float(loss))]
-        host = torch.empty((), dtype=torch.float32, pin_memory=True)
-        host.copy_(loss.detach().float(), non_blocking=True)
-        event = torch.cuda.Event()
-        event.record()
-        self.pending.append((step, host, event))
-        return self.drain(keep=self.lag)
-
-    def drain(self, keep: int = 0) -> list[tuple[int, float]]:
-        ready = []
-        while len(self.pending) > keep:
-            step, host, event = self.pending.pop(0)
-            event.synchronize()
-            ready.append((step, float(host)))
-        return ready
-
-
 def train(
     model: SimCLRModel,
     pixels: np.ndarray,
@@ -294,11 +264,14 @@ def train(
     budget.start(step)
     first_step = step
     last_save = time.monotonic()
-    reader = LossReader(device)
+    # Each step's loss is read a step later on CUDA: float(loss) at once would wait for
+    # the step to finish and leave the GPU idle until the host queues the next one.
+    reader = DeferredReads(device)
 
-    def record(ready: list[tuple[int, float]]) -> None:
+    def record(ready: list[tuple[np.ndarray, int]]) -> None:
         """Keep the losses that have been read and report their steps."""
-        for done, loss in ready:
+        for value, done in ready:
+            loss = float(value)
             result.losses.append(loss)
             rate = (done - first_step) * world * batch / max(1e-9, budget.running())
             progress(Progress("train", done, budget.steps or 0,
@@ -337,7 +310,7 @@ def train(
             if world > 1:
                 dist.all_reduce(global_loss)
                 global_loss /= world
-            record(reader.put(step, global_loss))
+            record(reader.put(global_loss.float(), step))
             if time.monotonic() - last_save >= cfg.checkpoint_every_s:
                 record(reader.drain())  # the checkpoint holds every step's loss
                 save(upcoming.result()[1])
