@@ -107,7 +107,7 @@ def build_atlas(embeddings: np.ndarray, cfg: MapConfig, cancel: CancelToken | No
                 ) -> Atlas:
     """Layout, clusters and representatives of unit ``embeddings`` (N, D); in a child
     process when ``cfg.own_process_from`` says so (the child is killed on cancel)."""
-    if cfg.own_process_from is not None and len(embeddings) >= cfg.own_process_from:
+    if cfg.in_child(len(embeddings)):
         return _build_in_child(embeddings, replace(cfg, own_process_from=None),
                                cancel or CancelToken())
     return _build(embeddings, cfg)

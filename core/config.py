@@ -187,6 +187,10 @@ class MapConfig:
     # "__main__"` guard), as multiprocessing requires.
     own_process_from: int | None = None
 
+    def in_child(self, photos: int) -> bool:
+        """Whether the map of ``photos`` points is laid out in a child process."""
+        return self.own_process_from is not None and photos >= self.own_process_from
+
     def __post_init__(self) -> None:
         if self.own_process_from is not None and self.own_process_from < 0:
             raise ValueError("own_process_from must be >= 0")

@@ -244,8 +244,7 @@ def _pretrained(run: _Run, adapt: bool) -> RunReport:
     # The map's first compiles overlap the embedding pass (when the map is laid out here,
     # not in a child process).
     photos = len(prep.image_ids)
-    child = run.map_cfg.own_process_from is not None and photos >= run.map_cfg.own_process_from
-    warm_up_in_background(0 if child else photos)
+    warm_up_in_background(0 if run.map_cfg.in_child(photos) else photos)
     start_model = build_model(cfg.backbone, True, cfg.resolution)
     shown_partial = False
 

@@ -64,6 +64,7 @@ def import_umap() -> ModuleType:
 # functions compile in every process (closures numba cannot cache): 26-33 s here, the same
 # on 300 points as on 5,000 (docs/scale.md, `map-twice`).
 APPROXIMATE_FROM = 4096
+_nndescent_warm = threading.Event()  # set once this process has compiled pynndescent
 
 
 def warm_up_in_background(photos: int = 0) -> threading.Thread | None:
@@ -98,6 +99,3 @@ def warm_up_in_background(photos: int = 0) -> threading.Thread | None:
     thread = threading.Thread(target=compile_once, name="umap-warm-up", daemon=True)
     thread.start()
     return thread
-
-
-_nndescent_warm = threading.Event()
