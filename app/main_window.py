@@ -666,7 +666,7 @@ class MainWindow(QMainWindow):
         except ValueError as exc:
             self.show_error("Cannot search with these examples", str(exc))
             return
-        unlike = len(np.setdiff1d(session.unlike, session.selection))
+        unlike = len(session.query_negatives())
         text = f"More like {len(session.selection)} photo(s)"
         if unlike:
             text += f", not like {unlike}"

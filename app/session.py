@@ -330,8 +330,12 @@ class Session(QObject):
         only as liked. Raises ValueError when the examples cannot make a query."""
         if self.data is None or not len(self.selection):
             return []
-        unlike = np.setdiff1d(self.unlike, self.selection)
-        return rank_by_examples(self.data.run.embeddings, self.selection, unlike, k)
+        return rank_by_examples(self.data.run.embeddings, self.selection,
+                                self.query_negatives(), k)
+
+    def query_negatives(self) -> np.ndarray:
+        """The "not like" rows the next query uses: those not selected (liked) since."""
+        return np.setdiff1d(self.unlike, self.selection)
 
     def use_index(self, embeddings: np.ndarray, index: NeighborIndex) -> None:
         """Answer "similar" with ``index`` from now on, if it indexes the map shown."""
