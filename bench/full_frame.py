@@ -29,8 +29,8 @@ from PIL import Image, ImageDraw, ImageOps
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.adapt_recipes import mean_average_precision  # noqa: E402
-from bench.knn_quality import labels_from_paths  # noqa: E402
+from bench.knn_quality import labels_from_paths, mean_average_precision  # noqa: E402
+from photoatlas.core.batches import encode_rows  # noqa: E402
 from photoatlas.core.decode import load_rgb, square_pixels  # noqa: E402
 from photoatlas.core.device import place_model  # noqa: E402
 from photoatlas.core.model import build_model  # noqa: E402
@@ -96,20 +96,16 @@ def embed_variant(model, placement, images: list[Image.Image],
     for i, photo_views in enumerate(views):
         for v in photo_views:
             by_shape[v.shape].append((i, v))
-    dim = model.encoder.feature_dim
-    sums = torch.zeros(len(images), dim)
+    sums = torch.zeros(len(images), model.encoder.feature_dim)
     seconds = 0.0
-    with torch.no_grad():
-        for items in by_shape.values():
-            for start in range(0, len(items), 32):
-                part = items[start:start + 32]
-                x = torch.from_numpy(np.stack([v for _, v in part])).float() / 255
-                began = time.perf_counter()
-                with placement.autocasting():
-                    z = model.embed(placement.prepare(x)).float().cpu()
-                seconds += time.perf_counter() - began
-                for (i, _), row in zip(part, z, strict=True):
-                    sums[i] += row
+    for items in by_shape.values():
+        pixels = np.stack([v for _, v in items])
+        began = time.perf_counter()
+        # The embedding pass's own batch loop; the views are already at their final size.
+        z = encode_rows(model.embed, pixels, lambda rows: rows.float() / 255, placement, 32)
+        seconds += time.perf_counter() - began
+        for (i, _), row in zip(items, torch.from_numpy(z), strict=True):
+            sums[i] += row
     return F.normalize(sums, dim=1).numpy(), seconds
 
 
