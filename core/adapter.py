@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,7 @@ from .runs import (
     save_npz_atomic,
     save_torch_atomic,
 )
+from .scene import SceneSpace
 from .search import NeighborIndex
 from .train import Budget, TrainResult, lr_factor, make_optimizer
 
@@ -167,6 +168,16 @@ def load_bank(run_dir: Path, photos: int, seed: int) -> Bank | None:
                 int(arrays["wanted_photos"]), float(arrays["seconds"]))
 
 
+def centred_bank(bank: Bank, space: SceneSpace) -> Bank:
+    """The bank's views and check views in the scene space's centred coordinates, where the
+    scene map trains (core.scene)."""
+    mean = torch.from_numpy(space.mean)
+    features = F.normalize(bank.features.float() - mean, dim=-1).to(torch.bfloat16)
+    check = CheckViews(space.centred(bank.check.mild_a), space.centred(bank.check.mild_b),
+                       space.centred(bank.check.strong))
+    return replace(bank, features=features, check=check)
+
+
 def bank_neighbors(start: np.ndarray, rows: np.ndarray, k: int, mutual: bool) -> np.ndarray:
     """(M, k) each bank photo's nearest neighbours among the bank's photos (indices into
     ``rows``) under the starting embeddings ``start`` (N, D). With ``mutual``, a neighbour
@@ -195,14 +206,15 @@ def bank_pairs(features: torch.Tensor, rows: np.ndarray, partners: np.ndarray,
 
 def train_adapter(model: SimCLRModel, bank: Bank, neighbors: np.ndarray | None,
                   cfg: TrainConfig, run_dir: Path, budget_s: float | None,
-                  cancel: CancelToken | None = None, progress: ProgressCallback = no_progress
-                  ) -> TrainResult:
+                  cancel: CancelToken | None = None, progress: ProgressCallback = no_progress,
+                  checkpoint_name: str = CHECKPOINT_NAME) -> TrainResult:
     """Train ``model``'s adapter and head on the bank with the configured pair objective:
     each pair is a view of a photo and, with probability ``cfg.neighbor_positives``, a view
     of one of its ``neighbors`` (M, K; None when that probability is 0), else another view
     of itself. At most ``cfg.adapter_epochs`` epochs (or ``cfg.epochs``), within
     ``budget_s`` seconds.
-    Checkpoints to ``run_dir`` and resumes from it; on cancel saves and returns cancelled."""
+    Checkpoints to ``run_dir / checkpoint_name`` and resumes from it; on cancel saves and
+    returns cancelled."""
     cancel = cancel or CancelToken()
     if model.adapter is None:
         raise ValueError("train_adapter needs a model built with an adapter")
@@ -224,7 +236,7 @@ def train_adapter(model: SimCLRModel, bank: Bank, neighbors: np.ndarray | None,
     identity = torch.eye(model.adapter.weight.shape[0])
     result = TrainResult()
     step = 0
-    checkpoint = run_dir / CHECKPOINT_NAME
+    checkpoint = run_dir / checkpoint_name
     if checkpoint.exists():
         state = load_tensors(checkpoint)
         model.adapter.load_state_dict(state["adapter"])

@@ -116,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     _library_arg(si, required=True)
     si.add_argument("image", type=Path)
     si.add_argument("-k", type=int, default=10)
+    si.add_argument("--by", choices=("scene", "kind"), default="scene",
+                    help="scene: the same scene or object (another shot of it); kind: the "
+                    "same kind of thing, as the map groups them (default: scene)")
     si.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _add_organize_commands(sub)
     _add_export_commands(sub)
@@ -164,7 +167,7 @@ def _index(args: argparse.Namespace) -> int:
     for cut in report.adaptation.get("cut", []):
         print(f"  cut to fit the budget: {cut}")
     if report.check is not None:
-        print(report.check.verdict())
+        print(report.verdict())
     elif report.config.get("pretrained"):
         print("Map of the starting encoder written (not adapted).")
     return 0
@@ -219,7 +222,10 @@ def _similar(args: argparse.Namespace) -> int:
     from .pipeline import similar_to_file
 
     with Library(args.library, create=False) as library:
-        matches = similar_to_file(library, args.image, args.k)
+        if args.by == "scene" and library.current_run().scene is None:
+            print("This map was made before scene descriptors existed: answering by kind. "
+                  "Run 'photoatlas index' to add them.", file=sys.stderr)
+        matches = similar_to_file(library, args.image, args.k, args.by)
     if args.json:
         print(json.dumps([{"path": p, "score": round(s, 6)} for p, s in matches], indent=2))
     else:

@@ -136,11 +136,20 @@ class RunArtifacts:
     cluster: np.ndarray  # (N,) int64, -1 = noise
     report: RunReport
     cache_rows: np.ndarray  # (N,) int64, the pixel-cache row each embedding was made from
+    scene: np.ndarray | None = None  # (N, D) unit "same scene" descriptors (core.scene)
 
     @property
     def precision(self) -> str:
         """The precision the run embedded in, so photos embedded later match."""
         return self.report.precision
+
+    def descriptors(self, by: str) -> np.ndarray:
+        """(N, D) unit rows to search with: "scene" (same scene or object, core.scene) or
+        "kind" (same kind of thing: the map's embeddings). A map made before scene
+        descriptors existed answers "scene" with its embeddings too."""
+        if by not in ("scene", "kind"):
+            raise ValueError(f"similar by 'scene' or 'kind', not {by!r}")
+        return self.scene if by == "scene" and self.scene is not None else self.embeddings
 
 
 class Library:
@@ -208,4 +217,4 @@ class Library:
         paths = np.array([known.get(int(i), str(p)) for i, p in zip(atlas.image_ids, atlas.paths,
                                                                     strict=True)])
         return RunArtifacts(int(run), atlas.image_ids, paths, atlas.embeddings, atlas.xy,
-                            atlas.cluster, read_report(folder), atlas.cache_rows)
+                            atlas.cluster, read_report(folder), atlas.cache_rows, atlas.scene)

@@ -231,6 +231,13 @@ class SimCLRModel(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.adapt(self.encoder.features(x))
 
+    def without_adapter(self) -> SimCLRModel:
+        """The same encoder (shared, not copied) with no adapter: its ``embed`` gives the
+        base embeddings the adapter and the scene descriptor (core.scene) start from."""
+        base = SimCLRModel(self.encoder, self.head)
+        base.frozen_stages, base.keep_bn_stats = self.frozen_stages, self.keep_bn_stats
+        return base.train(self.training)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
 

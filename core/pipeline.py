@@ -25,6 +25,7 @@ from .adapter import (
     BANK_SHARE,
     bank_neighbors,
     build_bank,
+    centred_bank,
     encode_check_views,
     load_bank,
     save_bank,
@@ -47,12 +48,13 @@ from .jobs import (
 )
 from .library import CACHE_SIZE, Library
 from .model import SimCLRModel, build_model
-from .quality import CheckViews, decide, measures
+from .quality import CheckViews, decide_kind, decide_scene, measures
 from .quality import neighborhood_overlap as overlap_of
 from .runs import (
     ATLAS_NAME,
     ENCODER_NAME,
     OTHER_ATLAS_NAME,
+    SCENE_CHECKPOINT_NAME,
     AtlasArrays,
     CheckResult,
     RunReport,
@@ -63,6 +65,7 @@ from .runs import (
     write_report,
 )
 from .scan import ScanResult, scan_folders
+from .scene import SceneSpace, load_scene_space, save_scene_space
 from .search import NeighborIndex
 from .train import TrainResult, train
 from .umap_cache import warm_up_in_background
@@ -142,20 +145,24 @@ class _Run:
     def dir(self) -> Path:
         return self.library.run_dir(self.run_id)
 
-    def layout(self, embeddings: np.ndarray, what: str) -> AtlasArrays:
+    def layout(self, embeddings: np.ndarray, what: str, scene: np.ndarray) -> AtlasArrays:
+        """The map of the (N, D) kind ``embeddings``, carrying the (N, D') ``scene``
+        descriptors of the same photos."""
         self.progress(Progress("map", 0, 1, f"laying out the map ({what})"))
         with self.timer.stage("map"):
             atlas = build_atlas(embeddings, self.map_cfg, self.cancel)
         return AtlasArrays(self.prep.image_ids, self.prep.paths, self.prep.pixels.rows,
-                           embeddings, atlas.xy, atlas.cluster, atlas.representatives)
+                           embeddings, atlas.xy, atlas.cluster, atlas.representatives, scene)
 
     def publish(self, atlas: AtlasArrays, model: SimCLRModel, resolution: int,
-                state: str, check: CheckResult | None, training: dict, adaptation: dict
-                ) -> RunReport:
-        """Write the map, the encoder it came from and the report, and make this run the
-        library's current map (the window shows it at once)."""
+                state: str, scene: SceneSpace, checks: Checks | None, training: dict,
+                adaptation: dict) -> RunReport:
+        """Write the map, the encoder it came from, the scene space its scene descriptors
+        came from and the report, and make this run the library's current map (the window
+        shows it at once)."""
         save_encoder(self.dir / ENCODER_NAME, model, self.cfg.backbone, self.cfg.pretrained,
                      self.cfg.resolution, resolution)
+        save_scene_space(self.dir, scene)
         save_atlas(self.dir / ATLAS_NAME, atlas)
         scan, decoded = self.prep.scan, self.prep.decoded
         report = RunReport(
@@ -167,7 +174,9 @@ class _Run:
                     "failed_files": self.prep.failed},
             clusters=int(atlas.cluster.max() + 1) if len(atlas.cluster) else 0,
             embedding={"resolution": resolution, "dim": int(atlas.embeddings.shape[1])},
-            training=training, adaptation=adaptation, check=check)
+            training=training, adaptation=adaptation,
+            check=None if checks is None else checks.kind,
+            scene_check=None if checks is None else checks.scene)
         write_report(self.dir, report)
         self.library.catalog.set_meta("current_run", str(self.run_id))
         self.progress(Progress("map", 1, 1, f"map of {len(atlas.embeddings)} photos ready",
@@ -218,25 +227,35 @@ def begin_run(library: Library, prep: Prepared, cfg: TrainConfig, device: torch.
 
 
 @dataclass(frozen=True)
-class Adapted:
-    """What adaptation made of the starting encoder, before the check's decision is used."""
+class Checks:
+    """The label-free check's result for each similarity."""
 
-    model: SimCLRModel
-    check: CheckResult
+    kind: CheckResult  # the map's embedding
+    scene: CheckResult | None  # the scene descriptor's learnt map (None: none was trained)
+
+
+@dataclass(frozen=True)
+class Adapted:
+    """What adaptation made of the starting encoder, before the check's decisions are used."""
+
+    model: SimCLRModel  # the adapted "same kind" encoder
+    checks: Checks
     training: dict
     adaptation: dict
     embeddings: np.ndarray  # (N, D) the adapted encoder's embeddings, kept or not
+    scene: SceneSpace  # the scene space, with its learnt map only where the check kept it
 
 
 def adapt_start(run: _Run, start_model: SimCLRModel, start: np.ndarray) -> Adapted:
-    """Adapt the starting encoder as ``run.cfg`` says (the adapter on a bank of views, or
+    """Adapt the starting encoder as ``run.cfg`` says (the adapters on a bank of views, or
     pixel fine-tuning of the last stages), then the label-free check: the step ``index``
     runs after the start's map (bench/gpu_check.py measures it alone). Raises Cancelled."""
     if run.cfg.adapter:
-        model, check, training, adaptation = _adapt_on_bank(run, start_model, start)
-        return Adapted(model, check, training, adaptation, adapt_embeddings(model, start))
+        return _adapt_on_bank(run, start_model, start)
     model, check, training, adapted = _fine_tune(run, start_model, start)
-    return Adapted(model, check, training, {}, adapted)
+    base = adapted if check.kept == "adapted" else start
+    return Adapted(model, Checks(check, None), training, {}, adapted,
+                   SceneSpace.of_library(base))
 
 
 def _pretrained(run: _Run, adapt: bool) -> RunReport:
@@ -258,32 +277,40 @@ def _pretrained(run: _Run, adapt: bool) -> RunReport:
         rows = np.flatnonzero(done)
         part = _Run(run.library, run.run_id, cfg, _subset(prep, rows), run.device,
                     run.map_cfg, StageTimer(), run.cancel, run.progress)
-        atlas = part.layout(embeddings[rows], f"first {len(rows)} photos")
-        part.publish(atlas, start_model, CACHE_SIZE, "partial", None, {}, {})
+        space = SceneSpace.of_library(embeddings[rows])
+        atlas = part.layout(embeddings[rows], f"first {len(rows)} photos",
+                            space.describe(embeddings[rows]))
+        part.publish(atlas, start_model, CACHE_SIZE, "partial", space, None, {}, {})
 
     with run.timer.stage("embed"):
         start, rate = start_embeddings(run.library, start_model, cfg.backbone, prep.pixels,
                                        run.device, cfg.precision, run.cancel, run.progress,
                                        partial_map)
-    start_atlas = run.layout(start, "starting encoder")
+    space = SceneSpace.of_library(start)
+    start_scene = space.describe(start)
+    start_atlas = run.layout(start, "starting encoder", start_scene)
     speed = {"photos_per_s": None if rate is None else round(rate, 2)}
-    report = run.publish(start_atlas, start_model, CACHE_SIZE, "map", None, {}, speed)
+    report = run.publish(start_atlas, start_model, CACHE_SIZE, "map", space, None, {}, speed)
     if not adapt or cfg.minutes == 0 or cfg.epochs == 0:
         return report
     result = adapt_start(run, start_model, start)
-    model, check, training = result.model, result.check, result.training
+    checks, training = result.checks, result.training
     adaptation = {**result.adaptation, **speed}
-    if check.kept == "adapted":
+    scene = result.scene.describe(start)
+    if checks.kind.kept == "adapted":
         # The adapter works on the start's embeddings, made at the cache's size.
         resolution = CACHE_SIZE if cfg.adapter else cfg.resolution
-        atlas = run.layout(result.embeddings, "adapted encoder")
+        if not cfg.adapter:  # a fine-tuned encoder's scene space is its own embeddings'
+            scene = result.scene.describe(result.embeddings)
+        atlas = run.layout(result.embeddings, "adapted encoder", scene)
         # The start's map stays one toggle away (core.compare).
         save_npz_atomic(run.dir / OTHER_ATLAS_NAME, encoder=np.array("untrained"),
                         image_ids=start_atlas.image_ids, embeddings=start_atlas.embeddings,
                         xy=start_atlas.xy, cluster=start_atlas.cluster)
-        return run.publish(atlas, model, resolution, "done", check, training, adaptation)
-    return run.publish(start_atlas, start_model, CACHE_SIZE, "done", check, training,
-                       adaptation)
+        return run.publish(atlas, result.model, resolution, "done", result.scene, checks,
+                           training, adaptation)
+    return run.publish(replace(start_atlas, scene=scene), start_model, CACHE_SIZE, "done",
+                       result.scene, checks, training, adaptation)
 
 
 def _subset(prep: Prepared, rows: np.ndarray) -> Prepared:
@@ -300,23 +327,26 @@ def _training_summary(result: TrainResult) -> dict:
 
 
 def _judge(views_before: CheckViews, views_after: CheckViews, start: np.ndarray,
-           adapted: np.ndarray, rows: np.ndarray) -> CheckResult:
-    """The label-free check: measures of both encoders on the same sample, and the decision."""
-    before, hits_before = measures(views_before, start, rows)
-    after, hits_after = measures(views_after, adapted, rows)
+           adapted: np.ndarray, rows: np.ndarray, similarity: str = "kind") -> CheckResult:
+    """The label-free check of one similarity: measures of both embeddings on the same
+    sample, and the decision (core.quality.decide_kind or decide_scene)."""
+    before, photos_before = measures(views_before, start, rows)
+    after, photos_after = measures(views_after, adapted, rows)
     overlap = overlap_of(start, adapted, rows)
-    gained = int((hits_after & ~hits_before).sum())
-    lost = int((hits_before & ~hits_after).sum())
-    decision = decide(before, after, overlap, gained, lost)
+    gained = int((photos_after.hits & ~photos_before.hits).sum())
+    lost = int((photos_before.hits & ~photos_after.hits).sum())
+    decision = (decide_scene(gained, lost) if similarity == "scene"
+                else decide_kind(photos_before, photos_after, overlap))
     return CheckResult(decision.kept, after, before, round(overlap, 4), gained, lost,
-                       decision.reasons, len(rows))
+                       decision.reasons, len(rows), similarity)
 
 
-def _adapt_on_bank(run: _Run, start_model: SimCLRModel, start: np.ndarray
-                   ) -> tuple[SimCLRModel, CheckResult, dict, dict]:
-    """Train the adapter within the budget: the bank (views of as many sampled photos as
-    BANK_SHARE of the budget allows), then the steps in what is left; the check on the
-    bank's held-out views, with no encoder pass."""
+def _adapt_on_bank(run: _Run, start_model: SimCLRModel, start: np.ndarray) -> Adapted:
+    """Train both adapters within the budget: the bank (views of as many sampled photos as
+    BANK_SHARE of the budget allows), then, in what is left, half each: the "same kind"
+    adapter (neighbours as positives, as configured) and the "same scene" map (own views as
+    positives, in the scene space). Each is checked on the bank's held-out views, with no
+    encoder pass, and kept only where it wins."""
     cfg = run.cfg
     model = copy.deepcopy(start_model)
     model.add_adapter()
@@ -332,7 +362,7 @@ def _adapt_on_bank(run: _Run, start_model: SimCLRModel, start: np.ndarray
                               cfg.bank_views, deadline, run.cancel, run.progress)
         save_bank(run.dir, bank)
     spent = 0.0 if resumed_bank else time.monotonic() - began
-    steps_s = None if budget_s is None else max(budget_s - spent, 0.1 * budget_s)
+    steps_s = None if budget_s is None else max(budget_s - spent, 0.1 * budget_s) / 2
     neighbors = None if cfg.neighbor_positives == 0 else bank_neighbors(
         start, bank.train_rows, cfg.neighbor_k, cfg.mutual_neighbors)
     with run.timer.stage("adapt"):
@@ -340,24 +370,54 @@ def _adapt_on_bank(run: _Run, start_model: SimCLRModel, start: np.ndarray
                                run.progress)
     if result.cancelled:
         raise Cancelled()
+    space = SceneSpace.of_library(start)
+    scene_model = copy.deepcopy(start_model)
+    scene_model.add_adapter()
+    with run.timer.stage("adapt"):
+        scene_result = train_adapter(scene_model, centred_bank(bank, space), None,
+                                     replace(cfg, neighbor_positives=0.0), run.dir, steps_s,
+                                     run.cancel, run.progress, SCENE_CHECKPOINT_NAME)
+    if scene_result.cancelled:
+        raise Cancelled()
     with run.timer.stage("check"):
-        check = _judge(bank.check, _adapted_views(model, bank.check), start,
-                       adapt_embeddings(model, start), bank.check_rows)
+        adapted = adapt_embeddings(model, start)
+        kind = _judge(bank.check, _adapted_views(model, bank.check), start, adapted,
+                      bank.check_rows)
+        scene, scene_space = _judge_scene(bank.check, scene_model, space, start,
+                                          bank.check_rows)
     cap = cfg.epochs if cfg.epochs is not None else cfg.adapter_epochs
     cut = []
     if len(bank.train_rows) < bank.wanted_photos:
         cut.append(f"views of {len(bank.train_rows)} of {bank.wanted_photos} photos encoded "
                    "(the budget's share for encoding ran out)")
-    if result.epochs < cap - 1e-6:
-        cut.append(f"{result.epochs:.1f} of {cap} adapter epochs (the budget ran out)")
+    for what, trained in (("adapter", result), ("scene", scene_result)):
+        if trained.epochs < cap - 1e-6:
+            cut.append(f"{trained.epochs:.1f} of {cap} {what} epochs (the budget ran out)")
     adaptation = {"bank_photos": int(len(bank.train_rows)),
                   "bank_photos_wanted": bank.wanted_photos, "views": bank.views,
                   "check_photos": int(len(bank.check_rows)),
                   "bank_seconds": round(bank.seconds, 2), "bank_resumed": resumed_bank,
-                  "epochs": round(result.epochs, 2), "epoch_cap": cap,
-                  "budget_s": budget_s, "seconds": round(time.monotonic() - began, 2),
-                  "cut": cut}
-    return model, check, _training_summary(result), adaptation
+                  "epochs": round(result.epochs, 2), "scene_epochs": round(scene_result.epochs, 2),
+                  "epoch_cap": cap, "budget_s": budget_s,
+                  "seconds": round(time.monotonic() - began, 2), "cut": cut}
+    return Adapted(model, Checks(kind, scene), _training_summary(result), adaptation, adapted,
+                   scene_space)
+
+
+def _judge_scene(views: CheckViews, scene_model: SimCLRModel, space: SceneSpace,
+                 start: np.ndarray, rows: np.ndarray) -> tuple[CheckResult, SceneSpace]:
+    """The scene check: the centred descriptor against the trained scene map (the check's
+    views and the library, each described by both), and the scene space with the map only
+    where the check keeps it."""
+    trained = space.with_weight(scene_model.adapter.weight.detach().float().numpy())
+
+    def described(by: SceneSpace) -> CheckViews:
+        return CheckViews(by.describe(views.mild_a), by.describe(views.mild_b),
+                          by.describe(views.strong))
+
+    check = _judge(described(space), described(trained), space.describe(start),
+                   trained.describe(start), rows, "scene")
+    return check, trained if check.kept == "adapted" else space
 
 
 def _adapted_views(model: SimCLRModel, views: CheckViews) -> CheckViews:
@@ -423,9 +483,10 @@ def _from_scratch(run: _Run) -> RunReport:
     with run.timer.stage("check"):
         after, _ = measures(_pixel_check_views(model, run.prep.pixels[rows], cfg.resolution,
                                                run), embeddings, rows)
-    atlas = run.layout(embeddings, "trained encoder")
-    return run.publish(atlas, model, cfg.resolution, "done",
-                       CheckResult("adapted", after=after, sample=len(rows)),
+    space = SceneSpace.of_library(embeddings)
+    atlas = run.layout(embeddings, "trained encoder", space.describe(embeddings))
+    return run.publish(atlas, model, cfg.resolution, "done", space,
+                       Checks(CheckResult("adapted", after=after, sample=len(rows)), None),
                        _training_summary(result), {})
 
 
@@ -494,18 +555,27 @@ def update_library(
                          "'photoatlas index' to build a new map")
     embeddings, xy, cluster = run.embeddings[keep], run.xy[keep], run.cluster[keep]
     image_ids, cache_rows = run.image_ids[keep], run.cache_rows[keep]
+    space = load_scene_space(library.run_dir(run.run_id))
+    # Maps made before scene descriptors existed stay without them until the next index.
+    scene = None if run.scene is None or space is None else run.scene[keep]
     if new_rows:
         cancel.check()
         with timer.stage("embed"):
             torch_device = pick_device(device)
             model, resolution = run_encoder(library, run.run_id, torch_device)
             rows = np.array([r.cache_row for r in new_rows], np.int64)
-            new_embeddings = embed_pixels(model, CachedRows(library.pixels.array(), rows),
-                                          resolution, torch_device, cancel=cancel,
-                                          progress=progress, precision=run.precision)
+            # One pass: the base embeddings give the map's (through the adapter) and the
+            # scene descriptors (through the scene space).
+            base = embed_pixels(model.without_adapter(),
+                                CachedRows(library.pixels.array(), rows), resolution,
+                                torch_device, cancel=cancel, progress=progress,
+                                precision=run.precision)
+            new_embeddings = adapt_embeddings(model, base)
         progress(Progress("map", 0, 1, "placing new photos on the map"))
         with timer.stage("map"):
             new_xy, new_cluster = place_new(embeddings, xy, cluster, new_embeddings)
+        if scene is not None:
+            scene = np.concatenate([scene, space.describe(base)])
         embeddings = np.concatenate([embeddings, new_embeddings])
         xy, cluster = np.concatenate([xy, new_xy]), np.concatenate([cluster, new_cluster])
         image_ids = np.concatenate([image_ids, [r.id for r in new_rows]]).astype(np.int64)
@@ -516,7 +586,7 @@ def update_library(
         paths = np.array([ok_rows[int(i)].path for i in image_ids])
         save_atlas(library.run_dir(run.run_id) / ATLAS_NAME,
                    AtlasArrays(image_ids, paths, cache_rows, embeddings, xy, cluster,
-                               representatives(embeddings, cluster)))
+                               representatives(embeddings, cluster), scene))
     progress(Progress("map", 1, 1, f"{len(image_ids)} photos on the map"))
     failed = _failed_files(catalog, scan.unreadable)
     update = {
@@ -540,29 +610,35 @@ def run_encoder(library: Library, run_id: int, device: torch.device
     return load_encoder(library.run_dir(run_id) / ENCODER_NAME, device)
 
 
-def similar_to_file(library: Library, image: Path, k: int) -> list[tuple[str, float]]:
+def similar_to_file(library: Library, image: Path, k: int, by: str = "scene"
+                    ) -> list[tuple[str, float]]:
     """The ``k`` catalogued photos most similar to ``image`` (in the library or any file),
-    best first, as (path, cosine similarity). A catalogued photo is not its own match."""
+    best first, as (path, cosine similarity), by "scene" (same scene or object) or "kind"
+    (same kind of thing). A catalogued photo is not its own match."""
     from .decode import load_rgb, square_pixels
 
     if k < 1:
         raise ValueError("k must be at least 1")
     run = library.current_run()
+    library_vectors = run.descriptors(by)
     image = Path(image).expanduser()
     if not image.exists():
         raise FileNotFoundError(f"{image} does not exist")
     resolved = str(image.resolve())
     known = np.flatnonzero(run.paths == resolved)
     if len(known):
-        query = run.embeddings[known[:1]]
+        query = library_vectors[known[:1]]
     else:
         device = pick_device("auto")
         model, resolution = run_encoder(library, run.run_id, device)
         pixels = square_pixels(load_rgb(image, CACHE_SIZE), CACHE_SIZE)[None]
-        query = embed_pixels(model, pixels, resolution, device,
-                             precision=run.precision)
+        base = embed_pixels(model.without_adapter(), pixels, resolution, device,
+                            precision=run.precision)
+        space = load_scene_space(library.run_dir(run.run_id))
+        query = (space.describe(base) if by == "scene" and space is not None
+                 else adapt_embeddings(model, base))
     # One query: exact search (milliseconds) beats building an approximate index (seconds).
-    exact = NeighborIndex(run.embeddings, exact_limit=None)
+    exact = NeighborIndex(library_vectors, exact_limit=None)
     idx, scores = exact.query(query, k + len(known))
     pairs = [(str(run.paths[i]), float(s)) for i, s in zip(idx[0], scores[0], strict=True)
              if str(run.paths[i]) != resolved]

@@ -18,6 +18,7 @@ views come from the bank; the adapter is applied to them):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import comb
 
 import numpy as np
 import torch
@@ -32,16 +33,19 @@ CHECK_AUGMENT = AugmentConfig(min_scale=0.5, jitter_p=0.5, brightness=0.2, contr
                               saturation=0.2, hue=0.02, gray_p=0.0, blur_p=0.0)
 # The instance view: the training's strong augmentation.
 INSTANCE_AUGMENT = AugmentConfig()
-# The adapted encoder must beat the start by this much neighbour agreement to be kept ...
+# "Same kind": the adapted embedding must raise neighbour agreement by this much, and by more
+# than the sample's noise ...
 KEEP_MARGIN = 0.01
-# ... keep at least this much of the start's neighbourhoods (an encoder that lost 0.10 of
-# k-NN accuracy kept 0.23 of its start's neighbourhoods, one that stayed level kept 0.63) ...
+# ... and keep at least this much of the start's neighbourhoods (an encoder that lost 0.10 of
+# k-NN accuracy kept 0.23 of its start's neighbourhoods, one that stayed level kept 0.63).
 MIN_OVERLAP = 0.5
-# ... and lose no more sample photos' instance hits than it gains.
+# A change is beyond noise when chance alone would give it less often than this (one-sided).
+NOISE_P = 0.05
 REASONS = {
-    "agreement": "neighbour agreement did not rise enough",
+    "agreement": "photos did not keep their neighbours more often than chance would give",
     "overlap": f"it kept less than {MIN_OVERLAP} of the starting encoder's neighbourhoods",
-    "instance": "fewer photos found their own shot first",
+    "instance": "no more test photos found their own shot first than before",
+    "instance_fell": "fewer test photos found their own shot first, beyond chance",
 }
 
 
@@ -54,20 +58,26 @@ class CheckViews:
     strong: np.ndarray  # (C, D)
 
 
-def neighbor_agreement(a: np.ndarray, b: np.ndarray, k: int = 10) -> float:
-    """Mean Jaccard overlap of each row's k nearest neighbours in ``a`` and in ``b`` (N, D)."""
+def photo_agreement(a: np.ndarray, b: np.ndarray, k: int = 10) -> np.ndarray:
+    """(N,) the Jaccard overlap of each row's k nearest neighbours in ``a`` and in ``b``
+    (N, D): how far each photo keeps its neighbours when it is reframed."""
     k = min(k, len(a) - 1)
     if k < 1:
-        return 1.0
+        return np.ones(len(a))
     na, _ = NeighborIndex(a).query(a, k, exclude_self=True)
     nb, _ = NeighborIndex(b).query(b, k, exclude_self=True)
-    return _jaccard(na, nb, k)
+    return _jaccards(na, nb, k)
 
 
-def _jaccard(na: np.ndarray, nb: np.ndarray, k: int) -> float:
+def neighbor_agreement(a: np.ndarray, b: np.ndarray, k: int = 10) -> float:
+    """Mean Jaccard overlap of each row's k nearest neighbours in ``a`` and in ``b`` (N, D)."""
+    return float(np.mean(photo_agreement(a, b, k)))
+
+
+def _jaccards(na: np.ndarray, nb: np.ndarray, k: int) -> np.ndarray:
     overlap = [len(set(x) & set(y)) for x, y in zip(na.tolist(), nb.tolist(), strict=True)]
     inter = np.asarray(overlap, np.float64)
-    return float(np.mean(inter / (2 * k - inter)))
+    return inter / (2 * k - inter)
 
 
 def neighborhood_overlap(start: np.ndarray, adapted: np.ndarray, rows: np.ndarray,
@@ -82,7 +92,7 @@ def neighborhood_overlap(start: np.ndarray, adapted: np.ndarray, rows: np.ndarra
     # Drop each photo itself (normally the first hit; exact duplicates may swap places).
     na = np.array([[j for j in r if j != q][:k] for q, r in zip(rows, na.tolist(), strict=True)])
     nb = np.array([[j for j in r if j != q][:k] for q, r in zip(rows, nb.tolist(), strict=True)])
-    return _jaccard(na, nb, k)
+    return float(np.mean(_jaccards(na, nb, k)))
 
 
 def instance_hits(views: np.ndarray, library: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -103,14 +113,23 @@ def uniformity(x: np.ndarray, max_rows: int = 2000) -> float:
     return float(torch.logsumexp(-2 * sq[off], 0) - np.log(off.sum().item()))
 
 
+@dataclass(frozen=True)
+class PhotoMeasures:
+    """One encoder's measures on the check's sample, photo by photo (for paired rules)."""
+
+    agreement: np.ndarray  # (C,) float, see photo_agreement
+    hits: np.ndarray  # (C,) bool, see instance_hits
+
+
 def measures(views: CheckViews, library: np.ndarray, rows: np.ndarray
-             ) -> tuple[Measures, np.ndarray]:
+             ) -> tuple[Measures, PhotoMeasures]:
     """The measures of one encoder: its check views and its embeddings of the whole
-    library; also the per-photo instance hits (for the paired comparison)."""
+    library; also each sample photo's (for the paired comparison)."""
     hits = instance_hits(views.strong, library, rows)
-    return Measures(neighbor_agreement(views.mild_a, views.mild_b),
+    agreement = photo_agreement(views.mild_a, views.mild_b)
+    return Measures(float(np.mean(agreement)) if len(agreement) else 1.0,
                     alignment(views.mild_a, views.mild_b), uniformity(views.mild_a),
-                    float(hits.mean()) if len(hits) else None), hits
+                    float(hits.mean()) if len(hits) else None), PhotoMeasures(agreement, hits)
 
 
 @dataclass(frozen=True)
@@ -119,16 +138,46 @@ class Decision:
     reasons: tuple[str, ...]  # keys of REASONS, empty when the adapted encoder is kept
 
 
-def decide(before: Measures, after: Measures, overlap: float, instance_gained: int,
-           instance_lost: int) -> Decision:
-    """Keep the adapted encoder only when it helps at the category level (agreement up by
-    KEEP_MARGIN, neighbourhoods kept) and does not hurt at the instance level (no more
-    sample photos lost their own shot than gained it)."""
+def chance_of_at_most(successes: int, trials: int) -> float:
+    """P(X <= successes) for X ~ Binomial(trials, 1/2): how often a fair coin gives so few."""
+    return sum(comb(trials, i) for i in range(successes + 1)) / 2 ** trials if trials else 1.0
+
+
+def fell_beyond_noise(gained: int, lost: int) -> bool:
+    """Whether ``lost`` photos against ``gained`` (paired: each changed one way) is more than
+    chance (a one-sided exact sign test): +1/-3 is noise, +0/-10 is not."""
+    return chance_of_at_most(gained, gained + lost) < NOISE_P
+
+
+def rose_beyond_noise(before: np.ndarray, after: np.ndarray, margin: float) -> bool:
+    """Whether the paired per-photo values rose by at least ``margin`` on average and by
+    more than twice the standard error of the mean difference (~ one-sided 2.5 %)."""
+    diff = np.asarray(after, np.float64) - np.asarray(before, np.float64)
+    if len(diff) < 2:
+        return False
+    spread = diff.std(ddof=1) / np.sqrt(len(diff))
+    return diff.mean() >= margin and diff.mean() > 2 * spread
+
+
+def decide_kind(before: PhotoMeasures, after: PhotoMeasures, overlap: float) -> Decision:
+    """Keep the adapted "same kind" embedding only when photos keep their neighbours under
+    reframing more often (by KEEP_MARGIN and beyond the sample's noise) and it keeps the
+    start's neighbourhoods. "Same scene" has its own descriptor (core.scene): the kind
+    embedding may trade a photo's own shot for its kind."""
     reasons = []
-    if after.neighbor_agreement < before.neighbor_agreement + KEEP_MARGIN:
+    if not rose_beyond_noise(before.agreement, after.agreement, KEEP_MARGIN):
         reasons.append("agreement")
     if overlap < MIN_OVERLAP:
         reasons.append("overlap")
-    if instance_lost > instance_gained:
+    return Decision("start" if reasons else "adapted", tuple(reasons))
+
+
+def decide_scene(gained: int, lost: int) -> Decision:
+    """Keep the learnt "same scene" map only when more test photos found their own shot
+    first than lost it, and the losses are not beyond noise."""
+    reasons = []
+    if gained <= lost:
         reasons.append("instance")
+    if fell_beyond_noise(gained, lost):
+        reasons.append("instance_fell")
     return Decision("start" if reasons else "adapted", tuple(reasons))

@@ -32,6 +32,7 @@ ATLAS_NAME = "atlas.npz"
 OTHER_ATLAS_NAME = "atlas-other.npz"
 ENCODER_NAME = "encoder.pt"
 CHECKPOINT_NAME = "checkpoint.pt"
+SCENE_CHECKPOINT_NAME = "scene-checkpoint.pt"
 BANK_NAME = "bank.npy"
 REPORT_NAME = "report.json"
 # 1: first release (embeddings.npy beside the atlas, no cache rows); 2: one file, cache rows;
@@ -113,6 +114,9 @@ class AtlasArrays:
     xy: np.ndarray  # (N, 2) float32
     cluster: np.ndarray  # (N,) int64, -1 = noise
     representatives: dict[int, list[int]] = field(default_factory=dict)  # cluster -> rows
+    # (N, D) float32 unit "same scene" descriptors (core.scene); None in maps made before
+    # they existed
+    scene: np.ndarray | None = None
 
 
 def save_atlas(path: Path, atlas: AtlasArrays) -> None:
@@ -123,7 +127,9 @@ def save_atlas(path: Path, atlas: AtlasArrays) -> None:
                     paths=atlas.paths, cache_rows=np.asarray(atlas.cache_rows, np.int64),
                     embeddings=atlas.embeddings, xy=atlas.xy, cluster=atlas.cluster,
                     rep_cluster=np.array([c for c, rows in reps.items() for _ in rows], np.int64),
-                    rep_row=np.array([r for rows in reps.values() for r in rows], np.int64))
+                    rep_row=np.array([r for rows in reps.values() for r in rows], np.int64),
+                    # float16: a descriptor's ranking does not need more, and it halves the file
+                    **({} if atlas.scene is None else {"scene": atlas.scene.astype(np.float16)}))
 
 
 def load_atlas(path: Path, cache_row_of: Callable[[], dict[int, int]] = dict) -> AtlasArrays:
@@ -143,8 +149,10 @@ def load_atlas(path: Path, cache_row_of: Callable[[], dict[int, int]] = dict) ->
     reps: dict[int, list[int]] = {}
     for c, r in zip(arrays.get("rep_cluster", []), arrays.get("rep_row", []), strict=True):
         reps.setdefault(int(c), []).append(int(r))
+    scene = arrays.get("scene")
     return AtlasArrays(arrays["image_ids"], arrays["paths"], arrays["cache_rows"],
-                       arrays["embeddings"], arrays["xy"], arrays["cluster"], reps)
+                       arrays["embeddings"], arrays["xy"], arrays["cluster"], reps,
+                       None if scene is None else scene.astype(np.float32))
 
 
 # the encoder ------------------------------------------------------------------------------
@@ -183,7 +191,7 @@ class Measures:
 
 @dataclass(frozen=True)
 class CheckResult:
-    """What the label-free check measured and decided (core.quality.decide)."""
+    """What the label-free check measured and decided for one similarity (core.quality)."""
 
     kept: str  # "adapted" or "start"
     after: Measures | None = None
@@ -193,23 +201,48 @@ class CheckResult:
     instance_lost: int = 0  # ... only before
     reasons: tuple[str, ...] = ()  # why the start was kept (core.quality.REASONS)
     sample: int = 0  # photos in the check's sample
+    similarity: str = "kind"  # "kind" (the map's embedding) or "scene" (core.scene)
 
     def verdict(self) -> str:
-        """One sentence for people, capitalised."""
+        """One sentence for people: what changed for this similarity and what is used."""
         if self.before is None or self.after is None:
             return "Trained from scratch: keeping the trained encoder."
-        helped = self.kept == "adapted"
-        text = (f"Training {'helped' if helped else 'did not help'}: neighbour agreement "
-                f"{self.before.neighbor_agreement:.3f} before, "
-                f"{self.after.neighbor_agreement:.3f} after")
-        if self.before.instance_recall is not None and self.after.instance_recall is not None:
-            text += (f"; a photo's own shot found first {self.before.instance_recall:.2f} "
-                     f"before, {self.after.instance_recall:.2f} after")
-        if self.reasons:
-            from .quality import REASONS
+        better = self.kept == "adapted"
+        if self.similarity == "scene":
+            found = (f"{self._hits(self.after)} of {self.sample} test photos found their own "
+                     f"shot first among all photos, {self._hits(self.before)} before")
+            if better:
+                return f"Same scene: better ({found}); Find similar uses what it learnt."
+            return (f"Same scene: no clear gain ({found}); Find similar keeps the untrained "
+                    "descriptor.")
+        kept_neighbours = (f"reframed photos kept their nearest photos "
+                           f"{self.before.neighbor_agreement:.0%} of the time before, "
+                           f"{self.after.neighbor_agreement:.0%} after")
+        if better:
+            return f"Same kind of thing: better ({kept_neighbours}); the map uses what it learnt."
+        return (f"Same kind of thing: no clear gain ({kept_neighbours}); the map stays as the "
+                "untrained encoder made it.")
 
-            text += " (" + "; ".join(REASONS[r] for r in self.reasons) + ")"
-        return text + f"; keeping the {'adapted' if helped else 'starting'} encoder."
+    def _hits(self, measures: Measures) -> int:
+        return round((measures.instance_recall or 0.0) * self.sample)
+
+    def details(self) -> str:
+        """The figures behind the verdict, for whoever wants them."""
+        if self.before is None or self.after is None:
+            return ""
+        from .quality import REASONS
+
+        b, a = self.before, self.after
+        text = (f"{self.similarity}: neighbour agreement {b.neighbor_agreement:.3f} -> "
+                f"{a.neighbor_agreement:.3f}; own shot first {b.instance_recall or 0:.3f} -> "
+                f"{a.instance_recall or 0:.3f} (+{self.instance_gained}/-{self.instance_lost} "
+                f"of {self.sample}); alignment {b.alignment:.3f} -> {a.alignment:.3f}; "
+                f"uniformity {b.uniformity:.3f} -> {a.uniformity:.3f}")
+        if self.overlap_with_start is not None:
+            text += f"; neighbourhoods kept from the start {self.overlap_with_start:.2f}"
+        if self.reasons:
+            text += " (" + "; ".join(REASONS.get(r, r) for r in self.reasons) + ")"
+        return text
 
     def to_dict(self) -> dict:
         return {**asdict(self), "reasons": list(self.reasons), "verdict": self.verdict()}
@@ -224,7 +257,8 @@ class CheckResult:
                    overlap_with_start=data.get("overlap_with_start"),
                    instance_gained=int(data.get("instance_gained", 0)),
                    instance_lost=int(data.get("instance_lost", 0)),
-                   reasons=tuple(data.get("reasons", ())), sample=int(data.get("sample", 0)))
+                   reasons=tuple(data.get("reasons", ())), sample=int(data.get("sample", 0)),
+                   similarity=data.get("similarity", "kind"))
 
 
 @dataclass(frozen=True)
@@ -245,7 +279,8 @@ class RunReport:
     embedding: dict[str, Any]
     training: dict[str, Any] = field(default_factory=dict)
     adaptation: dict[str, Any] = field(default_factory=dict)
-    check: CheckResult | None = None
+    check: CheckResult | None = None  # the map's "same kind" embedding
+    scene_check: CheckResult | None = None  # the "same scene" descriptor (core.scene)
     distributed: dict[str, Any] | None = None
     last_update: dict[str, Any] | None = None
 
@@ -265,9 +300,18 @@ class RunReport:
     def seed(self) -> int:
         return int(self.config.get("seed", 0))
 
+    def verdict(self) -> str:
+        """What training changed, a sentence per similarity ("" before any check)."""
+        return " ".join(c.verdict() for c in (self.check, self.scene_check) if c is not None)
+
+    def details(self) -> str:
+        return "\n".join(c.details() for c in (self.check, self.scene_check) if c is not None)
+
     def to_dict(self) -> dict:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
-        data["check"] = None if self.check is None else self.check.to_dict()
+        for name in ("check", "scene_check"):
+            check = getattr(self, name)
+            data[name] = None if check is None else check.to_dict()
         return data
 
     @classmethod
@@ -282,9 +326,10 @@ class RunReport:
         values.setdefault("clusters", 0)
         values.setdefault("embedding", {})
         values.setdefault("run", 0)
-        check = data.get("check")
         # Reports written before the check had a kept field (or with an empty check).
-        values["check"] = CheckResult.from_dict(check) if check else None
+        for name in ("check", "scene_check"):
+            check = data.get(name)
+            values[name] = CheckResult.from_dict(check) if check else None
         return cls(**values)
 
 

@@ -174,7 +174,7 @@ def test_kept_adapter_maps_the_adapter_applied_to_the_start_embeddings(
     from photoatlas.core.quality import Decision
 
     passes: list[int] = []
-    monkeypatch.setattr(pipeline, "decide", lambda *a: Decision("adapted", ()))
+    monkeypatch.setattr(pipeline, "decide_kind", lambda *a: Decision("adapted", ()))
     monkeypatch.setattr(pipeline, "embed_pixels", lambda *a, **k: pytest.fail("second pass"))
     real = features.embed_pixels
     monkeypatch.setattr(features, "embed_pixels",
@@ -199,14 +199,15 @@ def test_refused_adapter_leaves_the_starting_map(photos: Path, tmp_path: Path,
     import photoatlas.core.pipeline as pipeline
     from photoatlas.core.quality import Decision
 
-    monkeypatch.setattr(pipeline, "decide", lambda *a: Decision("start", ("instance",)))
+    monkeypatch.setattr(pipeline, "decide_kind", lambda *a: Decision("start", ("agreement",)))
     with Library(tmp_path / "lib") as library:
         index_library(library, [photos], TrainConfig(**TINY), MapConfig(), adapt=False)
         first = library.current_run()
         report = index_library(library, [photos], TrainConfig(**TINY), MapConfig())
         run = library.current_run()
-    assert report.kept == "start" and "fewer photos found their own shot first" in \
+    assert report.kept == "start" and "the map stays as the untrained encoder made it" in \
         report.check.verdict()
+    assert report.check.reasons == ("agreement",) and report.scene_check is not None
     assert np.array_equal(run.embeddings, first.embeddings)
     assert np.array_equal(run.xy, first.xy)
     assert report.embedding["resolution"] == 224
