@@ -90,14 +90,16 @@ def describe(root: Path) -> Job[Any]:
     return job
 
 
-def similar_to_file(root: Path, image: Path, k: int) -> Job[list[tuple[str, float]]]:
-    """The ``k`` photos of the current run most similar to a photo file (any file)."""
+def similar_to_file(root: Path, image: Path, k: int, by: str = "scene"
+                    ) -> Job[list[tuple[str, float]]]:
+    """The ``k`` photos of the current run most similar to a photo file (any file), by
+    "scene" or "kind"."""
 
     def job(cancel: CancelToken, progress: ProgressCallback):
         from photoatlas.core.pipeline import similar_to_file as search
 
         with Library(root, create=False) as library:
-            return search(library, image, k)
+            return search(library, image, k, by)
 
     return job
 

@@ -527,12 +527,12 @@ class MainWindow(QMainWindow):
         if data is not None and not self.session.showing_other:
             self._describe_clusters(data.run.run_id)
         if data is not None and data.count > EXACT_LIMIT:
-            self._build_index(data.run.embeddings)
+            self._build_index(data.run.descriptors(self.session.similar_by))
 
-    def _build_index(self, embeddings: np.ndarray) -> None:
+    def _build_index(self, vectors: np.ndarray) -> None:
         """An approximate neighbour index for a large map, built off the GUI thread."""
-        self.run_job(commands.neighbor_index(embeddings), "indexing",
-                     on_result=lambda index: self.session.use_index(embeddings, index))
+        self.run_job(commands.neighbor_index(vectors), "indexing",
+                     on_result=lambda index: self.session.use_index(vectors, index))
 
     def _describe_clusters(self, run_id: int) -> None:
         """Folders, dates and cameras of each cluster, read off the GUI thread (the first
@@ -609,7 +609,8 @@ class MainWindow(QMainWindow):
             self.show_error("No map yet", "Add a folder of photos (File → Add folder…, "
                             "Ctrl+O): its map appears as soon as the photos are read.")
             return None
-        job = commands.similar_to_file(root, image, self.similar_panel.k.value())
+        job = commands.similar_to_file(root, image, self.similar_panel.k.value(),
+                                       self.session.similar_by)
 
         def show(matches: list[tuple[str, float]]) -> None:
             self.docks["similar"].show()

@@ -89,6 +89,7 @@ class Session(QObject):
     names_changed = Signal()
     events_changed = Signal()  # the grouping by time changed (capture times known, new gap)
     colors_changed = Signal()  # another colour mode
+    similar_by_changed = Signal(str)  # "scene" or "kind": what "similar" answers with
 
     def __init__(self) -> None:
         super().__init__()
@@ -106,7 +107,9 @@ class Session(QObject):
         self.unlike = np.zeros(0, np.int64)  # "not like these" examples of the next query
         self._events: list[Event] | None = None
         self._kept_run: RunArtifacts | None = None
-        self._index: NeighborIndex | None = None
+        self.similar_by = "scene"
+        # One neighbour index per similarity, built on first use (core.scene).
+        self._indexes: dict[str, NeighborIndex] = {}
 
     # library ------------------------------------------------------------------------------
     def open_library(self, root: Path) -> None:
@@ -122,7 +125,7 @@ class Session(QObject):
             self.library.close()
         self.library = None
         self.data = None
-        self._index = None
+        self._indexes = {}
 
     @property
     def root(self) -> Path | None:
@@ -130,7 +133,8 @@ class Session(QObject):
 
     def reload_map(self) -> None:
         """Load the library's current run (if any) and tell the views."""
-        self.data, self._index, self._kept_run = None, None, None
+        self.data, self._kept_run = None, None
+        self._indexes = {}
         self.showing_other = False
         self.cluster_names, self.descriptions, self.auto_names = {}, {}, {}
         if self.library is not None:
@@ -156,7 +160,7 @@ class Session(QObject):
 
     def _show(self, run: RunArtifacts | None) -> None:
         self.data = self._derive(run) if run is not None else None
-        self._index, self._events = None, None
+        self._indexes, self._events = {}, None
         self.unlike = np.zeros(0, np.int64)  # rows of the map that was shown
         self.selection, self.current = np.zeros(0, np.int64), -1
         self.map_changed.emit()
@@ -306,15 +310,26 @@ class Session(QObject):
             self.current = row
             self.current_changed.emit(row)
 
+    def set_similar_by(self, by: str) -> None:
+        """Answer "similar" by "scene" (same scene or object) or "kind" (same kind)."""
+        if by not in ("scene", "kind"):
+            raise ValueError(f"similar by 'scene' or 'kind', not {by!r}")
+        if by != self.similar_by:
+            self.similar_by = by
+            self.similar_by_changed.emit(by)
+
     def similar(self, row: int, k: int) -> list[tuple[int, float]]:
-        """The ``k`` rows most similar to ``row`` (itself excluded), best first."""
+        """The ``k`` rows most similar to ``row`` (itself excluded) by ``similar_by``, best
+        first."""
         if self.data is None:
             return []
-        if self._index is None:
+        vectors = self.data.run.descriptors(self.similar_by)
+        index = self._indexes.get(self.similar_by)
+        if index is None:
             # Exact until the window hands over an approximate index built off the GUI
             # thread (FAISS needs seconds to build on a large library).
-            self._index = NeighborIndex(self.data.run.embeddings, exact_limit=None)
-        idx, scores = self._index.query(self.data.run.embeddings[row:row + 1], k + 1)
+            index = self._indexes[self.similar_by] = NeighborIndex(vectors, exact_limit=None)
+        idx, scores = index.query(vectors[row:row + 1], k + 1)
         pairs = [(int(i), float(s)) for i, s in zip(idx[0], scores[0], strict=True) if i != row]
         return pairs[:k]
 
@@ -337,10 +352,14 @@ class Session(QObject):
         """The "not like" rows the next query uses: those not selected (liked) since."""
         return np.setdiff1d(self.unlike, self.selection)
 
-    def use_index(self, embeddings: np.ndarray, index: NeighborIndex) -> None:
-        """Answer "similar" with ``index`` from now on, if it indexes the map shown."""
-        if self.data is not None and embeddings is self.data.run.embeddings:
-            self._index = index
+    def use_index(self, vectors: np.ndarray, index: NeighborIndex) -> None:
+        """Answer "similar" with ``index`` from now on, if it indexes the shown map's
+        vectors of one similarity."""
+        if self.data is None:
+            return
+        for by in ("scene", "kind"):
+            if vectors is self.data.run.descriptors(by):
+                self._indexes[by] = index
 
     def rows_of_paths(self, paths: list[str]) -> list[int]:
         if self.data is None:

@@ -6,11 +6,13 @@ from pathlib import Path
 
 from PySide6.QtCore import QModelIndex, Qt, Signal
 from PySide6.QtWidgets import (
+    QButtonGroup,
     QHBoxLayout,
     QLabel,
     QPushButton,
     QSizePolicy,
     QSpinBox,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -45,6 +47,23 @@ class SimilarPanel(QWidget):
         self.caption.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(self.caption)
         controls = QHBoxLayout()
+        # One click between the two similarities (core.scene): another shot of this scene or
+        # object, or the same kind of thing (what the map groups).
+        self.by_buttons: dict[str, QToolButton] = {}
+        group = QButtonGroup(self)
+        for by, text, tip in (("scene", "Same scene", "Other shots of this scene or object"),
+                              ("kind", "Same kind", "The same kind of thing, as the map "
+                               "groups photos")):
+            button = QToolButton()
+            button.setText(text)
+            button.setToolTip(tip)
+            button.setCheckable(True)
+            button.setChecked(session.similar_by == by)
+            button.clicked.connect(lambda _c=False, by=by: session.set_similar_by(by))
+            group.addButton(button)
+            controls.addWidget(button)
+            self.by_buttons[by] = button
+        controls.addSpacing(12)
         controls.addWidget(QLabel("Most similar:"))
         self.k = QSpinBox()
         self.k.setRange(1, 200)
@@ -62,6 +81,7 @@ class SimilarPanel(QWidget):
         self.grid.doubleClicked.connect(
             lambda index: self.open_requested.emit(int(index.data(ROW_ROLE))))
         session.current_changed.connect(self.show_row)
+        session.similar_by_changed.connect(self._similar_by_changed)
         thumbnails.loaded.connect(self._preview_loaded)
 
     def show_row(self, row: int) -> None:
@@ -71,6 +91,10 @@ class SimilarPanel(QWidget):
             return
         pairs = self.session.similar(row, self.k.value())
         self._show(str(data.run.paths[row]), [r for r, _ in pairs], [s for _, s in pairs])
+
+    def _similar_by_changed(self, by: str) -> None:
+        self.by_buttons[by].setChecked(True)
+        self.show_row(self.session.current)
 
     def show_external(self, path: str, matches: list[tuple[str, float]]) -> None:
         """Show a photo from outside the library with its matches (path, score)."""

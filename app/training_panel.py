@@ -166,6 +166,19 @@ class TrainingPanel(QWidget):
         self.verdict = QLabel("")
         self.verdict.setWordWrap(True)
         layout.addWidget(self.verdict)
+        # The figures behind the verdict, for whoever wants them; the sentence comes first.
+        self.details_button = QToolButton()
+        self.details_button.setText("Details")
+        self.details_button.setCheckable(True)
+        self.details_button.setVisible(False)
+        layout.addWidget(self.details_button)
+        self.details = QLabel("")
+        self.details.setWordWrap(True)
+        self.details.setStyleSheet("color: #9aa3ad")
+        self.details.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.details.setVisible(False)
+        layout.addWidget(self.details)
+        self.details_button.toggled.connect(self.details.setVisible)
         self.log = QPlainTextEdit()
         self.log.setReadOnly(True)
         self.log.setMaximumBlockCount(2000)
@@ -211,7 +224,7 @@ class TrainingPanel(QWidget):
         self._steps, self._losses = [], []
         self.raw_curve.setData([], [])
         self.smooth_curve.setData([], [])
-        self.verdict.setText("")
+        self._set_verdict("", "")
         self.stage.setText("Starting…")
         self.bar.setValue(0)
         self.append_log(f"started: {self._describe(cfg)}")
@@ -253,18 +266,17 @@ class TrainingPanel(QWidget):
             line += (f" · {report.training['epochs']} epochs at "
                      f"{report.training['images_per_s']:.0f} images/s")
         self.detail.setText(line)
-        check = report.check
-        text = "" if check is None else check.verdict()
-        if check is not None and check.before is not None and check.after is not None:
-            b, a = check.before, check.after
-            text += (f"\nBefore → after: neighbour agreement {b.neighbor_agreement:.3f} → "
-                     f"{a.neighbor_agreement:.3f} (higher is better), alignment "
-                     f"{b.alignment:.3f} → {a.alignment:.3f}, uniformity "
-                     f"{b.uniformity:.2f} → {a.uniformity:.2f} (lower is better).")
+        text = report.verdict()
         cuts = report.adaptation.get("cut", [])
         if cuts:
             text += "\nCut to fit the time budget: " + "; ".join(cuts) + "."
+        self._set_verdict(text, report.details())
+
+    def _set_verdict(self, text: str, details: str) -> None:
         self.verdict.setText(text)
+        self.details.setText(details)
+        self.details_button.setVisible(bool(details))
+        self.details.setVisible(bool(details) and self.details_button.isChecked())
 
     def run_finished(self, report: RunReport) -> None:
         self._running = False
@@ -275,7 +287,7 @@ class TrainingPanel(QWidget):
         self.append_log(f"finished in {sum(report.stage_seconds.values()):.0f} s on "
                         f"{report.device}")
         if report.check is not None:
-            self.append_log(report.check.verdict())
+            self.append_log(report.verdict())
         for cut in report.adaptation.get("cut", []):
             self.append_log(f"cut to fit the budget: {cut}")
         for item in report.images.get("failed_files", [])[:50]:

@@ -423,6 +423,11 @@ def test_update_keeps_moved_photos_and_places_new_ones(indexed) -> None:
     assert after.embeddings[copy_row] @ after.embeddings[p6_row] > 0.999
     np.testing.assert_allclose(after.xy[copy_row], after.xy[p6_row], atol=1e-3)
     assert after.cluster[copy_row] == after.cluster[p6_row]
+    # Scene descriptors follow the photos: kept ones unchanged, new ones from the same pass.
+    assert after.scene is not None and after.scene.shape == after.embeddings.shape
+    assert after.scene[copy_row] @ after.scene[p6_row] > 0.99
+    np.testing.assert_array_equal(after.scene[after_row[ids["p7.jpg"]]],
+                                  before.scene[row[ids["p7.jpg"]]])
     low, high = before.xy.min(0), before.xy.max(0)
     assert ((after.xy >= low - 1e-4) & (after.xy <= high + 1e-4)).all()
 

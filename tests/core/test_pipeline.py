@@ -65,8 +65,12 @@ def test_index_reports_every_stage_and_each_bad_file(indexed: tuple[Path, dict])
     assert report["training"]["steps"] == 2 and report["training"]["epochs"] == 1
     assert np.isfinite(report["training"]["first_loss"])
     assert report["check"]["kept"] in {"adapted", "start"}
-    assert "neighbour agreement" in report["check"]["verdict"]
+    assert report["check"]["verdict"].startswith("Same kind of thing: ")
     assert report["check"]["before"]["instance_recall"] is not None
+    # The scene descriptor's own check, on the same held-out photos.
+    scene = report["scene_check"]
+    assert scene["similarity"] == "scene" and scene["sample"] == 4
+    assert scene["verdict"].startswith("Same scene: ")
 
 
 def test_export_writes_aligned_arrays(indexed: tuple[Path, dict], tmp_path: Path) -> None:
@@ -102,11 +106,22 @@ def test_similar_in_library_and_outside_file(indexed: tuple[Path, dict], photos:
         outside = sorted((photo_dir / CLASSES[2]).iterdir())[20]
         matches = similar_to_file(library, outside, 3)
         assert sum(Path(p).parent.name == CLASSES[2] for p, _ in matches) >= 2
+        # Both similarities answer, each from its own vectors (core.scene).
+        run = library.current_run()
+        assert run.scene is not None and run.scene.shape == run.embeddings.shape
+        assert not np.allclose(run.scene, run.embeddings)
+        by_kind = similar_to_file(library, query, 5, "kind")
+        assert str(query) not in [p for p, _ in by_kind]
+        assert sum(Path(p).parent.name == CLASSES[1] for p, _ in by_kind) >= 4
+        row = list(run.paths).index(str(query))
+        assert np.isclose(by_kind[0][1], np.sort(run.embeddings @ run.embeddings[row])[-2],
+                          atol=1e-5)
     capsys.readouterr()
-    assert cli_main(["similar", "--library", str(library_dir), str(query), "-k", "3",
-                     "--json"]) == 0
-    listed = json.loads(capsys.readouterr().out)
-    assert len(listed) == 3 and {"path", "score"} <= set(listed[0])
+    for by in ("scene", "kind"):
+        assert cli_main(["similar", "--library", str(library_dir), str(query), "-k", "3",
+                         "--by", by, "--json"]) == 0
+        listed = json.loads(capsys.readouterr().out)
+        assert len(listed) == 3 and {"path", "score"} <= set(listed[0])
     # A query that is not an image, or not there: a clear error, no traceback.
     assert cli_main(["similar", "--library", str(library_dir), str(photos / "garbage.jpg")]) == 2
     assert "not an image" in capsys.readouterr().err
