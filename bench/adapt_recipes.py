@@ -10,11 +10,16 @@
         [--bank-photos N]   # train on the first N of them (default: all the file has)
         [--seed S]          # the head's initialisation and the batches' order (default 0)
 
-Each recipe trains the adapter exactly as `photoatlas index` does (core.adapter.train_adapter
-on the bank's training photos, the check on its held-out views: core.pipeline._judge), with
-its full epoch budget. Printed per set: category similarity as leave-one-out 1-NN accuracy,
-instance similarity as leave-one-out mean average precision of the photo's own folder (both
-from folder names, which PhotoAtlas never reads), and the check's decision.
+A recipe adapts one of the two similarities, as `photoatlas index` does:
+- "kind" recipes train the map's adapter (core.adapter.train_adapter on the bank's training
+  photos) and are checked as the map's embedding is (core.pipeline._judge, "kind");
+- "scene" recipes make the scene descriptor (core.scene): the library-centred start
+  embedding, and with training the own-views map on the centred bank, checked as `index`
+  checks it (core.pipeline._judge_scene).
+Printed per set and recipe: leave-one-out 1-NN accuracy and mean average precision of the
+photo's own folder (both from folder names, which PhotoAtlas never reads) of the vectors
+the recipe makes, and the check's decision; "shown" gives the figures of what `index` then
+uses (the start's where the check refused).
 """
 
 from __future__ import annotations
@@ -36,19 +41,20 @@ from bench.knn_quality import labels_from_paths, mean_average_precision  # noqa:
 from photoatlas.core.search import knn_accuracy  # noqa: E402
 
 # Every recipe states its positives: a change of the default must not change a row.
-_OLD = {"neighbor_positives": 1.0}  # the default before issue 15: neighbours, p 1, k 20
-RECIPES: dict[str, dict] = {
-    "untrained": {},
-    "neighbours p=1, k=20 (old default)": _OLD,
-    "self positives only (p=0, the default)": {"neighbor_positives": 0.0},
-    "mix p=0.5, k=20": {"neighbor_positives": 0.5},
-    "neighbours k=5": {**_OLD, "neighbor_k": 5},
-    "mutual neighbours k=10": {**_OLD, "neighbor_k": 10, "mutual_neighbors": True},
-    "mix p=0.5, k=5": {"neighbor_positives": 0.5, "neighbor_k": 5},
-    "old default + identity pull 0.01": {**_OLD, "identity_pull": 0.01},
-    "old default + identity pull 0.1": {**_OLD, "identity_pull": 0.1},
-    "old default + temperature 0.2": {**_OLD, "temperature": 0.2},
-    "old default, 10 epochs": {**_OLD, "adapter_epochs": 10},
+_NEIGHBOURS = {"neighbor_positives": 1.0}  # neighbours, p 1, k 20: the kind default
+RECIPES: dict[str, tuple[str, dict | None]] = {
+    "untrained": ("kind", None),
+    "kind: neighbours p=1, k=20 (the default)": ("kind", _NEIGHBOURS),
+    "kind: own views only": ("kind", {"neighbor_positives": 0.0}),
+    "kind: neighbours k=5": ("kind", {**_NEIGHBOURS, "neighbor_k": 5}),
+    "kind: mutual neighbours k=10": ("kind", {**_NEIGHBOURS, "neighbor_k": 10,
+                                              "mutual_neighbors": True}),
+    "kind: neighbours, temperature 0.2": ("kind", {**_NEIGHBOURS, "temperature": 0.2}),
+    "kind: neighbours, hard negatives beta 1": ("kind", {**_NEIGHBOURS,
+                                                         "hard_negative_beta": 1.0}),
+    "scene: centred start (untrained)": ("scene", None),
+    "scene: centred + own views (the default)": ("scene", {"neighbor_positives": 0.0}),
+    "scene: centred + neighbours": ("scene", _NEIGHBOURS),
 }
 
 
@@ -98,19 +104,28 @@ def features(folder: Path, out: Path, precision: str, bank_photos: int | None) -
                       "bank_s": round(bank_s, 1)}))
 
 
-def run_recipe(data: dict, name: str, changes: dict, bank_photos: int | None = None,
-               seed: int = 0) -> dict:
-    from photoatlas.core.adapter import Bank, bank_neighbors, split_sample, train_adapter
+def run_recipe(data: dict, name: str, similarity: str, changes: dict | None,
+               bank_photos: int | None = None, seed: int = 0) -> dict:
+    from photoatlas.core.adapter import (
+        Bank,
+        bank_neighbors,
+        centred_bank,
+        split_sample,
+        train_adapter,
+    )
     from photoatlas.core.config import TrainConfig
     from photoatlas.core.embed import adapt_embeddings
     from photoatlas.core.model import build_model
-    from photoatlas.core.pipeline import _adapted_views, _judge
+    from photoatlas.core.pipeline import _adapted_views, _judge, _judge_scene
     from photoatlas.core.quality import CheckViews
+    from photoatlas.core.scene import SceneSpace
 
     start, labels = data["start"], labels_from_paths(data["paths"])
-    if name == "untrained":
-        adapted, verdict, train_rows = start, "-", []
-    else:
+    space = SceneSpace.of_library(start)
+    untrained = start if similarity == "kind" else space.describe(start)
+    out = {"bank_photos": 0, "check": "-"}
+    vectors = shown = untrained
+    if changes is not None:
         cfg = replace(TrainConfig(device="cpu").resolved("cpu"), minutes=None, seed=seed,
                       **changes)
         # The features' split (seed 0): their check views are of these photos.
@@ -130,20 +145,34 @@ def run_recipe(data: dict, name: str, changes: dict, bank_photos: int | None = N
         # depend on which recipes ran before it in the process
         model = build_model("efficientnet_lite0", True, 224, load_weights=False, adapter=True)
         neighbors = None if cfg.neighbor_positives == 0 else bank_neighbors(
-            start, train_rows, cfg.neighbor_k, cfg.mutual_neighbors)
+            start if similarity == "kind" else untrained, train_rows, cfg.neighbor_k,
+            cfg.mutual_neighbors)
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.monotonic()
-            result = train_adapter(model, bank, neighbors, cfg, Path(tmp), None)
+            result = train_adapter(model, bank if similarity == "kind"
+                                   else centred_bank(bank, space), neighbors, cfg,
+                                   Path(tmp), None)
             seconds = time.monotonic() - t0
-        adapted = adapt_embeddings(model, start)
-        check = _judge(views, _adapted_views(model, views), start, adapted, check_rows)
-        verdict = (f"{check.kept}: agreement {check.before.neighbor_agreement:.3f}->"
-                   f"{check.after.neighbor_agreement:.3f}, instance "
-                   f"{check.before.instance_recall:.3f}->{check.after.instance_recall:.3f} "
-                   f"(+{check.instance_gained}/-{check.instance_lost}), overlap "
-                   f"{check.overlap_with_start:.2f}, {result.epochs:.0f} epochs {seconds:.0f} s")
-    return {"bank_photos": len(train_rows), "knn1": round(knn_accuracy(adapted, labels, 1), 4),
-            "map": round(mean_average_precision(adapted, labels), 4), "check": verdict}
+        if similarity == "kind":
+            vectors = adapt_embeddings(model, start)
+            check = _judge(views, _adapted_views(model, views), start, vectors, check_rows)
+        else:
+            vectors = space.with_weight(model.adapter.weight.detach().float().numpy()
+                                        ).describe(start)
+            check, _ = _judge_scene(views, model, space, start, check_rows)
+        shown = vectors if check.kept == "adapted" else untrained
+        out = {"bank_photos": len(train_rows),
+               "check": (f"{check.kept}: agreement {check.before.neighbor_agreement:.3f}->"
+                         f"{check.after.neighbor_agreement:.3f}, instance "
+                         f"{check.before.instance_recall:.3f}->"
+                         f"{check.after.instance_recall:.3f} (+{check.instance_gained}/"
+                         f"-{check.instance_lost}), overlap {check.overlap_with_start:.2f}, "
+                         f"{result.epochs:.0f} epochs {seconds:.0f} s")}
+    return {"similarity": similarity, **out,
+            "knn1": round(knn_accuracy(vectors, labels, 1), 4),
+            "map": round(mean_average_precision(vectors, labels), 4),
+            "shown_knn1": round(knn_accuracy(shown, labels, 1), 4),
+            "shown_map": round(mean_average_precision(shown, labels), 4)}
 
 
 def main() -> None:
@@ -170,12 +199,12 @@ def main() -> None:
         with np.load(path) as npz:
             data = {k: npz[k] for k in npz.files}
         data["bank"] = data["bank"].astype(np.float32)
-        for name, changes in RECIPES.items():
+        for name, (similarity, changes) in RECIPES.items():
             if args.only and name not in args.only:
                 continue
             print(json.dumps({"set": path.stem, "recipe": name,
-                              **run_recipe(data, name, changes, args.bank_photos, args.seed)}),
-                  flush=True)
+                              **run_recipe(data, name, similarity, changes, args.bank_photos,
+                                           args.seed)}), flush=True)
 
 
 if __name__ == "__main__":

@@ -256,17 +256,18 @@ def recipe_rows(library: Library, prep: Prepared, set_name: str, device: torch.d
         seconds = time.monotonic() - t0
         after = knn_accuracy(out.embeddings, labels, 1)
         training = out.training
+        kind = out.checks.kind
         rows.append({"set": set_name, "recipe": name, "photos": len(prep.paths),
                      "before": round(before, 4), "after": round(after, 4),
-                     "change": round(after - before, 4), "kept": out.check.kept,
-                     "check": out.check.verdict(), "steps": training.get("steps"),
+                     "change": round(after - before, 4), "kept": kind.kept,
+                     "check": kind.verdict(), "steps": training.get("steps"),
                      "epochs": training.get("epochs"),
                      "train_pairs_per_s": training.get("images_per_s"),
                      "bank_photos": out.adaptation.get("bank_photos"),
                      "views": out.adaptation.get("views"),
                      "budget_s": budgets.recipe_s, "seconds": round(seconds, 1)})
         log(f"{set_name}: {name}: 1-NN {before:.3f} -> {after:.3f} "
-            f"({out.check.kept} kept) in {seconds:.1f} s")
+            f"({kind.kept} kept) in {seconds:.1f} s")
     return rows
 
 

@@ -4,6 +4,9 @@
     python bench/knn_quality.py --untrained FOLDER [--resolution 224] [--backbone NAME]
     python bench/knn_quality.py --trained LIBRARY   # the newest run's trained weights, even
                                                     # when the check kept the start encoder
+    python bench/knn_quality.py --library LIBRARY [--by scene|kind]   # what the library
+                                                    # shows: the map's embeddings (kind) or
+                                                    # the scene descriptors (scene)
     ... [--map-by-folder]      # also leave-one-out mAP, relevant = same folder: instance-level
                                # on paris-dev (same building), category-level elsewhere
     ... [--save FILE.npz]      # also write the paths and embeddings measured
@@ -103,6 +106,10 @@ def main() -> None:
     source.add_argument("--export", type=Path, help="an .npz written by `photoatlas export`")
     source.add_argument("--untrained", type=Path, help="embed this folder, no training")
     source.add_argument("--trained", type=Path, help="a library: its newest run's weights")
+    source.add_argument("--library", type=Path,
+                        help="a library: the current run's vectors, as the app uses them")
+    parser.add_argument("--by", choices=("scene", "kind"), default="kind",
+                        help="with --library: the similarity whose vectors are measured")
     parser.add_argument("--backbone", default="efficientnet_lite0")
     parser.add_argument("--resolution", type=int,
                         help="embedding resolution (untrained: 224; trained: its own)")
@@ -118,6 +125,12 @@ def main() -> None:
             paths, embeddings = data["paths"], data["embeddings"]
     elif args.trained:
         paths, embeddings = trained_embeddings(args.trained, args.resolution)
+    elif args.library:
+        from photoatlas.core.library import Library
+
+        with Library(args.library, create=False) as library:
+            run = library.current_run()
+            paths, embeddings = run.paths, run.descriptors(args.by)
     else:
         paths, embeddings = untrained_embeddings(args.untrained, args.backbone,
                                                  args.resolution or 224)
