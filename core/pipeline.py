@@ -367,7 +367,7 @@ def _adapt_on_bank(run: _Run, start_model: SimCLRModel, start: np.ndarray) -> Ad
         start, bank.train_rows, cfg.neighbor_k, cfg.mutual_neighbors)
     with run.timer.stage("adapt"):
         result = train_adapter(model, bank, neighbors, cfg, run.dir, steps_s, run.cancel,
-                               run.progress)
+                               _labelled(run.progress, "same kind", 0))
     if result.cancelled:
         raise Cancelled()
     space = SceneSpace.of_library(start)
@@ -376,7 +376,9 @@ def _adapt_on_bank(run: _Run, start_model: SimCLRModel, start: np.ndarray) -> Ad
     with run.timer.stage("adapt"):
         scene_result = train_adapter(scene_model, centred_bank(bank, space), None,
                                      replace(cfg, neighbor_positives=0.0), run.dir, steps_s,
-                                     run.cancel, run.progress, SCENE_CHECKPOINT_NAME)
+                                     run.cancel,
+                                     _labelled(run.progress, "same scene", result.steps),
+                                     SCENE_CHECKPOINT_NAME)
     if scene_result.cancelled:
         raise Cancelled()
     with run.timer.stage("check"):
@@ -402,6 +404,17 @@ def _adapt_on_bank(run: _Run, start_model: SimCLRModel, start: np.ndarray) -> Ad
                   "seconds": round(time.monotonic() - began, 2), "cut": cut}
     return Adapted(model, Checks(kind, scene), _training_summary(result), adaptation, adapted,
                    scene_space)
+
+
+def _labelled(progress: ProgressCallback, label: str, steps_before: int) -> ProgressCallback:
+    """One adapter's training events as part of the stage: its name before the message, its
+    steps after those of the adapter trained before it (one bar and one loss curve)."""
+    def relay(event: Progress) -> None:
+        progress(replace(event, done=event.done + steps_before,
+                         total=event.total + steps_before,
+                         message=f"{label}: {event.message}"))
+
+    return relay
 
 
 def _judge_scene(views: CheckViews, scene_model: SimCLRModel, space: SceneSpace,
