@@ -9,8 +9,10 @@ from pathlib import Path
 from PIL import Image
 from PySide6.QtCore import QCoreApplication
 
+from photoatlas.app.jobs import JobRegistry
 from photoatlas.app.main_window import MainWindow
 from photoatlas.app.thumbnails import ThumbnailStore
+from photoatlas.app.worker import Worker
 
 
 def test_opening_another_library_cancels_and_joins_the_jobs_of_the_old_one(
@@ -71,3 +73,17 @@ def test_thumbnails_of_the_old_library_never_land_in_the_new_one(qtbot, tmp_path
     qtbot.waitUntil(lambda: store.pixmap(1) is not None, timeout=5_000)
     color = store.pixmap(1).toImage().pixelColor(4, 4)
     assert color.blue() > 200 and color.red() < 50
+
+
+def test_a_job_that_outlives_its_generation_is_no_job_of_the_next(qtbot) -> None:
+    """A job stuck in a step without cancel checks (say a long UMAP) must not count as a
+    scan of the next library, yet stays listed until its thread ends."""
+    release = threading.Event()
+    registry = JobRegistry()
+    worker = registry.start(Worker(lambda cancel, progress: release.wait(30), "rescan"))
+    assert registry.current() == [worker]
+    registry.end_generation(join_ms=50)
+    assert worker.is_running() and registry.current() == [] and len(registry) == 1
+    release.set()
+    assert worker.wait(10_000)
+    qtbot.waitUntil(lambda: not registry, timeout=5_000)
