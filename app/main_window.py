@@ -49,6 +49,7 @@ from .clusters_panel import ClustersPanel
 from .duplicates_panel import DuplicatesPanel
 from .events_panel import EventsPanel
 from .gallery import ROW_ROLE, PhotoGrid
+from .jobs import JobRegistry
 from .library_panel import LibraryPanel
 from .map_hint import MapHint
 from .map_view import MapView
@@ -96,7 +97,7 @@ class MainWindow(QMainWindow):
         self.setDockNestingEnabled(True)
         self.session = Session()
         self.thumbnails = ThumbnailStore(parent=self)
-        self.workers: set[Worker] = set()
+        self.workers = JobRegistry()
         self.training: Worker | None = None
 
         self.map = MapView(self.thumbnails)
@@ -316,6 +317,7 @@ class MainWindow(QMainWindow):
         s.events_changed.connect(self._refresh_colors)
         s.colors_changed.connect(self._color_mode_changed)
         s.library_changed.connect(self._update_counts)
+        s.library_closing.connect(self.workers.end_generation)
         self.map.selection_requested.connect(s.select)
         self.map.open_requested.connect(self.open_row)
         self.library_panel.add_requested.connect(self.choose_folder)
@@ -433,7 +435,7 @@ class MainWindow(QMainWindow):
     def _scanning(self) -> bool:
         """Whether a scan of the library's folders is running (training scans too)."""
         return self.training is not None or any(
-            w.name == "rescan" and w.is_running() for w in self.workers)
+            w.name == "rescan" for w in self.workers.current())
 
     def start_training(self, cfg: TrainConfig) -> Worker | None:
         if self._scanning():
@@ -451,7 +453,7 @@ class MainWindow(QMainWindow):
         connect_worker(self.training_panel, worker, self._training_done)
         worker.progress.connect(self._map_ready)
         worker.errored.connect(lambda message, _tb: self.show_error("Training stopped", message))
-        worker.finished.connect(self._training_finished)
+        worker.finished.connect(lambda: self._training_finished(worker))
         self._launch(worker)
         return worker
 
@@ -472,8 +474,9 @@ class MainWindow(QMainWindow):
         if event.stage == "map" and event.values.get("map_ready"):
             self.session.reload_map()
 
-    def _training_finished(self) -> None:
-        self.training = None
+    def _training_finished(self, worker: Worker) -> None:
+        if self.training is worker:  # not a newer run, when a retired one ends late
+            self.training = None
         self.library_panel.refresh()
         self._update_counts()
 
@@ -495,9 +498,7 @@ class MainWindow(QMainWindow):
 
     def _launch(self, worker: Worker) -> None:
         self.map_hint.track(worker)
-        self.workers.add(worker)
-        worker.thread.finished.connect(lambda: self.workers.discard(worker))
-        worker.start()
+        self.workers.start(worker)
 
     def _job_progress(self, event: Progress) -> None:
         self.job_bar.setValue(int(1000 * event.fraction))
@@ -505,7 +506,7 @@ class MainWindow(QMainWindow):
         self.job_label.setText(f"{event.stage}: {event.message}{eta}")
 
     def _job_finished(self) -> None:
-        if not any(w is not self.training and w.is_running() for w in self.workers):
+        if not any(w is not self.training for w in self.workers.current()):
             self.job_bar.hide()
             self.job_label.setText("")
 
@@ -821,10 +822,7 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.setValue("window/state", self.saveState())
-        for worker in list(self.workers):
-            worker.cancel()
-        for worker in list(self.workers):
-            worker.wait()
+        self.workers.end_generation()
         self.thumbnails.wait_idle()
         self.session.close_library()
         super().closeEvent(event)

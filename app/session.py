@@ -83,6 +83,7 @@ class Session(QObject):
     """The open library and what the user is looking at."""
 
     library_changed = Signal()
+    library_closing = Signal()  # the open library is about to close: its jobs end first
     map_changed = Signal()
     selection_changed = Signal()
     current_changed = Signal(int)
@@ -113,7 +114,8 @@ class Session(QObject):
 
     # library ------------------------------------------------------------------------------
     def open_library(self, root: Path) -> None:
-        """Open (or create) the library at ``root``; raises LibraryError with the reason."""
+        """Open (or create) the library at ``root``; raises LibraryError with the reason (the
+        open library and its jobs stay then)."""
         library = Library(root)
         self.close_library()
         self.library = library
@@ -122,6 +124,7 @@ class Session(QObject):
 
     def close_library(self) -> None:
         if self.library is not None:
+            self.library_closing.emit()
             self.library.close()
         self.library = None
         self.data = None

@@ -2,7 +2,9 @@
 
 Views ask ``pixmap(key)``; a miss returns None and queues the load on a thread pool. When
 the image arrives, ``loaded(key)`` fires and the view repaints. QImage is safe to build on
-any thread; the QPixmap is made on the GUI thread when first asked for.
+any thread; the QPixmap is made on the GUI thread when first asked for. Image ids are only
+unique within a library: a load queued for another thumbnail folder (an earlier generation)
+is dropped when it arrives.
 """
 
 from __future__ import annotations
@@ -27,14 +29,15 @@ def pil_to_qimage(image) -> QImage:
 
 
 class _Emitter(QObject):
-    done = Signal(object, object)  # key, QImage (null when unreadable)
+    done = Signal(object, object, int)  # key, QImage (null when unreadable), generation
 
 
 class _Load(QRunnable):
-    def __init__(self, key: object, path: Path, max_side: int | None, emitter: _Emitter
-                 ) -> None:
+    def __init__(self, key: object, path: Path, max_side: int | None, emitter: _Emitter,
+                 generation: int) -> None:
         super().__init__()
         self.key, self.path, self.max_side, self.emitter = key, path, max_side, emitter
+        self.generation = generation
 
     def run(self) -> None:
         if self.max_side is None:
@@ -46,7 +49,7 @@ class _Load(QRunnable):
                 image = pil_to_qimage(photo)
             except DecodeError:
                 image = QImage()
-        self.emitter.done.emit(self.key, image)
+        self.emitter.done.emit(self.key, image, self.generation)
 
 
 class ThumbnailStore(QObject):
@@ -60,6 +63,7 @@ class ThumbnailStore(QObject):
         self._images: OrderedDict[object, QImage] = OrderedDict()
         self._pixmaps: dict[object, QPixmap] = {}
         self._pending: set[object] = set()
+        self._generation = 0  # of the thumbnail folder: one per library opened
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(2)
         self._emitter = _Emitter()
@@ -67,6 +71,9 @@ class ThumbnailStore(QObject):
 
     def set_thumb_dir(self, thumb_dir: Path | None) -> None:
         self.thumb_dir = thumb_dir
+        self._generation += 1
+        self._pool.clear()  # loads not started yet; those running are dropped on arrival
+        self._pending.clear()
         self._images.clear()
         self._pixmaps.clear()
 
@@ -89,10 +96,12 @@ class ThumbnailStore(QObject):
             return pix
         if key not in self._pending:
             self._pending.add(key)
-            self._pool.start(_Load(key, path, side, self._emitter))
+            self._pool.start(_Load(key, path, side, self._emitter, self._generation))
         return None
 
-    def _arrived(self, key: object, image: QImage) -> None:
+    def _arrived(self, key: object, image: QImage, generation: int) -> None:
+        if generation != self._generation:
+            return
         self._pending.discard(key)
         if image.isNull():
             image = QImage(1, 1, QImage.Format.Format_RGB32)

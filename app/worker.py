@@ -91,6 +91,7 @@ class Worker(QObject):
         super().__init__()
         self.name = name
         self.token = CancelToken()
+        self._retired = False
         # Keep the worker referenced until ``thread.finished``: dropping it earlier would
         # destroy a running QThread.
         self.thread = QThread()
@@ -111,6 +112,14 @@ class Worker(QObject):
     def cancel(self) -> None:
         self.token.cancel()
 
+    def retire(self) -> None:
+        """Cancel the job and disown what it still sends: it belongs to a library that is no
+        longer open. Progress, result and error are dropped (shown now they would describe
+        the wrong library); ``cancelled`` stands for them so that views end the job, and
+        ``finished`` still comes."""
+        self._retired = True
+        self.cancel()
+
     def is_running(self) -> bool:
         return self.thread.isRunning()
 
@@ -124,15 +133,22 @@ class Worker(QObject):
 
     @Slot(object)
     def _progress(self, event: Progress) -> None:
-        self.progress.emit(event)
+        if not self._retired:
+            self.progress.emit(event)
 
     @Slot(object)
     def _returned(self, result: Any) -> None:
-        self.returned.emit(result)
+        if self._retired:
+            self.cancelled.emit()
+        else:
+            self.returned.emit(result)
 
     @Slot(str, str)
     def _errored(self, message: str, details: str) -> None:
-        self.errored.emit(message, details)
+        if self._retired:
+            self.cancelled.emit()
+        else:
+            self.errored.emit(message, details)
 
     @Slot()
     def _cancelled(self) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,16 @@ _READ_BYTES = 1 << 20
 
 
 class PixelCache:
-    """An append-only file of uint8 rows of shape (3, S, S), read back as a memmap."""
+    """An append-only file of uint8 rows of shape (3, S, S), read back as a memmap.
+
+    Opening one never changes the file: another opener may be halfway through an append,
+    and its partial row looks just like one left by a killed process. Only the library's
+    exclusive open cuts such a row (``cut_partial_row``)."""
+
+    # One append lock per file for the whole process: every Library of a root has its own
+    # PixelCache, and two appends at once would number their rows from the same end.
+    _append_locks: dict[Path, threading.Lock] = {}
+    _locks_guard = threading.Lock()
 
     def __init__(self, path: Path, size: int) -> None:
         self.path = path
@@ -30,19 +40,29 @@ class PixelCache:
         self.row_bytes = 3 * size * size
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch(exist_ok=True)
-        # A process killed mid-append leaves a partial row: drop it.
-        whole = path.stat().st_size // self.row_bytes * self.row_bytes
-        if path.stat().st_size != whole:
-            os.truncate(path, whole)
+        with self._locks_guard:
+            self._lock = self._append_locks.setdefault(path.resolve(), threading.Lock())
 
     @property
     def rows(self) -> int:
         return self.path.stat().st_size // self.row_bytes
 
+    def cut_partial_row(self) -> None:
+        """Drop the partial last row of a process killed mid-append. Call it only when no
+        one else can be writing the file (Library does, under its exclusive open)."""
+        with self._lock:
+            size = self.path.stat().st_size
+            if size % self.row_bytes:
+                os.truncate(self.path, size - size % self.row_bytes)
+
     def append(self, pixels: list[np.ndarray]) -> list[int]:
         """Append (3, S, S) uint8 arrays; return their row numbers once on disk."""
-        with open(self.path, "ab") as f:
-            first = f.tell() // self.row_bytes
+        with self._lock, open(self.path, "ab") as f:
+            end = f.tell()
+            if end % self.row_bytes:  # rows written now would straddle rows, not match photos
+                raise OSError(f"the pixel cache {self.path} ends in a partial row: another "
+                              "process is writing it; close it and open the library again")
+            first = end // self.row_bytes
             for p in pixels:
                 f.write(np.ascontiguousarray(p, dtype=np.uint8).tobytes())
             f.flush()

@@ -8,6 +8,7 @@ import os
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +33,8 @@ class _LibraryLock:
     """An exclusive OS lock on ``library.lock`` (flock on Linux and macOS, msvcrt on
     Windows), which the OS drops when its process dies: a killed holder never leaves a stale
     lock. The file names the holder (pid, host) for the message another process gets.
-    Reentrant within one process: every Library object of a root shares one lock."""
+    Reentrant within one process: every Library object of a root shares one lock (each job
+    of the window opens its own), and the lock counts them to tell an exclusive open."""
 
     _held: dict[Path, list] = {}  # root -> [file descriptor, open count]
     _guard = threading.Lock()
@@ -57,6 +59,14 @@ class _LibraryLock:
                 os.close(fd)
                 raise
             cls._held[root] = [fd, 1]
+
+    @classmethod
+    def when_exclusive(cls, root: Path, action: Callable[[], None]) -> None:
+        """Run ``action`` if the caller's Library is the only one of ``root`` open: the OS
+        lock keeps other processes out, and the guard holds off new openers until it ends."""
+        with cls._guard:
+            if cls._held[root][1] == 1:
+                action()
 
     @classmethod
     def release(cls, root: Path) -> None:
@@ -184,7 +194,13 @@ class Library:
                 self.close()
                 raise LibraryError(f"{catalog_path} was not made by PhotoAtlas")
             self.catalog.set_meta(MARKER_KEY, "1")
-        self.pixels = PixelCache(root / "cache" / f"pixels-{CACHE_SIZE}.u8", CACHE_SIZE)
+        try:
+            self.pixels = PixelCache(root / "cache" / f"pixels-{CACHE_SIZE}.u8", CACHE_SIZE)
+            # A partial last row is a killed append's only while no one else may be appending.
+            _LibraryLock.when_exclusive(root, self.pixels.cut_partial_row)
+        except BaseException:
+            self.close()
+            raise
         self.thumb_dir = root / "cache" / "thumbs"
         self.runs_dir = root / "runs"
 

@@ -68,3 +68,21 @@ def test_wait_from_the_gui_thread_does_not_hang(qtbot) -> None:
     started = time.monotonic()
     assert worker.wait(10_000)  # the GUI thread blocks here without processing events
     assert time.monotonic() - started < 5
+
+
+def test_a_retired_worker_ends_as_cancelled_and_drops_what_it_sends(qtbot) -> None:
+    def job(cancel, progress):
+        progress(Progress("work", 1, 1))
+        raise ValueError("of a library no longer open")
+
+    worker = Worker(job, "old")
+    seen: list[str] = []
+    worker.progress.connect(lambda e: seen.append("progress"))
+    worker.errored.connect(lambda *_: seen.append("errored"))
+    worker.cancelled.connect(lambda: seen.append("cancelled"))
+    worker.finished.connect(lambda: seen.append("finished"))
+    worker.start()
+    assert worker.wait(5_000)  # everything it sent is still queued for the GUI thread
+    worker.retire()
+    qtbot.waitUntil(lambda: "finished" in seen, timeout=5_000)
+    assert seen == ["cancelled", "finished"] and worker.token.cancelled

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import threading
 import warnings
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from photoatlas.core.cache import CachedRows, PixelCache, decode_pending
 from photoatlas.core.catalog import Catalog
 from photoatlas.core.decode import DecodeError, load_rgb, square_pixels, thumbnail
 from photoatlas.core.jobs import Cancelled, CancelToken
+from photoatlas.core.library import CACHE_SIZE, Library
 from photoatlas.core.scan import scan_folders
 
 # load_rgb ----------------------------------------------------------------------------------
@@ -281,18 +283,68 @@ def test_pixel_cache_round_trip(tmp_path):
     np.testing.assert_array_equal(subset[[0, 1]], np.stack([second[1], first[0]]))
 
 
-def test_pixel_cache_truncates_partial_row_on_reopen(tmp_path):
-    path = tmp_path / "pixels.u8"
-    cache = PixelCache(path, 4)
-    rows = [np.full((3, 4, 4), i, np.uint8) for i in range(3)]
-    cache.append(rows)
+def _pixel_rows(count: int, first_value: int = 0) -> list[np.ndarray]:
+    return [np.full((3, CACHE_SIZE, CACHE_SIZE), first_value + i, np.uint8)
+            for i in range(count)]
+
+
+def test_a_second_opener_does_not_cut_a_row_being_appended(tmp_path):
+    """Find duplicates started during a Rescan: the job opens the library (same process)
+    while the rescan's decode is halfway through appending a row. The job's open must leave
+    the file alone, or the appended row lands misaligned and rows stop matching photos."""
+    root = tmp_path / "library"
+    with Library(root) as session:
+        first, second = _pixel_rows(2, 10)
+        assert session.pixels.append([first]) == [0]
+        data = second.tobytes()
+        with open(session.pixels.path, "ab") as decoding:  # the rescan, mid-append
+            decoding.write(data[:len(data) // 2])
+            decoding.flush()
+            with Library(root, create=False) as job:  # the duplicates job opens meanwhile
+                assert job.pixels.rows == 1
+            decoding.write(data[len(data) // 2:])
+        assert session.pixels.path.stat().st_size == 2 * session.pixels.row_bytes
+        np.testing.assert_array_equal(session.pixels.array(), np.stack([first, second]))
+
+
+def test_openers_in_one_process_append_whole_rows_of_their_own(tmp_path):
+    """Two jobs appending at once (each with its own Library) get distinct rows holding
+    exactly their pixels."""
+    root = tmp_path / "library"
+    with Library(root) as session:
+        got: dict[int, list[int]] = {}
+
+        def decode(value: int) -> None:
+            with Library(root, create=False) as job:
+                got[value] = [r for _ in range(8) for r in job.pixels.append(
+                    _pixel_rows(2, value))]
+
+        threads = [threading.Thread(target=decode, args=(v,)) for v in (0, 100, 200)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        array = session.pixels.array()
+        assert len(array) == 48 and sorted(r for rows in got.values() for r in rows) == \
+            list(range(48))
+        for value, rows in got.items():
+            assert [int(array[r, 0, 0, 0]) for r in rows] == [value, value + 1] * 8
+
+
+def test_only_an_exclusive_open_cuts_a_killed_appends_partial_row(tmp_path):
+    root = tmp_path / "library"
+    rows = _pixel_rows(3)
+    with Library(root) as library:
+        library.pixels.append(rows)
+        path, row_bytes = library.pixels.path, library.pixels.row_bytes
     with open(path, "ab") as f:  # a process killed in the middle of an append
         f.write(b"\x07" * 20)
-    reopened = PixelCache(path, 4)
-    assert path.stat().st_size == 3 * 48
-    assert reopened.rows == 3
-    np.testing.assert_array_equal(reopened.array(), np.stack(rows))
-    assert reopened.append([np.full((3, 4, 4), 9, np.uint8)]) == [3]
+    assert PixelCache(path, CACHE_SIZE).rows == 3  # a mere reader leaves the file alone
+    assert path.stat().st_size == 3 * row_bytes + 20
+    with Library(root, create=False) as reopened:  # no other opener: the repair is safe
+        assert path.stat().st_size == 3 * row_bytes
+        np.testing.assert_array_equal(reopened.pixels.array(), np.stack(rows))
+        assert reopened.pixels.append(_pixel_rows(1, 9)) == [3]
 
 
 # decode_pending ----------------------------------------------------------------------------
