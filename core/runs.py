@@ -213,15 +213,20 @@ class CheckResult:
                      f"shot first among all photos, {self._hits(self.before)} before")
             if better:
                 return f"Same scene: better ({found}); Find similar uses what it learnt."
-            return (f"Same scene: no clear gain ({found}); Find similar keeps the untrained "
-                    "descriptor.")
+            outcome = "worse" if "instance_fell" in self.reasons else "no clear gain"
+            return f"Same scene: {outcome} ({found}); Find similar keeps the untrained " \
+                "descriptor."
         kept_neighbours = (f"reframed photos kept their nearest photos "
                            f"{self.before.neighbor_agreement:.0%} of the time before, "
                            f"{self.after.neighbor_agreement:.0%} after")
         if better:
             return f"Same kind of thing: better ({kept_neighbours}); the map uses what it learnt."
-        return (f"Same kind of thing: no clear gain ({kept_neighbours}); the map stays as the "
-                "untrained encoder made it.")
+        if "agreement" in self.reasons:
+            outcome = f"no clear gain ({kept_neighbours})"
+        else:  # it helped, but moved the photos' neighbourhoods too far to be trusted
+            outcome = (f"changed too much ({kept_neighbours}, but less than half of their "
+                       "neighbourhoods stayed)")
+        return f"Same kind of thing: {outcome}; the map stays as the untrained encoder made it."
 
     def _hits(self, measures: Measures) -> int:
         return round((measures.instance_recall or 0.0) * self.sample)

@@ -92,3 +92,27 @@ def test_each_similarity_is_kept_only_where_it_wins():
     assert decide_scene(5, 2) == Decision("adapted", ())
     assert decide_scene(3, 3).reasons == ("instance",)
     assert decide_scene(0, 10).reasons == ("instance", "instance_fell")
+
+
+def test_the_verdict_says_per_similarity_what_changed_in_words() -> None:
+    from photoatlas.core.runs import CheckResult, Measures, RunReport
+
+    before, after = Measures(0.64, 0.5, -2.0, 0.83), Measures(0.73, 0.4, -2.1, 0.845)
+    kind = CheckResult("adapted", after, before, 0.7, 0, 6, (), 200, "kind")
+    scene = CheckResult("adapted", after, before, 0.8, 3, 0, (), 200, "scene")
+    report = RunReport(1, "done", "CPU", {}, {}, {}, 3, {}, check=kind, scene_check=scene)
+    assert report.verdict() == (
+        "Same kind of thing: better (reframed photos kept their nearest photos 64% of the "
+        "time before, 73% after); the map uses what it learnt. Same scene: better (169 of "
+        "200 test photos found their own shot first among all photos, 166 before); Find "
+        "similar uses what it learnt.")
+    assert "own shot first 0.830 -> 0.845 (+3/-0 of 200)" in report.details()
+    moved = CheckResult("start", after, before, 0.3, 0, 0, ("overlap",), 200, "kind")
+    assert "changed too much" in moved.verdict() and "untrained encoder" in moved.verdict()
+    flat = CheckResult("start", before, before, 0.9, 0, 0, ("agreement",), 200, "kind")
+    assert flat.verdict().startswith("Same kind of thing: no clear gain")
+    fell = CheckResult("start", before, after, 0.9, 0, 10, ("instance", "instance_fell"), 200,
+                       "scene")
+    assert fell.verdict().startswith("Same scene: worse (166 of 200")
+    again = RunReport.from_dict(report.to_dict())
+    assert again.scene_check == scene and again.verdict() == report.verdict()
