@@ -83,6 +83,21 @@ def test_user_flow(qtbot, tmp_path: Path, settings, family_photos: Path, quick_c
     assert window.similar_panel.result_count() == 5
     assert window.session.current not in window.similar_panel.grid.photos.rows
 
+    # Same scene (the default) and Same kind, one click apart, each from its own vectors.
+    run, current = window.session.data.run, window.session.current
+
+    def nearest(vectors: np.ndarray) -> set[int]:
+        order = [int(i) for i in np.argsort(-(vectors @ vectors[current])) if i != current]
+        return set(order[:5])
+
+    assert window.session.similar_by == "scene" and run.scene is not None
+    assert set(window.similar_panel.grid.photos.rows) == nearest(run.scene)
+    qtbot.mouseClick(window.similar_panel.by_buttons["kind"], Qt.MouseButton.LeftButton)
+    assert window.session.similar_by == "kind"
+    assert set(window.similar_panel.grid.photos.rows) == nearest(run.embeddings)
+    qtbot.mouseClick(window.similar_panel.by_buttons["scene"], Qt.MouseButton.LeftButton)
+    assert set(window.similar_panel.grid.photos.rows) == nearest(run.scene)
+
     # Choose a cluster: its photos are selected and fill the gallery.
     clusters = window.clusters_panel.list
     assert clusters.count() >= 1
