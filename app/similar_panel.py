@@ -82,6 +82,7 @@ class SimilarPanel(QWidget):
             lambda index: self.open_requested.emit(int(index.data(ROW_ROLE))))
         session.current_changed.connect(self.show_row)
         session.similar_by_changed.connect(self._similar_by_changed)
+        session.map_changed.connect(self._map_changed)
         thumbnails.loaded.connect(self._preview_loaded)
 
     def show_row(self, row: int) -> None:
@@ -91,6 +92,18 @@ class SimilarPanel(QWidget):
             return
         pairs = self.session.similar(row, self.k.value())
         self._show(str(data.run.paths[row]), [r for r, _ in pairs], [s for _, s in pairs])
+
+    def _map_changed(self) -> None:
+        """A map made before scene descriptors existed answers only by kind (until the next
+        training run adds them): say so rather than answer "scene" with "kind"."""
+        data = self.session.data
+        has_scene = data is None or data.run.scene is not None
+        scene = self.by_buttons["scene"]
+        scene.setEnabled(has_scene)
+        scene.setToolTip("Other shots of this scene or object" if has_scene else
+                         "This map was made before scene descriptors existed: Train adds them")
+        if not has_scene:
+            self.session.set_similar_by("kind")
 
     def _similar_by_changed(self, by: str) -> None:
         self.by_buttons[by].setChecked(True)
