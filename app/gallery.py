@@ -27,9 +27,17 @@ class PhotoListModel(QAbstractListModel):
         self.paths: list[str] = []
         self.scores: list[float] | None = None
         self._row_of_id: dict[int, int] = {}
-        self._placeholder = QPixmap(ICON_SIDE, ICON_SIDE)
-        self._placeholder.fill(QColor(45, 48, 54))
+        self.set_icon_side(ICON_SIDE)
         thumbnails.loaded.connect(self._loaded)
+
+    def set_icon_side(self, side: int) -> None:
+        """Draw thumbnails ``side`` px at most (a grid that fits its columns to its width)."""
+        self.icon_side = side
+        self._placeholder = QPixmap(side, side)
+        self._placeholder.fill(QColor(45, 48, 54))
+        if len(self.rows):
+            self.dataChanged.emit(self.index(0), self.index(len(self.rows) - 1),
+                                  [Qt.ItemDataRole.DecorationRole])
 
     def set_photos(self, rows: np.ndarray, image_ids: np.ndarray, paths: list[str],
                    scores: list[float] | None = None) -> None:
@@ -55,7 +63,7 @@ class PhotoListModel(QAbstractListModel):
             pix = self.thumbnails.pixmap(int(self.image_ids[n]))
             if pix is None:
                 return self._placeholder
-            return pix.scaled(ICON_SIDE, ICON_SIDE, Qt.AspectRatioMode.KeepAspectRatio,
+            return pix.scaled(self.icon_side, self.icon_side, Qt.AspectRatioMode.KeepAspectRatio,
                               Qt.TransformationMode.SmoothTransformation)
         if role == Qt.ItemDataRole.ToolTipRole:
             return self.paths[n]
