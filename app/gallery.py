@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, QSize, Qt
-from PySide6.QtGui import QColor, QPixmap
+from PySide6.QtGui import QColor, QPainter, QPixmap
 from PySide6.QtWidgets import QAbstractItemView, QListView, QWidget
 
 from .thumbnails import ThumbnailStore
@@ -63,13 +63,26 @@ class PhotoListModel(QAbstractListModel):
             pix = self.thumbnails.pixmap(int(self.image_ids[n]))
             if pix is None:
                 return self._placeholder
-            return pix.scaled(self.icon_side, self.icon_side, Qt.AspectRatioMode.KeepAspectRatio,
-                              Qt.TransformationMode.SmoothTransformation)
+            return self._square(pix)
         if role == Qt.ItemDataRole.ToolTipRole:
             return self.paths[n]
         if role == ROW_ROLE:
             return int(self.rows[n])
         return None
+
+    def _square(self, pix: QPixmap) -> QPixmap:
+        """``pix`` fitted into an ``icon_side`` square, centred on a transparent one: the
+        view lays every item out like the first, so a taller photo than the first one
+        covered its caption."""
+        side = self.icon_side
+        scaled = pix.scaled(side, side, Qt.AspectRatioMode.KeepAspectRatio,
+                            Qt.TransformationMode.SmoothTransformation)
+        square = QPixmap(side, side)
+        square.fill(Qt.GlobalColor.transparent)
+        painter = QPainter(square)
+        painter.drawPixmap((side - scaled.width()) // 2, (side - scaled.height()) // 2, scaled)
+        painter.end()
+        return square
 
     def _loaded(self, key: object) -> None:
         n = self._row_of_id.get(key) if isinstance(key, int) else None

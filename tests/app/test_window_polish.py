@@ -7,7 +7,8 @@ import threading
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtGui import QFontMetrics
+from PySide6.QtCore import QSize
+from PySide6.QtGui import QFontMetrics, QPixmap
 from PySide6.QtWidgets import QMessageBox, QTabBar
 
 from photoatlas.app.main_window import MainWindow
@@ -194,6 +195,10 @@ def test_similar_photo_columns_follow_the_panels_width(qtbot) -> None:
         assert grid.gridSize().width() * columns > grid.width() - MIN_CELL - 40
         assert grid.iconSize().width() < grid.gridSize().width()
     assert seen[260] == 2 and seen[400] == 3 and seen[520] == 4 and seen[700] > 4
+    # Every thumbnail comes as a square, so a tall photo leaves its score readable below it.
+    side = grid.photos.icon_side
+    assert grid.photos._square(QPixmap(300, 90)).size() == QSize(side, side)
+    assert grid.photos._square(QPixmap(60, 200)).size() == QSize(side, side)
 
 
 def test_the_loss_plot_is_hidden_until_training_reports_a_loss(qtbot) -> None:
