@@ -452,7 +452,7 @@ def _copy_sets(catalog: Catalog, facts: Sequence[PhotoFacts], embeddings: np.nda
             progress(Progress("duplicates", i * n // len(pairs), n,
                               f"{compared} pairs compared"))
         ra, rb = copies.find(a), copies.find(b)
-        if ra == rb or None not in (moment[ra], moment[rb]) and moment[ra] != moment[rb]:
+        if ra == rb or (None not in (moment[ra], moment[rb]) and moment[ra] != moment[rb]):
             continue
         compared += 1
         if photos.copies(a, b, config):

@@ -138,6 +138,19 @@ def test_user_flow(qtbot, tmp_path: Path, settings, family_photos: Path, quick_c
     (answered,) = [t for t in panel.group_items() if t.parent().text(0) == "Answered by you"]
     assert answered.text(0).endswith("not duplicates") and panel.reopen_button.isEnabled()
     assert len(window.session.library.catalog.duplicate_decisions()) == 1
+    # "Keep this one" on the second photo: it becomes the keeper, first with its star.
+    second = answered.child(1).text(0).strip()
+    panel.groups.setCurrentItem(answered.child(1))
+    qtbot.mouseClick(panel.keep_button, Qt.MouseButton.LeftButton)
+    (kept,) = [t for t in panel.group_items() if t.parent().text(0) == "Answered by you"]
+    assert kept.text(0).endswith(f"keep {second}") and kept.child(0).text(0) == f"★ {second}"
+    assert len(window.session.library.catalog.duplicate_decisions()) == 1  # replaced
+    # "Ask again": the group is a question again, with the suggestion ranked afresh.
+    qtbot.mouseClick(panel.reopen_button, Qt.MouseButton.LeftButton)
+    (again,) = [t for t in panel.group_items() if t.parent().text(0) == "Copies"
+                and {"family0_00.jpg", "copy of family0_00.jpg"}
+                <= {Path(p).name for p in t.data(0, Qt.ItemDataRole.UserRole + 1)}]
+    assert window.session.library.catalog.duplicate_decisions() == []
 
     # Export the selection's paths as CSV.
     window.session.select(expected, "replace")
