@@ -45,6 +45,9 @@ MODES = ("pan", "lasso", "rect")
 # (a cluster UMAP placed far apart, a stray photo) is left outside, to be reached by panning,
 # zooming out or fitting again. One far cluster had shrunk the rest to a quarter of the view.
 _TAIL_FRACTION, _TAIL_GAP = 0.1, 0.2
+# ... but only when leaving them out lets the rest be drawn at least this much larger: a far
+# cluster along the axis that does not limit the scale costs no room.
+_FIT_GAIN = 1.2
 
 
 def disk_offsets(radius: int) -> np.ndarray:
@@ -229,7 +232,7 @@ class MapView(QWidget):
         within it whole, with a margin."""
         self._fitted, self._fit_everything = True, everything
         if len(self.xy):
-            self._scale, self._center = self._fitted_view(everything)
+            self._scale, self._center, self._outside = self._fitted_view(everything)
         self.update()
 
     def fit_again(self) -> None:
@@ -241,10 +244,20 @@ class MapView(QWidget):
         """How many photos the bulk fit leaves out (0 when fitted to everything)."""
         return self._outside if self._fitted and not self._fit_everything else 0
 
-    def _fitted_view(self, everything: bool) -> tuple[float, np.ndarray]:
-        """Scale and centre at which the chosen points and the labels among them fit."""
+    def _fitted_view(self, everything: bool) -> tuple[float, np.ndarray, int]:
+        """Scale and centre of the fitted view, and how many photos it leaves out: those
+        outside the bulk, unless leaving them out gains too little (see _FIT_GAIN)."""
+        scale, centre = self._fit_rows(np.arange(len(self.xy)))
         rows = np.arange(len(self.xy)) if everything else bulk_rows(self.xy)
-        self._outside = len(self.xy) - len(rows)
+        if len(rows) == len(self.xy):
+            return scale, centre, 0
+        bulk_scale, bulk_centre = self._fit_rows(rows)
+        if bulk_scale < _FIT_GAIN * scale:
+            return scale, centre, 0
+        return bulk_scale, bulk_centre, len(self.xy) - len(rows)
+
+    def _fit_rows(self, rows: np.ndarray) -> tuple[float, np.ndarray]:
+        """Scale and centre at which the points ``rows`` and the labels among them fit."""
         points = self.xy[rows]
         lo, hi = points.min(0), points.max(0)
         inside = [i for i, lab in enumerate(self.labels)
@@ -274,7 +287,7 @@ class MapView(QWidget):
         return int(self.image_ids[row]), self._scale / self._fitted_view(False)[0]
 
     def _restore_view(self, image_id: int, zoom: float) -> None:
-        scale, centre = self._fitted_view(False)
+        scale, centre, _ = self._fitted_view(False)
         rows = np.flatnonzero(self.image_ids == image_id)
         self._scale = float(np.clip(scale * zoom, 1e-3, 1e7))
         self._center = self.xy[rows[0]].copy() if len(rows) else centre

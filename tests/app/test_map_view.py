@@ -138,6 +138,12 @@ def test_fit_shows_the_bulk_and_the_far_photos_stay_reachable(qtbot) -> None:
     view.set_points(bulk, np.full(980, 0xFFFF0000, np.uint32), np.arange(980),
                     np.array([f"/p/{i}.jpg" for i in range(980)]), [])
     assert view.outside_view() == 0 and len(view.visible_rows()) == 980
+    # A far cluster along the axis that does not limit the scale costs no room: it stays.
+    wide = np.concatenate([rng.uniform([0, 0], [10, 1], (980, 2)),
+                           rng.normal(size=(20, 2)) * 0.05 + [5.0, 3.0]])
+    view.set_points(wide, np.full(1000, 0xFFFF0000, np.uint32), np.arange(1000),
+                    np.array([f"/p/{i}.jpg" for i in range(1000)]), [])
+    assert view.outside_view() == 0 and len(view.visible_rows()) == 1000
 
 
 def test_a_new_map_keeps_the_users_zoom_on_the_same_photo(qtbot) -> None:
