@@ -287,10 +287,12 @@ class MapView(QWidget):
         return int(self.image_ids[row]), self._scale / self._fitted_view(False)[0]
 
     def _restore_view(self, image_id: int, zoom: float) -> None:
-        scale, centre, _ = self._fitted_view(False)
         rows = np.flatnonzero(self.image_ids == image_id)
-        self._scale = float(np.clip(scale * zoom, 1e-3, 1e7))
-        self._center = self.xy[rows[0]].copy() if len(rows) else centre
+        if not len(rows):  # other photos (another library): nothing to keep
+            self.fit()
+            return
+        self._scale = float(np.clip(self._fitted_view(False)[0] * zoom, 1e-3, 1e7))
+        self._center = self.xy[rows[0]].copy()
         self._fitted = False
         self.update()
 

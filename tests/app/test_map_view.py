@@ -163,6 +163,11 @@ def test_a_new_map_keeps_the_users_zoom_on_the_same_photo(qtbot) -> None:
     centre = view.to_screen(moved[new_row:new_row + 1])[0]
     assert np.allclose(centre, [view.width() / 2, view.height() / 2], atol=1.0)
     assert view._scale == pytest.approx(6.0 * fitted_scale / 3.0, rel=0.05)
+    # A map of other photos (another library) is fitted: there is nothing to keep.
+    view.zoom(3.0)
+    view.set_points(xy, np.full(500, 0xFFFF0000, np.uint32), np.arange(1000, 1500),
+                    np.array([f"/q/{i}.jpg" for i in range(500)]), [])
+    assert view._scale == pytest.approx(fitted_scale)
     # Once the user fits the map again, new maps are fitted again.
     view.fit_again()
     view.set_points(xy, np.full(500, 0xFFFF0000, np.uint32), np.arange(500),
