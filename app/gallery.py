@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, QSize, Qt
-from PySide6.QtGui import QColor, QPixmap
+from PySide6.QtGui import QColor, QPainter, QPixmap
 from PySide6.QtWidgets import QAbstractItemView, QListView, QWidget
 
 from .thumbnails import ThumbnailStore
@@ -27,9 +27,17 @@ class PhotoListModel(QAbstractListModel):
         self.paths: list[str] = []
         self.scores: list[float] | None = None
         self._row_of_id: dict[int, int] = {}
-        self._placeholder = QPixmap(ICON_SIDE, ICON_SIDE)
-        self._placeholder.fill(QColor(45, 48, 54))
+        self.set_icon_side(ICON_SIDE)
         thumbnails.loaded.connect(self._loaded)
+
+    def set_icon_side(self, side: int) -> None:
+        """Draw thumbnails ``side`` px at most (a grid that fits its columns to its width)."""
+        self.icon_side = side
+        self._placeholder = QPixmap(side, side)
+        self._placeholder.fill(QColor(45, 48, 54))
+        if len(self.rows):
+            self.dataChanged.emit(self.index(0), self.index(len(self.rows) - 1),
+                                  [Qt.ItemDataRole.DecorationRole])
 
     def set_photos(self, rows: np.ndarray, image_ids: np.ndarray, paths: list[str],
                    scores: list[float] | None = None) -> None:
@@ -55,13 +63,26 @@ class PhotoListModel(QAbstractListModel):
             pix = self.thumbnails.pixmap(int(self.image_ids[n]))
             if pix is None:
                 return self._placeholder
-            return pix.scaled(ICON_SIDE, ICON_SIDE, Qt.AspectRatioMode.KeepAspectRatio,
-                              Qt.TransformationMode.SmoothTransformation)
+            return self._square(pix)
         if role == Qt.ItemDataRole.ToolTipRole:
             return self.paths[n]
         if role == ROW_ROLE:
             return int(self.rows[n])
         return None
+
+    def _square(self, pix: QPixmap) -> QPixmap:
+        """``pix`` fitted into an ``icon_side`` square, centred on a transparent one: the
+        view lays every item out like the first, so a taller photo than the first one
+        covered its caption."""
+        side = self.icon_side
+        scaled = pix.scaled(side, side, Qt.AspectRatioMode.KeepAspectRatio,
+                            Qt.TransformationMode.SmoothTransformation)
+        square = QPixmap(side, side)
+        square.fill(Qt.GlobalColor.transparent)
+        painter = QPainter(square)
+        painter.drawPixmap((side - scaled.width()) // 2, (side - scaled.height()) // 2, scaled)
+        painter.end()
+        return square
 
     def _loaded(self, key: object) -> None:
         n = self._row_of_id.get(key) if isinstance(key, int) else None

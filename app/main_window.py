@@ -63,6 +63,10 @@ from .training_panel import TrainingPanel, connect_worker, format_seconds
 from .worker import Worker
 
 MAX_RECENT = 8
+# A tab's width beyond its title (the style's margins, measured 24-25 px), and the right-hand
+# panels' width at the start: room for 3 columns of similar photos.
+TAB_PADDING = 30
+RIGHT_PANEL_WIDTH = 440
 SHORTCUTS = (
     ("Ctrl+O", "Add a photo folder"), ("Ctrl+Shift+O", "Open a library"),
     ("Ctrl+T", "Start training"), ("Ctrl+E", "Copy the selection to a folder"),
@@ -134,8 +138,10 @@ class MainWindow(QMainWindow):
         for name in ("clusters", "tags", "duplicates", "events"):
             self.tabifyDockWidget(self.docks["similar"], self.docks[name])
         self.docks["similar"].raise_()
-        self.resizeDocks([self.docks["training"], self.docks["similar"]], [340, 380],
-                         Qt.Orientation.Horizontal)
+        right = self._keep_tab_titles_whole(("similar", "clusters", "tags", "duplicates",
+                                             "events"))
+        self.resizeDocks([self.docks["training"], self.docks["similar"]],
+                         [340, max(right, RIGHT_PANEL_WIDTH)], Qt.Orientation.Horizontal)
         self.resizeDocks([self.docks["gallery"]], [190], Qt.Orientation.Vertical)
 
         self._build_actions()
@@ -159,6 +165,16 @@ class MainWindow(QMainWindow):
             self.rescan()
 
     # construction -------------------------------------------------------------------------
+    def _keep_tab_titles_whole(self, names: Sequence[str]) -> int:
+        """Make the docks ``names``, tabbed together, at least as wide as their tab titles
+        need, so that none is cut ('Clust…', 'Ta…' at 380 px); returns that width."""
+        metrics = self.fontMetrics()
+        needed = sum(metrics.horizontalAdvance(self.docks[name].windowTitle()) + TAB_PADDING
+                     for name in names)
+        for name in names:
+            self.docks[name].setMinimumWidth(needed)
+        return needed
+
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
         dock.setObjectName(f"dock-{title}")
@@ -216,7 +232,8 @@ class MainWindow(QMainWindow):
             "Write keywords to &XMP sidecars…", lambda: ask_xmp(self),
             tip="Tags and cluster names as keywords beside each photo, for digiKam, darktable "
             "and Lightroom")
-        self.fit_action = self._action("&Fit map", self.map.fit, "Home", "Show the whole map")
+        self.fit_action = self._action("&Fit map", self.map.fit_again, "Home",
+                                       "Show the bulk of the map; again: every photo")
         self.mode_actions = QActionGroup(self)
         for mode, label, key in (("pan", "Pan", "P"), ("lasso", "Lasso", "L"),
                                  ("rect", "Rectangle", "R")):

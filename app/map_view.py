@@ -40,6 +40,14 @@ THUMBNAIL_LIMIT = 250
 _CLICK_SLOP_PX = 4
 _PICK_RADIUS_PX = 10
 MODES = ("pan", "lasso", "rect")
+# Fit shows the bulk of the map: per axis, a tail of at most this fraction of the photos cut
+# off from the rest by an empty gap of at least this fraction of the middle 90 %'s extent
+# (a cluster UMAP placed far apart, a stray photo) is left outside, to be reached by panning,
+# zooming out or fitting again. One far cluster had shrunk the rest to a quarter of the view.
+_TAIL_FRACTION, _TAIL_GAP = 0.1, 0.2
+# ... but only when leaving them out lets the rest be drawn at least this much larger: a far
+# cluster along the axis that does not limit the scale costs no room.
+_FIT_GAIN = 1.2
 
 
 def disk_offsets(radius: int) -> np.ndarray:
@@ -68,6 +76,31 @@ def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
         xj, yj = xi, yi
     inside[candidates] = hit
     return inside
+
+
+def _bulk_mask(x: np.ndarray) -> np.ndarray:
+    """Which of the coordinates ``x`` (N,) are not in a far tail (see _TAIL_FRACTION)."""
+    n = len(x)
+    keep = np.ones(n, bool)
+    p5, p95 = np.percentile(x, [5, 95]) if n else (0.0, 0.0)
+    gap = _TAIL_GAP * (p95 - p5)
+    if n < 3 or gap <= 0:
+        return keep
+    order = np.sort(x)
+    big = np.flatnonzero(np.diff(order) >= gap)  # order[i] | order[i + 1] is a wide gap
+    tail = int(_TAIL_FRACTION * n)
+    low = big[big + 1 <= tail]
+    high = big[n - 1 - big <= tail]
+    if len(low):
+        keep &= x >= order[low.max() + 1]
+    if len(high):
+        keep &= x <= order[high.min()]
+    return keep
+
+
+def bulk_rows(xy: np.ndarray) -> np.ndarray:
+    """Rows of the points (N, 2) that make the bulk of the map (far tails left out)."""
+    return np.flatnonzero(_bulk_mask(xy[:, 0]) & _bulk_mask(xy[:, 1]))
 
 
 def _fit_scale(x: np.ndarray, reach: np.ndarray, room: float) -> float:
@@ -138,6 +171,8 @@ class MapView(QWidget):
         # Until the user pans or zooms, the view stays fitted: a map set before the window
         # has its size is fitted again when the size arrives.
         self._fitted = True
+        self._fit_everything = False  # fitted to every photo rather than the bulk
+        self._outside = 0  # photos the bulk fit leaves out
         self.empty_text = ("No map yet.\n\nAdd a folder of photos (File → Add folder…, or drop "
                            "it on the window), then press Train.")
         self.caption = ""  # drawn in the top-left corner, e.g. which encoder made the map
@@ -145,6 +180,10 @@ class MapView(QWidget):
     # data ---------------------------------------------------------------------------------
     def set_points(self, xy: np.ndarray, colors: np.ndarray, image_ids: np.ndarray,
                    paths: np.ndarray, labels: list[MapLabel]) -> None:
+        """Show a map. A view the user zoomed or panned is kept across a new map (a
+        training's, a rescan's): the same zoom relative to the fitted view, centred on the
+        photo that was at the centre."""
+        kept = None if self._fitted else self._view_to_keep()
         self.xy = np.ascontiguousarray(xy, np.float64)
         self.colors = np.ascontiguousarray(colors, np.uint32)
         self.image_ids = np.asarray(image_ids, np.int64)
@@ -154,14 +193,17 @@ class MapView(QWidget):
         self.selected = np.zeros(0, np.int64)
         self.current = self.hover = -1
         self._version += 1
-        self.fit()
+        if kept is None or not len(self.xy):
+            self.fit()
+        else:
+            self._restore_view(*kept)
 
     def set_colors(self, colors: np.ndarray, labels: list[MapLabel]) -> None:
         self.colors = np.ascontiguousarray(colors, np.uint32)
         self.labels = labels
         self._version += 1
         if self._fitted:
-            self.fit()  # new names, new label widths
+            self.fit(self._fit_everything)  # new names, new label widths
         self.update()
 
     def set_empty_text(self, text: str) -> None:
@@ -185,18 +227,46 @@ class MapView(QWidget):
         self.setCursor(cursor)
 
     # view transform -----------------------------------------------------------------------
-    def fit(self) -> None:
-        """Show every point and every cluster label whole, with a margin."""
-        self._fitted = True
-        if not len(self.xy):
-            self.update()
-            return
+    def fit(self, everything: bool = False) -> None:
+        """Show the bulk of the map (``everything``: every photo) and the cluster labels
+        within it whole, with a margin."""
+        self._fitted, self._fit_everything = True, everything
+        if len(self.xy):
+            self._scale, self._center, self._outside = self._fitted_view(everything)
+        self.update()
+
+    def fit_again(self) -> None:
+        """The Fit action: the bulk of the map or, asked again while showing it and photos
+        lie outside, every photo."""
+        self.fit(self._fitted and not self._fit_everything and self._outside > 0)
+
+    def outside_view(self) -> int:
+        """How many photos the bulk fit leaves out (0 when fitted to everything)."""
+        return self._outside if self._fitted and not self._fit_everything else 0
+
+    def _fitted_view(self, everything: bool) -> tuple[float, np.ndarray, int]:
+        """Scale and centre of the fitted view, and how many photos it leaves out: those
+        outside the bulk, unless leaving them out gains too little (see _FIT_GAIN)."""
+        scale, centre = self._fit_rows(np.arange(len(self.xy)))
+        rows = np.arange(len(self.xy)) if everything else bulk_rows(self.xy)
+        if len(rows) == len(self.xy):
+            return scale, centre, 0
+        bulk_scale, bulk_centre = self._fit_rows(rows)
+        if bulk_scale < _FIT_GAIN * scale:
+            return scale, centre, 0
+        return bulk_scale, bulk_centre, len(self.xy) - len(rows)
+
+    def _fit_rows(self, rows: np.ndarray) -> tuple[float, np.ndarray]:
+        """Scale and centre at which the points ``rows`` and the labels among them fit."""
+        points = self.xy[rows]
+        lo, hi = points.min(0), points.max(0)
+        inside = [i for i, lab in enumerate(self.labels)
+                  if lo[0] <= lab.x <= hi[0] and lo[1] <= lab.y <= hi[1]]
         # Each label is a box of fixed pixel size around a data point: per axis, find the
         # largest scale at which points and boxes fit, then centre what is drawn.
-        anchors = np.array([[lab.x, lab.y] for lab in self.labels]).reshape(-1, 2)
-        half = self._label_half_sizes()
-        items = np.concatenate([self.xy, anchors])
-        reach = np.concatenate([np.zeros((len(self.xy), 2)), half])
+        anchors = np.array([[self.labels[i].x, self.labels[i].y] for i in inside])
+        items = np.concatenate([points, anchors.reshape(-1, 2)])
+        reach = np.concatenate([np.zeros((len(points), 2)), self._label_half_sizes()[inside]])
         margin = 0.04 * np.array([self.width(), self.height()]) + 4
         room = np.maximum(np.array([self.width(), self.height()]) - 2 * margin, 1.0)
         scale, centre = np.inf, np.zeros(2)
@@ -204,10 +274,26 @@ class MapView(QWidget):
             scale = min(scale, _fit_scale(items[:, axis], reach[:, axis], room[axis]))
         scale = scale if np.isfinite(scale) else 1.0  # a single position
         for axis in (0, 1):
-            lo = np.min(items[:, axis] * scale - reach[:, axis])
-            hi = np.max(items[:, axis] * scale + reach[:, axis])
-            centre[axis] = (lo + hi) / 2 / scale
-        self._scale, self._center = float(scale), centre
+            lo_px = np.min(items[:, axis] * scale - reach[:, axis])
+            hi_px = np.max(items[:, axis] * scale + reach[:, axis])
+            centre[axis] = (lo_px + hi_px) / 2 / scale
+        return float(scale), centre
+
+    def _view_to_keep(self) -> tuple[int, float] | None:
+        """The photo at the centre of the view and the zoom relative to the fitted view."""
+        if self._tree is None:
+            return None
+        _, row = self._tree.query(self._center)
+        return int(self.image_ids[row]), self._scale / self._fitted_view(False)[0]
+
+    def _restore_view(self, image_id: int, zoom: float) -> None:
+        rows = np.flatnonzero(self.image_ids == image_id)
+        if not len(rows):  # other photos (another library): nothing to keep
+            self.fit()
+            return
+        self._scale = float(np.clip(self._fitted_view(False)[0] * zoom, 1e-3, 1e7))
+        self._center = self.xy[rows[0]].copy()
+        self._fitted = False
         self.update()
 
     def _label_half_sizes(self) -> np.ndarray:
@@ -333,6 +419,13 @@ class MapView(QWidget):
             painter.setPen(QColor(200, 204, 210))
             painter.drawText(QRect(10, 8, self.width() - 20, 24),
                              Qt.AlignmentFlag.AlignLeft, self.caption)
+        outside = self.outside_view()
+        if outside:
+            painter.setPen(QColor(160, 166, 176))
+            painter.drawText(QRect(10, self.height() - 28, self.width() - 20, 22),
+                             Qt.AlignmentFlag.AlignLeft,
+                             f"{outside} photo(s) lie far from the rest: press F again to "
+                             "show them")
         self._draw_drag(painter)
         self._draw_hover(painter)
 
@@ -437,7 +530,7 @@ class MapView(QWidget):
     def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt override
         old = event.oldSize()
         if self._fitted:
-            self.fit()
+            self.fit(self._fit_everything)
         elif old.width() > 0 and old.height() > 0 and len(self.xy):
             self._scale *= min(event.size().width() / old.width(),
                                event.size().height() / old.height())
@@ -522,7 +615,7 @@ class MapView(QWidget):
         if key == Qt.Key.Key_Escape:
             self.selection_requested.emit(np.zeros(0, np.int64), "replace")
         elif key in (Qt.Key.Key_F, Qt.Key.Key_Home):
-            self.fit()
+            self.fit_again()
         elif key in (Qt.Key.Key_Plus, Qt.Key.Key_Equal):
             self.zoom(1.25)
         elif key == Qt.Key.Key_Minus:

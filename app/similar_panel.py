@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QModelIndex, Qt, Signal
+from PySide6.QtCore import QModelIndex, QSize, Qt, Signal
+from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import (
     QButtonGroup,
     QHBoxLayout,
@@ -17,11 +18,37 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .gallery import ROW_ROLE, PhotoGrid
+from .gallery import ICON_SIDE, ROW_ROLE, PhotoGrid
 from .session import Session
 from .thumbnails import ThumbnailStore
 
 PREVIEW_SIDE = 360
+# The similar photos fill the panel's width in columns of at least this many px: 3 in a
+# 400 px panel, 4 in a 500 px one (a fixed 152 px cell left two columns and a gap).
+MIN_CELL = 112
+_TEXT_ROOM = 36  # px under a thumbnail for its score and name
+
+
+class SimilarGrid(PhotoGrid):
+    """A photo grid whose columns follow its width, thumbnails growing to fill them."""
+
+    def columns(self) -> int:
+        return max(1, self._room() // MIN_CELL)
+
+    def _room(self) -> int:
+        # The scroll bar's width is always set aside: the columns must not change when it
+        # appears, or the grid would relayout back and forth.
+        bar = self.style().pixelMetric(self.style().PixelMetric.PM_ScrollBarExtent)
+        return self.width() - 2 * self.frameWidth() - bar - 2
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt override
+        cell = self._room() // self.columns()
+        side = max(48, min(cell - 12, ICON_SIDE + 64))
+        if self.gridSize().width() != cell:
+            self.photos.set_icon_side(side)
+            self.setIconSize(QSize(side, side))
+            self.setGridSize(QSize(cell, side + _TEXT_ROOM))
+        super().resizeEvent(event)
 
 
 class SimilarPanel(QWidget):
@@ -73,7 +100,7 @@ class SimilarPanel(QWidget):
         self.find_file = QPushButton("Find similar to a file…")
         controls.addWidget(self.find_file)
         layout.addLayout(controls)
-        self.grid = PhotoGrid(thumbnails)
+        self.grid = SimilarGrid(thumbnails)
         layout.addWidget(self.grid, 3)
         self.find_file.clicked.connect(self.find_file_requested)
         self.k.valueChanged.connect(lambda _v: self.show_row(self.session.current))

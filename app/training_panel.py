@@ -162,6 +162,7 @@ class TrainingPanel(QWidget):
         self.raw_curve = self.plot.plot(pen=pg.mkPen("#5f6b7a", width=1))
         self.smooth_curve = self.plot.plot(pen=pg.mkPen("#4fc3f7", width=2))
         layout.addWidget(self.plot, 1)
+        self.plot.hide()  # an empty 0-1 grid says nothing: shown with the first loss
 
         self.verdict = QLabel("")
         self.verdict.setWordWrap(True)
@@ -224,6 +225,7 @@ class TrainingPanel(QWidget):
         self._steps, self._losses = [], []
         self.raw_curve.setData([], [])
         self.smooth_curve.setData([], [])
+        self.plot.hide()
         self._set_verdict("", "")
         self.stage.setText("Starting…")
         self.bar.setValue(0)
@@ -257,6 +259,7 @@ class TrainingPanel(QWidget):
             acc = 0.9 * acc + 0.1 * value
             smooth[i] = acc
         self.smooth_curve.setData(steps, smooth)
+        self.plot.show()
 
     def show_last_run(self, report: RunReport) -> None:
         """Summarise a finished run (the one the map shows) without touching the log."""

@@ -1,6 +1,7 @@
 """The SQLite catalog of a library, the one owner of its schema and SQL: folders, images (with
 status, content hash and failure reason), folders that could not be read, runs, and what the
-user and the app add to photos (tags, EXIF read once, cluster names)."""
+user and the app add to photos (tags, EXIF read once, cluster names, answers about
+duplicates)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 MARKER_KEY = "photoatlas_library"
 # A file whose size/mtime could not be read is stored with these, so that a later readable
 # stat always counts as a change.
@@ -64,6 +65,18 @@ CREATE TABLE IF NOT EXISTS cluster_names (
     run_id INTEGER NOT NULL, cluster INTEGER NOT NULL, name TEXT NOT NULL,
     PRIMARY KEY (run_id, cluster))
 """
+# Added by schema version 4: the user's answers about groups of duplicates ("keep this one",
+# "not duplicates"), by content hash: they hold for the same photos after a rescan, a move or a
+# new index, whose image ids or runs may differ. A NULL keeper means "not duplicates"; the
+# keeper's path tells byte-identical copies apart.
+_V4 = """
+CREATE TABLE IF NOT EXISTS duplicate_decisions (
+    id INTEGER PRIMARY KEY, keeper_hash TEXT, keeper_path TEXT, decided_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS duplicate_decision_photos (
+    decision_id INTEGER NOT NULL REFERENCES duplicate_decisions(id) ON DELETE CASCADE,
+    content_hash TEXT NOT NULL,
+    PRIMARY KEY (decision_id, content_hash))
+"""
 _COLUMNS = "id, path, size, mtime_ns, status, error, cache_row, content_hash"
 # SQLite's default limit of bound parameters is 999: "IN (...)" lists go in chunks of this.
 _IN_CHUNK = 900
@@ -107,6 +120,16 @@ class ExifRow:
     model: str | None
 
 
+@dataclass(frozen=True)
+class DuplicateDecision:
+    """The user's answer about a group of photos, named by their content hashes."""
+
+    id: int
+    hashes: frozenset[str]
+    keeper_hash: str | None  # None: the photos are not duplicates of each other
+    keeper_path: str | None
+
+
 class Catalog:
     """Thin typed access to ``catalog.sqlite`` (WAL mode; each write in a transaction).
 
@@ -147,7 +170,7 @@ class Catalog:
                 c.execute(statement)
             if version == 1:
                 c.execute("ALTER TABLE images ADD COLUMN content_hash TEXT")
-            for statement in _statements(_V2) + _statements(_V3):
+            for statement in _statements(_V2) + _statements(_V3) + _statements(_V4):
                 c.execute(statement)
             c.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
                       (str(SCHEMA_VERSION),))
@@ -364,6 +387,41 @@ class Catalog:
             else:
                 c.execute("DELETE FROM cluster_names WHERE run_id = ? AND cluster = ?",
                           (run_id, cluster))
+
+    # duplicate decisions ------------------------------------------------------------------
+    def duplicate_decisions(self) -> list[DuplicateDecision]:
+        hashes: dict[int, set[str]] = {}
+        for decision_id, digest in self.conn.execute(
+                "SELECT decision_id, content_hash FROM duplicate_decision_photos"):
+            hashes.setdefault(int(decision_id), set()).add(digest)
+        rows = self.conn.execute(
+            "SELECT id, keeper_hash, keeper_path FROM duplicate_decisions ORDER BY id")
+        return [DuplicateDecision(int(i), frozenset(hashes.get(int(i), ())), keeper, path)
+                for i, keeper, path in rows]
+
+    def decide_duplicates(self, hashes: Iterable[str], keeper_hash: str | None,
+                          keeper_path: str | None) -> int:
+        """Record a decision about the photos with ``hashes``. It replaces earlier decisions
+        about a part or a whole of them (the user answered again about the same group)."""
+        hashes = set(hashes)
+        with self.transaction() as c:
+            for old in self.duplicate_decisions():
+                if old.hashes <= hashes or hashes <= old.hashes:
+                    c.execute("DELETE FROM duplicate_decisions WHERE id = ?", (old.id,))
+            decision_id = c.execute(
+                "INSERT INTO duplicate_decisions (keeper_hash, keeper_path, decided_at) "
+                "VALUES (?, ?, ?)", (keeper_hash, keeper_path, time.time())).lastrowid
+            c.executemany("INSERT INTO duplicate_decision_photos VALUES (?, ?)",
+                          [(decision_id, h) for h in sorted(hashes)])
+            return int(decision_id)
+
+    def forget_duplicate_decisions(self, hashes: Iterable[str]) -> int:
+        """Drop the decisions that cover all of ``hashes``; returns how many there were."""
+        hashes = set(hashes)
+        gone = [d.id for d in self.duplicate_decisions() if hashes <= d.hashes]
+        with self.transaction() as c:
+            c.executemany("DELETE FROM duplicate_decisions WHERE id = ?", [(i,) for i in gone])
+        return len(gone)
 
     # tags ---------------------------------------------------------------------------------
     def link_tag(self, name: str, image_ids: Sequence[int], source: str) -> None:

@@ -240,6 +240,14 @@ def _add_organize_commands(sub: argparse._SubParsersAction) -> None:
                         "with a suggested photo to keep (nothing is deleted)")
     _library_arg(du, required=True)
     du.add_argument("--json", action="store_true", help="print JSON instead of a list")
+    answer = du.add_mutually_exclusive_group()
+    answer.add_argument("--keep", nargs="+", type=Path, metavar="PHOTO",
+                        help="answer about a group: keep the first PHOTO, the others are its "
+                        "copies or weaker shots (remembered; nothing is deleted)")
+    answer.add_argument("--not-duplicates", nargs="+", type=Path, metavar="PHOTO",
+                        help="answer about a group: these photos are not duplicates")
+    answer.add_argument("--reopen", nargs="+", type=Path, metavar="PHOTO",
+                        help="forget the answer about the group of these photos")
 
     tg = sub.add_parser("tag", help="tag photos by hand (or --remove / --reject a tag)")
     _library_arg(tg, required=True)
@@ -277,9 +285,38 @@ def _add_organize_commands(sub: argparse._SubParsersAction) -> None:
     cl.add_argument("--json", action="store_true", help="print JSON instead of a list")
 
 
+def _answer_duplicates(args: argparse.Namespace) -> int:
+    from .duplicates import decide, reopen
+
+    with Library(args.library, create=False) as library:
+        if args.reopen:
+            n = reopen(library, args.reopen)
+            print(f"forgot {n} answer(s) about these photos")
+        elif args.keep:
+            decide(library, args.keep, args.keep[0])
+            print(f"keep {args.keep[0]}: remembered for {len(args.keep)} photos")
+        else:
+            decide(library, args.not_duplicates, None)
+            print(f"not duplicates: remembered for {len(args.not_duplicates)} photos")
+    return 0
+
+
+def _group_json(group) -> dict:
+    return {"kind": group.kind, "keep": group.keep.path, "reason": group.reason,
+            "decision": group.decision,
+            "photos": [{"path": p.path, "width": p.width, "height": p.height,
+                        "file_size": p.file_size, "sharpness": round(p.sharpness, 2),
+                        "exposure": round(p.exposure, 4),
+                        "taken": p.taken.isoformat() if p.taken else None,
+                        "camera": p.camera, "companions": list(p.companions)}
+                       for p in group.photos]}
+
+
 def _duplicates(args: argparse.Namespace) -> int:
     from .duplicates import find_duplicates
 
+    if args.keep or args.not_duplicates or args.reopen:
+        return _answer_duplicates(args)
     progress = TqdmProgress()
     with Library(args.library, create=False) as library:
         try:
@@ -287,13 +324,8 @@ def _duplicates(args: argparse.Namespace) -> int:
         finally:
             progress.close()
     if args.json:
-        print(json.dumps([{"kind": g.kind, "keep": g.keep.path, "reason": g.reason,
-                           "photos": [{"path": p.path, "width": p.width, "height": p.height,
-                                       "file_size": p.file_size,
-                                       "sharpness": round(p.sharpness, 2),
-                                       "taken": p.taken.isoformat() if p.taken else None,
-                                       "camera": p.camera} for p in g.photos]}
-                          for g in report.groups], indent=2))
+        print(json.dumps([_group_json(g) for g in report.groups + report.resolved],
+                         indent=2))
         return 0
     for group in report.groups:
         print(f"{group.kind} ({len(group.photos)} photos): keep {group.keep.path} "
@@ -305,6 +337,8 @@ def _duplicates(args: argparse.Namespace) -> int:
               for kind in ("exact", "near_duplicate", "burst")}
     print(f"{report.photos_checked} photos checked: {counts['exact']} groups of exact copies, "
           f"{counts['near_duplicate']} of near-duplicates, {counts['burst']} bursts; "
+          f"{len(report.resolved)} answered before (--reopen to see one again), "
+          f"{len(report.raw_pairs)} RAW+JPEG pairs counted as one photo each; "
           "nothing was deleted")
     return 0
 

@@ -12,13 +12,18 @@ for pairs it rejects, a keypoint alignment (core.align: copies turned by quarter
 straightened by a few degrees, mirrored, cropped). A copy turned by 90 degrees embeds far
 from its original, so each photo's quarter turns are embedded too and their neighbours
 become candidates (docs/duplicates.md for figures, cost and command).
+
+A RAW file beside a JPEG (or HEIC...) of the same name is one shot saved twice by the camera:
+it is that photo's second file, never a duplicate of it. The user's answers ("keep this one",
+"not duplicates") are stored in the catalog by content hash and hold for the same photos in
+every later search, after rescans, moves and new indexes.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -27,7 +32,8 @@ from PIL import Image
 
 from .align import Keypoints, aligned_match, keypoints
 from .cache import THUMBNAIL_SIZE, content_hash
-from .catalog import Catalog
+from .catalog import Catalog, DuplicateDecision
+from .decode import RAW_EXTENSIONS
 from .exif import PhotoExif, exif_for_images
 from .jobs import CancelToken, Progress, ProgressCallback, no_progress
 from .library import Library, LibraryError, RunArtifacts
@@ -47,6 +53,10 @@ _MIN_TEMPLATE = 8  # px: smaller windows carry too little to tell photos apart
 # Grey images of this many photos are kept while pairs are compared (a photo is asked for
 # again, from its thumbnail, once it has dropped out): memory stays bounded in big libraries.
 _KEPT_PHOTOS = 2048
+_BLACK, _BLOWN = 4, 251  # grey levels at or past which a pixel holds nothing
+# A burst's best shot is the sharpest of those with at most this much more of their pixels
+# blown out or black than its best exposed shot (JPEG noise moves a few pixels across).
+_EXPOSURE_SLACK = 0.02
 QUARTER_TURNS_NAME = "quarter_turns.npz"  # beside a run: its photos' turned embeddings
 
 
@@ -98,6 +108,9 @@ class PhotoFacts:
     sharpness: float  # variance of the Laplacian of the cached grey pixels
     taken: datetime | None
     camera: str | None
+    exposure: float = 1.0  # fraction of the cached pixels neither blown out nor black
+    content_hash: str | None = None  # what the user's decisions are keyed by
+    companions: tuple[str, ...] = ()  # other files of the same shot (its RAW beside a JPEG)
 
 
 @dataclass(frozen=True)
@@ -105,6 +118,7 @@ class DuplicateGroup:
     kind: str  # one of KINDS
     photos: tuple[PhotoFacts, ...]  # the suggested keeper first
     reason: str  # why the first photo is suggested
+    decision: str | None = None  # 'keep' or 'distinct' once the user answered
 
     @property
     def keep(self) -> PhotoFacts:
@@ -116,6 +130,8 @@ class DuplicateReport:
     groups: list[DuplicateGroup]
     photos_checked: int
     pairs_compared: int  # candidate pairs whose pixels were compared
+    resolved: list[DuplicateGroup] = field(default_factory=list)  # answered by the user
+    raw_pairs: list[tuple[str, str]] = field(default_factory=list)  # (photo, its RAW file)
 
 
 class UnionFind:
@@ -323,15 +339,19 @@ def sharpness(pixels: np.ndarray) -> float:
     return float(lap.var())
 
 
+def exposure(pixels: np.ndarray) -> float:
+    """Fraction of (3, S, S) uint8 pixels whose grey level is neither blown out nor black:
+    1 for a well-exposed shot."""
+    grey = pixels.astype(np.float32).mean(0)
+    return float(((grey > _BLACK) & (grey < _BLOWN)).mean())
+
+
 # ---- grouping -------------------------------------------------------------------------------
 
 def _group(kind: str, photos: list[PhotoFacts]) -> DuplicateGroup:
     """The group with its suggested keeper first."""
     if kind == "burst":
-        # Shots of one moment at the same settings: the sharpest is the best.
-        ranked = sorted(photos, key=lambda p: (-p.sharpness, -p.width * p.height,
-                                               -p.file_size, p.path))
-        return DuplicateGroup(kind, tuple(ranked), "sharpest shot")
+        return _best_shot_first(photos)
     if kind == "exact":
         ranked = sorted(photos, key=lambda p: (len(p.path), p.path))
         return DuplicateGroup(kind, tuple(ranked), "identical files; the shortest path")
@@ -344,9 +364,120 @@ def _group(kind: str, photos: list[PhotoFacts]) -> DuplicateGroup:
                           f"largest ({best.width}x{best.height}, {best.file_size} bytes)")
 
 
+def _best_shot_first(photos: list[PhotoFacts]) -> DuplicateGroup:
+    """A burst with its best shot first: the sharpest of the shots exposed about as well as
+    the burst's best exposed one. Sharpness alone would pick a blown-out shot: brightening
+    raises the Laplacian of what is left."""
+    best_exposure = max(p.exposure for p in photos)
+
+    def exposed(p: PhotoFacts) -> bool:
+        return p.exposure >= best_exposure - _EXPOSURE_SLACK
+
+    ranked = sorted(photos, key=lambda p: (not exposed(p), -p.sharpness,
+                                           -p.width * p.height, -p.file_size, p.path))
+    best, sharpest = ranked[0], max(photos, key=lambda p: p.sharpness)
+    if best.sharpness >= sharpest.sharpness:
+        return DuplicateGroup("burst", tuple(ranked), "sharpest shot")
+    return DuplicateGroup("burst", tuple(ranked), f"sharpest well-exposed shot (the sharpest "
+                          f"is {1 - sharpest.exposure:.0%} blown out or black)")
+
+
 def _different_moments(a: PhotoExif, b: PhotoExif) -> bool:
     """Both photos say when they were taken, and not at the same moment: not copies."""
     return a.taken is not None and b.taken is not None and a.taken != b.taken
+
+
+def raw_companions(facts: Sequence[PhotoFacts], exif: Sequence[PhotoExif]
+                   ) -> dict[int, list[int]]:
+    """Rows of RAW files saved with a photo of the same name in the same folder (a camera's
+    RAW+JPEG), by that photo's row: one shot in two files, not copies. Where several
+    non-RAW files share the name, the first path stands for the shot; a RAW whose capture
+    time differs from the photo's is another shot."""
+    by_name: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for row, f in enumerate(facts):
+        path = Path(f.path)
+        by_name[(str(path.parent), path.stem.lower())].append(row)
+    found: dict[int, list[int]] = {}
+    for rows in by_name.values():
+        raws = [r for r in rows if Path(facts[r].path).suffix.lower() in RAW_EXTENSIONS]
+        others = sorted((r for r in rows if r not in raws), key=lambda r: facts[r].path)
+        if not others:
+            continue
+        shot = others[0]
+        same = [r for r in raws if not _different_moments(exif[r], exif[shot])]
+        if same:
+            found[shot] = same
+    return found
+
+
+def _candidate_pairs(embeddings: np.ndarray, config: DuplicateConfig,
+                     turned_embeddings: Sequence[np.ndarray]) -> list[tuple[int, int]]:
+    """Pairs (a < b) of rows whose embeddings (or one's turned embedding) are near
+    neighbours, closest first."""
+    n = len(embeddings)
+    k = min(config.neighbors, n - 1)
+    index = NeighborIndex(embeddings)
+    found = [index.query(embeddings, k, exclude_self=True)]
+    # A turned photo may resemble itself (a symmetric scene): one more, itself dropped.
+    found += [index.query(turned, k + 1) for turned in turned_embeddings]
+    best: dict[tuple[int, int], float] = {}
+    for idx, sims in found:
+        for a, (near, scores) in enumerate(zip(idx.tolist(), sims.tolist(), strict=True)):
+            for b, s in zip(near, scores, strict=True):
+                if b != a and s >= config.candidate_similarity:
+                    pair = (min(a, b), max(a, b))
+                    best[pair] = max(best.get(pair, -1.0), s)
+    return sorted(best, key=lambda pair: (-best[pair], pair))
+
+
+def _copy_sets(catalog: Catalog, facts: Sequence[PhotoFacts], embeddings: np.ndarray,
+               exif: Sequence[PhotoExif], photos: _CandidatePhotos, config: DuplicateConfig,
+               cancel: CancelToken, progress: ProgressCallback,
+               turned_embeddings: Sequence[np.ndarray]) -> tuple[UnionFind, UnionFind, int]:
+    """Sets of identical files and sets of copies (identical ones included) among ``facts``,
+    and the number of candidate pairs whose pixels were compared. A set of copies never
+    holds two capture times, and the closest pairs are joined first: a copy without EXIF
+    joins the shot it was made from, not the whole burst around that shot."""
+    n = len(facts)
+    exact, copies = UnionFind(n), UnionFind(n)
+    for a, b in exact_pairs(catalog, facts, cancel):
+        exact.union(a, b)
+        copies.union(a, b)
+    moment = [e.taken for e in exif]  # by a set's root: the capture time its photos share
+    compared = 0
+    pairs = _candidate_pairs(embeddings, config, turned_embeddings) if n > 1 else []
+    for i, (a, b) in enumerate(pairs):
+        cancel.check()
+        if i % 100 == 0:
+            progress(Progress("duplicates", i * n // len(pairs), n,
+                              f"{compared} pairs compared"))
+        ra, rb = copies.find(a), copies.find(b)
+        if ra == rb or (None not in (moment[ra], moment[rb]) and moment[ra] != moment[rb]):
+            continue
+        compared += 1
+        if photos.copies(a, b, config):
+            copies.union(a, b)
+            moment[copies.find(a)] = moment[ra] or moment[rb]
+    return exact, copies, compared
+
+
+def _burst_sets(embeddings: np.ndarray, exif: Sequence[PhotoExif], copies: UnionFind,
+                config: DuplicateConfig) -> UnionFind:
+    """Consecutive shots of one camera close in time and in look (copies aside)."""
+    bursts = UnionFind(len(exif))
+    by_camera: dict[str, list[int]] = defaultdict(list)
+    for row, e in enumerate(exif):
+        if e.taken is not None and e.camera:
+            by_camera[e.camera].append(row)
+    for rows in by_camera.values():
+        rows.sort(key=lambda r: exif[r].taken)
+        for a, b in zip(rows, rows[1:], strict=False):
+            gap = (exif[b].taken - exif[a].taken).total_seconds()
+            if copies.find(a) == copies.find(b) or gap > config.burst_gap_s:
+                continue
+            if float(embeddings[a] @ embeddings[b]) >= config.burst_similarity:
+                bursts.union(a, b)
+    return bursts
 
 
 def find_duplicates_in(
@@ -363,63 +494,110 @@ def find_duplicates_in(
     """Groups among rows of ``facts`` with unit ``embeddings`` (N, D) and their EXIF;
     ``grey_of(row)`` gives a photo's grey image (H, W), asked only for candidates. Each of
     ``turned_embeddings`` (N, D) embeds the photos turned (``quarter_turn_embeddings``):
-    their neighbours among ``embeddings`` are candidates too."""
+    their neighbours among ``embeddings`` are candidates too. A RAW file saved with a photo
+    becomes that photo's companion; groups the user answered about are reported apart."""
     cancel = cancel or CancelToken()
     n = len(facts)
     if not len(embeddings) == len(exif) == n or any(len(t) != n for t in turned_embeddings):
         raise ValueError("facts, embeddings, turned embeddings and exif must have one row per "
                          "photo")
-    exact, copies = UnionFind(n), UnionFind(n)
-    for a, b in exact_pairs(catalog, facts, cancel):
-        exact.union(a, b)
-        copies.union(a, b)
-
-    photos = _CandidatePhotos(grey_of)
-    compared = 0
-    if n > 1:
-        k = min(config.neighbors, n - 1)
-        index = NeighborIndex(embeddings)
-        found = [index.query(embeddings, k, exclude_self=True)]
-        # A turned photo may resemble itself (a symmetric scene): one more, itself dropped.
-        found += [index.query(turned, k + 1) for turned in turned_embeddings]
-        for a in range(n):
-            cancel.check()
-            if a % 100 == 0:
-                progress(Progress("duplicates", a, n, f"{compared} pairs compared"))
-            near: dict[int, float] = {}
-            for idx, sims in found:
-                for b, s in zip(idx[a].tolist(), sims[a].tolist(), strict=True):
-                    if b != a and s >= config.candidate_similarity:
-                        near.setdefault(b, s)
-            for b in near:
-                if copies.find(a) == copies.find(b) or _different_moments(exif[a], exif[b]):
-                    continue
-                compared += 1
-                if photos.copies(a, b, config):
-                    copies.union(a, b)
-
-    bursts = UnionFind(n)
-    by_camera: dict[str, list[int]] = defaultdict(list)
-    for row, e in enumerate(exif):
-        if e.taken is not None and e.camera:
-            by_camera[e.camera].append(row)
-    for rows in by_camera.values():
-        rows.sort(key=lambda r: exif[r].taken)
-        for a, b in zip(rows, rows[1:], strict=False):
-            gap = (exif[b].taken - exif[a].taken).total_seconds()
-            if copies.find(a) == copies.find(b) or gap > config.burst_gap_s:
-                continue
-            if float(embeddings[a] @ embeddings[b]) >= config.burst_similarity:
-                bursts.union(a, b)
-
-    progress(Progress("duplicates", n, n, f"{compared} pairs compared"))
-    groups = [_group("burst", [facts[m] for m in members]) for members in bursts.groups()]
+    companions = raw_companions(facts, exif)
+    hidden = {r for raws in companions.values() for r in raws}
+    shots = [r for r in range(n) if r not in hidden]
+    shot_facts = [replace(facts[r], companions=tuple(facts[c].path
+                                                     for c in companions.get(r, ())))
+                  for r in shots]
+    shot_exif = [exif[r] for r in shots]
+    shot_embeddings = embeddings[shots]
+    photos = _CandidatePhotos(lambda i: grey_of(shots[i]))
+    exact, copies, compared = _copy_sets(catalog, shot_facts, shot_embeddings, shot_exif,
+                                         photos, config, cancel, progress,
+                                         [t[shots] for t in turned_embeddings])
+    bursts = _burst_sets(shot_embeddings, shot_exif, copies, config)
+    progress(Progress("duplicates", len(shots), len(shots), f"{compared} pairs compared"))
+    groups = [_group("burst", [shot_facts[m] for m in members]) for members in bursts.groups()]
     for members in copies.groups():
         same_bytes = all(exact.find(m) == exact.find(members[0]) for m in members)
         groups.append(_group("exact" if same_bytes else "near_duplicate",
-                             [facts[m] for m in members]))
-    groups.sort(key=lambda g: (KINDS.index(g.kind), -len(g.photos), g.photos[0].path))
-    return DuplicateReport(groups, n, compared)
+                             [shot_facts[m] for m in members]))
+    open_groups, resolved = apply_decisions(groups, catalog.duplicate_decisions())
+    raw_pairs = [(facts[shot].path, facts[r].path) for shot, raws in companions.items()
+                 for r in raws]
+    return DuplicateReport(open_groups, len(shots), compared, resolved, raw_pairs)
+
+
+# ---- the user's answers ---------------------------------------------------------------------
+
+def apply_decisions(groups: Sequence[DuplicateGroup], decisions: Sequence[DuplicateDecision]
+                    ) -> tuple[list[DuplicateGroup], list[DuplicateGroup]]:
+    """The groups left open, ranked as suggested, and those the user answered about, the
+    user's keeper first; both in order of kind, size and first path. A decision holds for a
+    group when it names every photo of it (a new copy reopens the group) and, for "keep this
+    one", the keeper is still among them."""
+    open_groups, resolved = [], []
+    for group in groups:
+        group = _group(group.kind, list(group.photos))
+        answered = _answered(group, decisions)
+        if answered is None:
+            open_groups.append(group)
+        else:
+            resolved.append(answered)
+    for found in (open_groups, resolved):
+        found.sort(key=lambda g: (KINDS.index(g.kind), -len(g.photos), g.photos[0].path))
+    return open_groups, resolved
+
+
+def _answered(group: DuplicateGroup, decisions: Sequence[DuplicateDecision]
+              ) -> DuplicateGroup | None:
+    hashes = {p.content_hash for p in group.photos}
+    if None in hashes:
+        return None
+    for decision in reversed(decisions):  # the newest answer first
+        if not hashes <= decision.hashes:
+            continue
+        if decision.keeper_hash is None:
+            return replace(group, reason="not duplicates, as you said", decision="distinct")
+        same = [p for p in group.photos if p.content_hash == decision.keeper_hash]
+        # Identical files share a hash: the keeper's path tells which one the user chose.
+        by_path = [p for p in same if p.path == decision.keeper_path]
+        keeper = by_path[0] if by_path else same[0] if len(same) == 1 else None
+        if keeper is not None:
+            rest = tuple(p for p in group.photos if p is not keeper)
+            return replace(group, photos=(keeper, *rest), reason="the one you chose to keep",
+                           decision="keep")
+    return None
+
+
+def _hashes(catalog: Catalog, photos: Sequence[str | Path]) -> dict[str, str]:
+    """Content hash of each photo by its resolved path; ValueError naming unknown ones."""
+    found, unknown = {}, []
+    for photo in photos:
+        path = str(Path(photo).expanduser().resolve())
+        row = catalog.image_by_path(path)
+        if row is None or row.content_hash is None:
+            unknown.append(str(photo))
+        else:
+            found[path] = row.content_hash
+    if unknown:
+        raise ValueError(f"not photos this library has read: {', '.join(unknown)}")
+    return found
+
+
+def decide(library: Library, photos: Sequence[str | Path], keep: str | Path | None) -> None:
+    """Record the user's answer about a group of ``photos``: ``keep`` is the one to keep (the
+    others are its copies or weaker shots), or None: they are not duplicates. Later searches
+    report the group as answered as long as it holds the same photos; nothing is deleted."""
+    hashes = _hashes(library.catalog, [*photos, *([keep] if keep is not None else [])])
+    if len(hashes) < 2:
+        raise ValueError("a decision is about two photos or more")
+    keeper = str(Path(keep).expanduser().resolve()) if keep is not None else None
+    library.catalog.decide_duplicates(hashes.values(), hashes.get(keeper), keeper)
+
+
+def reopen(library: Library, photos: Sequence[str | Path]) -> int:
+    """Forget the answers about a group holding ``photos``; returns how many there were."""
+    return library.catalog.forget_duplicate_decisions(
+        _hashes(library.catalog, photos).values())
 
 
 def find_duplicates(
@@ -446,8 +624,9 @@ def find_duplicates(
     for r, cache_row in zip(rows, cache_rows, strict=True):
         w, h = dims.get(r.id, (0, 0))
         e = exif_by_id[r.id]
-        facts.append(PhotoFacts(r.id, r.path, w, h, r.size, sharpness(pixels[cache_row]),
-                                e.taken, e.camera))
+        shot = pixels[cache_row]
+        facts.append(PhotoFacts(r.id, r.path, w, h, r.size, sharpness(shot), e.taken,
+                                e.camera, exposure(shot), r.content_hash))
 
     def grey_of(row: int) -> np.ndarray:
         return grey_thumbnail(library.thumb_dir / f"{rows[row].id}.jpg",

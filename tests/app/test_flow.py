@@ -139,14 +139,33 @@ def test_user_flow(qtbot, tmp_path: Path, settings, family_photos: Path, quick_c
     # Duplicates: the exact copy is grouped with its original, a keeper suggested (first).
     window.find_duplicates()
     wait_idle(qtbot, window)
-    groups = window.duplicates_panel.groups
-    tops = [groups.topLevelItem(i) for i in range(groups.topLevelItemCount())]
+    panel = window.duplicates_panel
+    tops = panel.group_items()
     names = [{Path(p).name for p in top.data(0, Qt.ItemDataRole.UserRole + 1)} for top in tops]
     (copy_group,) = [t for t, n in zip(tops, names, strict=True)
                      if {"family0_00.jpg", "copy of family0_00.jpg"} <= n]
+    assert copy_group.parent().text(0) == "Copies"
     assert copy_group.child(0).text(0).startswith("★")
-    groups.setCurrentItem(copy_group)
+    panel.groups.setCurrentItem(copy_group)
     assert len(window.session.selection) == copy_group.childCount()
+    # "Not duplicates": remembered, and the group moves to the answered section.
+    qtbot.mouseClick(panel.distinct_button, Qt.MouseButton.LeftButton)
+    (answered,) = [t for t in panel.group_items() if t.parent().text(0) == "Answered by you"]
+    assert answered.text(0).endswith("not duplicates") and panel.reopen_button.isEnabled()
+    assert len(window.session.library.catalog.duplicate_decisions()) == 1
+    # "Keep this one" on the second photo: it becomes the keeper, first with its star.
+    second = answered.child(1).text(0).strip()
+    panel.groups.setCurrentItem(answered.child(1))
+    qtbot.mouseClick(panel.keep_button, Qt.MouseButton.LeftButton)
+    (kept,) = [t for t in panel.group_items() if t.parent().text(0) == "Answered by you"]
+    assert kept.text(0).endswith(f"keep {second}") and kept.child(0).text(0) == f"★ {second}"
+    assert len(window.session.library.catalog.duplicate_decisions()) == 1  # replaced
+    # "Ask again": the group is a question again, with the suggestion ranked afresh.
+    qtbot.mouseClick(panel.reopen_button, Qt.MouseButton.LeftButton)
+    (again,) = [t for t in panel.group_items() if t.parent().text(0) == "Copies"
+                and {"family0_00.jpg", "copy of family0_00.jpg"}
+                <= {Path(p).name for p in t.data(0, Qt.ItemDataRole.UserRole + 1)}]
+    assert window.session.library.catalog.duplicate_decisions() == []
 
     # Export the selection's paths as CSV.
     window.session.select(expected, "replace")

@@ -4,6 +4,7 @@ zoom into thumbnails."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PySide6.QtCore import QPoint, Qt
 
 from photoatlas.app.map_view import MapView, disk_offsets, points_in_polygon
@@ -109,3 +110,66 @@ def test_points_on_and_beyond_every_edge_draw_without_wrapping(qtbot) -> None:
         view._center = np.array([5.0 + 5 * dx, 5.0 + 5 * dy])
         image = view.render_points()  # IndexError here if a footprint left the canvas
         assert (image.width(), image.height()) == (view.width(), view.height())
+
+
+def _screen_box(view: MapView, xy: np.ndarray) -> np.ndarray:
+    """(2, 2) lowest and highest screen position of ``xy``."""
+    px = view.to_screen(xy)
+    return np.array([px.min(0), px.max(0)])
+
+
+def test_fit_shows_the_bulk_and_the_far_photos_stay_reachable(qtbot) -> None:
+    rng = np.random.default_rng(1)
+    bulk = rng.normal(size=(980, 2))
+    far = rng.normal(size=(20, 2)) * 0.2 + [40.0, 25.0]  # a cluster UMAP set far apart
+    view = make_view(qtbot, np.concatenate([bulk, far]).astype(np.float32))
+    (x0, y0), (x1, y1) = _screen_box(view, bulk)
+    # The bulk fills the view (within its margin) and is centred, not a quarter to one side.
+    assert max((x1 - x0) / view.width(), (y1 - y0) / view.height()) > 0.85
+    assert abs((x0 + x1) / 2 - view.width() / 2) < 0.05 * view.width()
+    assert abs((y0 + y1) / 2 - view.height() / 2) < 0.05 * view.height()
+    assert view.outside_view() == 20 and len(view.visible_rows()) == 980
+    # Fit again: every photo, the far cluster included.
+    view.fit_again()
+    assert len(view.visible_rows()) == 1000 and view.outside_view() == 0
+    view.fit_again()
+    assert view.outside_view() == 20  # and back to the bulk
+    # A map without far photos is fitted whole, as before.
+    view.set_points(bulk, np.full(980, 0xFFFF0000, np.uint32), np.arange(980),
+                    np.array([f"/p/{i}.jpg" for i in range(980)]), [])
+    assert view.outside_view() == 0 and len(view.visible_rows()) == 980
+    # A far cluster along the axis that does not limit the scale costs no room: it stays.
+    wide = np.concatenate([rng.uniform([0, 0], [10, 1], (980, 2)),
+                           rng.normal(size=(20, 2)) * 0.05 + [5.0, 3.0]])
+    view.set_points(wide, np.full(1000, 0xFFFF0000, np.uint32), np.arange(1000),
+                    np.array([f"/p/{i}.jpg" for i in range(1000)]), [])
+    assert view.outside_view() == 0 and len(view.visible_rows()) == 1000
+
+
+def test_a_new_map_keeps_the_users_zoom_on_the_same_photo(qtbot) -> None:
+    xy = np.random.default_rng(2).normal(size=(500, 2)).astype(np.float32)
+    view = make_view(qtbot, xy)
+    fitted_scale = view._scale
+    row = 123
+    x, y = view.to_screen(xy[row:row + 1])[0]
+    view.pan_pixels(view.width() / 2 - x, view.height() / 2 - y)
+    view.zoom(6.0)
+    # Training's new map: other positions for the same photos (ids), in another order.
+    order = np.random.default_rng(3).permutation(500)
+    moved = xy[order] * 3.0 + 7.0
+    view.set_points(moved, np.full(500, 0xFFFF0000, np.uint32), order,
+                    np.array([f"/p/{i}.jpg" for i in order]), [])
+    new_row = int(np.flatnonzero(order == row)[0])
+    centre = view.to_screen(moved[new_row:new_row + 1])[0]
+    assert np.allclose(centre, [view.width() / 2, view.height() / 2], atol=1.0)
+    assert view._scale == pytest.approx(6.0 * fitted_scale / 3.0, rel=0.05)
+    # A map of other photos (another library) is fitted: there is nothing to keep.
+    view.zoom(3.0)
+    view.set_points(xy, np.full(500, 0xFFFF0000, np.uint32), np.arange(1000, 1500),
+                    np.array([f"/q/{i}.jpg" for i in range(500)]), [])
+    assert view._scale == pytest.approx(fitted_scale)
+    # Once the user fits the map again, new maps are fitted again.
+    view.fit_again()
+    view.set_points(xy, np.full(500, 0xFFFF0000, np.uint32), np.arange(500),
+                    np.array([f"/p/{i}.jpg" for i in range(500)]), [])
+    assert view._scale == pytest.approx(fitted_scale)

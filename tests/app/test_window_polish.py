@@ -7,14 +7,18 @@ import threading
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtGui import QFontMetrics
-from PySide6.QtWidgets import QMessageBox
+from PySide6.QtCore import QSize
+from PySide6.QtGui import QFontMetrics, QPixmap
+from PySide6.QtWidgets import QMessageBox, QTabBar
 
 from photoatlas.app.main_window import MainWindow
 from photoatlas.app.map_hint import empty_map_text
 from photoatlas.app.map_view import MapLabel, MapView
+from photoatlas.app.similar_panel import MIN_CELL, SimilarGrid
 from photoatlas.app.thumbnails import ThumbnailStore
+from photoatlas.app.training_panel import TrainingPanel
 from photoatlas.app.worker import Worker
+from photoatlas.core.config import TrainConfig
 from photoatlas.core.jobs import Progress
 
 
@@ -159,3 +163,50 @@ def test_the_window_hint_follows_a_running_training_job(qtbot, tmp_path: Path, s
     release.set()
     qtbot.waitUntil(lambda: not window.workers)
     assert "Press Rescan" in window.map.empty_text
+
+
+def test_at_1600_px_no_tab_title_is_cut_and_similar_photos_fill_three_columns(
+        qtbot, tmp_path: Path, settings) -> None:
+    window = MainWindow(tmp_path / "library", settings=settings)
+    qtbot.addWidget(window)
+    window.resize(1600, 1000)
+    window.show()
+    qtbot.waitExposed(window)
+    bars = [b for b in window.findChildren(QTabBar) if b.isVisible()]
+    titles = {bar.tabText(i) for bar in bars for i in range(bar.count())}
+    assert {"Similar photos", "Clusters", "Tags", "Duplicates", "Events"} <= titles
+    for bar in bars:
+        for i in range(bar.count()):
+            assert bar.tabRect(i).width() >= bar.tabSizeHint(i).width(), bar.tabText(i)
+    assert window.similar_panel.grid.columns() >= 3
+
+
+def test_similar_photo_columns_follow_the_panels_width(qtbot) -> None:
+    grid = SimilarGrid(ThumbnailStore())
+    qtbot.addWidget(grid)
+    grid.show()
+    seen = {}
+    for width in (260, 400, 520, 700):
+        grid.resize(width, 500)
+        qtbot.waitUntil(lambda w=width: grid.width() == w)
+        columns = grid.columns()
+        seen[width] = columns
+        # The cells fill the width: no gap of a column's width is left over.
+        assert grid.gridSize().width() * columns > grid.width() - MIN_CELL - 40
+        assert grid.iconSize().width() < grid.gridSize().width()
+    assert seen[260] == 2 and seen[400] == 3 and seen[520] == 4 and seen[700] > 4
+    # Every thumbnail comes as a square, so a tall photo leaves its score readable below it.
+    side = grid.photos.icon_side
+    assert grid.photos._square(QPixmap(300, 90)).size() == QSize(side, side)
+    assert grid.photos._square(QPixmap(60, 200)).size() == QSize(side, side)
+
+
+def test_the_loss_plot_is_hidden_until_training_reports_a_loss(qtbot) -> None:
+    panel = TrainingPanel()
+    qtbot.addWidget(panel)
+    panel.show()
+    assert panel.plot.isHidden()  # no empty 0-1 grid before any training
+    panel.run_started(TrainConfig(minutes=1))
+    assert panel.plot.isHidden()
+    panel.show_progress(Progress("train", 3, 100, "", {"loss": 5.2}))
+    assert not panel.plot.isHidden()

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _dng import write_dng
 from _require import require
+from _scenes import camera_exif, scene
 from _untrained_index import index_untrained
-from PIL import Image, ImageFilter
+from PIL import Image, ImageEnhance, ImageFilter
 
 from photoatlas.core.align import aligned_match
 from photoatlas.core.cli import main as cli_main
@@ -19,8 +21,10 @@ from photoatlas.core.duplicates import (
     QUARTER_TURNS_NAME,
     DuplicateConfig,
     UnionFind,
+    decide,
     find_duplicates,
     pixel_match,
+    reopen,
     sharpness,
 )
 from photoatlas.core.exif import PhotoExif, exif_for_images, read_exif
@@ -280,3 +284,122 @@ def test_turned_embeddings_are_saved_and_reused(library_dir) -> None:
         with np.load(saved) as data:
             assert set(data.files) == {"image_ids", "cache_rows", "turn1"}
             assert data["turn1"].shape == library.current_run().embeddings.shape
+
+
+# ---- one shot in two files, bursts, and the user's answers (synthetic scenes) --------------
+
+def _group_with(groups: list, path: Path):
+    found = [g for g in groups if str(path) in {p.path for p in g.photos}]
+    assert len(found) <= 1
+    return found[0] if found else None
+
+
+def test_raw_and_jpeg_of_one_shot_are_one_photo_not_duplicates(tmp_path: Path) -> None:
+    root = tmp_path / "photos"
+    (root / "DCIM").mkdir(parents=True)
+    (root / "shared").mkdir()
+    picture = scene(4, (240, 160))
+    jpeg, raw = root / "DCIM" / "IMG_0001.JPG", root / "DCIM" / "IMG_0001.DNG"
+    picture.save(jpeg, quality=92)
+    write_dng(raw, picture, preview=picture)  # the camera's RAW: its preview is the JPEG
+    small = root / "shared" / "IMG_0001_small.jpg"
+    picture.crop((12, 8, 228, 152)).resize((120, 80)).save(small, quality=70)
+    scene(7).save(root / "other.jpg", quality=92)
+    library_dir = index_untrained(root, tmp_path / "library")
+    with Library(library_dir, create=False) as library:
+        report = find_duplicates(library)
+    assert report.raw_pairs == [(str(jpeg), str(raw))]
+    assert report.photos_checked == 3  # four files, three photos
+    # The resized copy is a duplicate of the shot, whose RAW rides along as its second file.
+    (group,) = report.groups
+    assert group.kind == "near_duplicate"
+    assert [p.path for p in group.photos] == [str(jpeg), str(small)]
+    assert group.keep.companions == (str(raw),)
+    assert not any(str(raw) == p.path for g in report.groups for p in g.photos)
+
+
+def test_a_burst_is_apart_from_copies_and_keeps_its_sharp_well_exposed_shot(
+        tmp_path: Path) -> None:
+    root = tmp_path / "photos"
+    root.mkdir()
+    moment = scene(5)
+    shots = [root / f"DSCF000{i}.jpg" for i in (1, 2, 3)]
+    moment.filter(ImageFilter.GaussianBlur(1.2)).save(shots[0], quality=92,
+                                                      exif=camera_exif(T0))
+    moment.save(shots[1], quality=92, exif=camera_exif(T0 + timedelta(seconds=1)))
+    blown_out = ImageEnhance.Contrast(ImageEnhance.Brightness(moment).enhance(1.8))
+    blown_out.enhance(1.5).save(shots[2], quality=92, exif=camera_exif(T0 + timedelta(seconds=2)))
+    copy = root / "sent" / "DSCF0002 small.jpg"  # the good shot, resized and sent on
+    copy.parent.mkdir()
+    moment.resize((160, 120)).save(copy, quality=75)
+    library_dir = index_untrained(root, tmp_path / "library")
+    with Library(library_dir, create=False) as library:
+        groups = find_duplicates(library).groups
+    burst = _group_of(groups, shots[0], "burst")
+    assert {p.path for p in burst.photos} == {str(s) for s in shots}
+    assert burst.keep.path == str(shots[1]) and "well-exposed" in burst.reason
+    blurred, good, blown = (next(p for p in burst.photos if p.path == str(s)) for s in shots)
+    # Sharpness alone would keep the blown-out shot: brightening sharpens what is left.
+    assert blown.sharpness > good.sharpness > blurred.sharpness
+    assert blown.exposure < good.exposure - 0.05
+    copies = _group_of(groups, copy, "near_duplicate")
+    assert {p.path for p in copies.photos} == {str(shots[1]), str(copy)}
+
+
+def test_answers_about_groups_last_through_rescans_new_indexes_and_reopening(
+        tmp_path: Path, capsys) -> None:
+    root = tmp_path / "photos"
+    (root / "copies").mkdir(parents=True)
+    original = scene(1)
+    a, a_small = root / "a.jpg", root / "copies" / "a_small.jpg"
+    original.save(a, quality=92)
+    original.crop((18, 14, 222, 167)).resize((120, 90)).save(a_small, quality=70)
+    b, b_copy = root / "b.jpg", root / "copies" / "b.jpg"
+    scene(2).save(b, quality=92)
+    shutil.copy(b, b_copy)
+    scene(3).save(root / "e.jpg", quality=92)
+    library_dir = index_untrained(root, tmp_path / "library")
+    with Library(library_dir, create=False) as library:
+        first = find_duplicates(library)
+        assert _group_with(first.groups, a).keep.path == str(a)  # the larger, suggested
+        decide(library, [a, a_small], keep=a_small)  # the user prefers the crop
+        decide(library, [b, b_copy], keep=None)  # kept on purpose in two folders
+        assert first.resolved == []
+    # The crop is moved and renamed, a photo is added, and a new index is made.
+    moved = root / "kept" / "a cropped.jpg"
+    moved.parent.mkdir()
+    a_small.rename(moved)
+    scene(9).save(root / "new.jpg", quality=92)
+    index_untrained(root, library_dir)
+    with Library(library_dir, create=False) as library:
+        assert library.current_run().run_id == 2
+        report = find_duplicates(library)
+    assert report.groups == []
+    distinct, kept = report.resolved  # exact copies first
+    assert (kept.decision, kept.keep.path) == ("keep", str(moved))
+    assert {p.path for p in kept.photos} == {str(a), str(moved)}
+    assert distinct.decision == "distinct" and distinct.kind == "exact"
+    # A new copy of the kept photo reopens its group, with the suggestion ranked afresh.
+    original.crop((0, 0, 220, 170)).save(root / "copies" / "a again.jpg", quality=80)
+    index_untrained(root, library_dir)
+    with Library(library_dir, create=False) as library:
+        report = find_duplicates(library)
+        (reopened,) = report.groups
+        assert reopened.decision is None and reopened.keep.path == str(a)
+        assert len(reopened.photos) == 3 and len(report.resolved) == 1
+        # Asked to reopen, the exact copies are a question again.
+        assert reopen(library, [b, b_copy]) == 1
+        assert {g.kind for g in find_duplicates(library).groups} == {"exact",
+                                                                      "near_duplicate"}
+    # The same answers from the command line, remembered without a search.
+    assert cli_main(["duplicates", "--library", str(library_dir), "--not-duplicates",
+                     str(b), str(b_copy)]) == 0
+    assert cli_main(["duplicates", "--library", str(library_dir), "--keep", str(a),
+                     str(moved), str(root / "copies" / "a again.jpg")]) == 0
+    assert "remembered for 3 photos" in capsys.readouterr().out
+    assert cli_main(["duplicates", "--library", str(library_dir), "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert sorted(g["decision"] for g in listed) == ["distinct", "keep"]
+    assert next(g["keep"] for g in listed if g["decision"] == "keep") == str(a)
+    assert cli_main(["duplicates", "--library", str(library_dir), "--reopen",
+                     str(tmp_path / "nope.jpg")]) == 2

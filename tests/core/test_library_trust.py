@@ -543,9 +543,39 @@ def test_a_version_2_catalog_gains_the_tables_modules_used_to_create(tmp_path: P
     conn.close()
     catalog = Catalog(path)
     try:
-        assert catalog.get_meta("schema_version") == str(SCHEMA_VERSION) == "3"
+        assert catalog.get_meta("schema_version") == str(SCHEMA_VERSION) == "4"
         assert catalog.tag_counts() == [("beach", 0, 0, 0)]
         assert catalog.cluster_names(1) == {} and catalog.exif_rows([1]) == {}
+    finally:
+        catalog.close()
+
+
+def test_a_version_3_catalog_gains_the_duplicate_decisions_and_keeps_the_rest(
+        tmp_path: Path) -> None:
+    path = tmp_path / "catalog.sqlite"
+    catalog = Catalog(path)
+    catalog.link_tag("beach", [], "user")
+    catalog.close()
+    conn = sqlite3.connect(path)  # as version 3 left it
+    conn.execute("DROP TABLE duplicate_decision_photos")
+    conn.execute("DROP TABLE duplicate_decisions")
+    conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    conn.commit()
+    conn.close()
+    catalog = Catalog(path)
+    try:
+        assert catalog.get_meta("schema_version") == "4"
+        assert catalog.tag_counts() == [("beach", 0, 0, 0)]
+        assert catalog.duplicate_decisions() == []
+        first = catalog.decide_duplicates(["h1", "h2"], "h1", "/photos/a.jpg")
+        catalog.decide_duplicates(["h3", "h4"], None, None)
+        # Answering again about the same photos replaces the earlier answer.
+        catalog.decide_duplicates(["h1", "h2"], "h2", "/photos/b.jpg")
+        distinct, kept = catalog.duplicate_decisions()  # by id: the newest last
+        assert kept.id != first and (kept.keeper_hash, kept.hashes) == ("h2", {"h1", "h2"})
+        assert distinct.keeper_hash is None
+        assert catalog.forget_duplicate_decisions(["h3"]) == 1
+        assert len(catalog.duplicate_decisions()) == 1
     finally:
         catalog.close()
 

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from photoatlas.core.quality import (
-    KEEP_MARGIN,
-    MIN_OVERLAP,
     Decision,
     PhotoMeasures,
     alignment,

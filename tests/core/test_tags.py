@@ -8,10 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _untrained_index import small_class_library
+from _scenes import scene
+from _untrained_index import index_untrained, small_class_library
 
+from photoatlas.core.cache import decode_pending
 from photoatlas.core.cli import main as cli_main
 from photoatlas.core.library import Library
+from photoatlas.core.scan import scan_folders
 from photoatlas.core.tags import (
     list_tags,
     probe_scores,
@@ -113,3 +116,32 @@ def test_cli_tag_suggest_accept_and_csv(library, tmp_path, capsys) -> None:
     assert cli_main(["tag", *lib, "horn", "--remove", str(horns[0])]) == 0
     assert cli_main(["tag", *lib, "horn", str(tmp_path / "missing.jpg")]) == 2
     assert "not photos of this library" in capsys.readouterr().err
+
+
+def test_a_rejected_suggestion_stays_rejected_after_reopening_and_a_move(
+        tmp_path: Path) -> None:
+    root = tmp_path / "photos"
+    (root / "trip").mkdir(parents=True)
+    for seed in range(8):
+        scene(seed).save(root / "trip" / f"p{seed}.jpg", quality=90)
+    library_dir = index_untrained(root, tmp_path / "library")
+    with Library(library_dir, create=False) as lib:
+        set_tag(lib, "garden", [root / "trip" / "p0.jpg", root / "trip" / "p1.jpg"])
+        first = suggest(lib, "garden", min_confidence=0.0)
+        turned_down = first[0]
+        set_tag(lib, "garden", [turned_down.path], "rejected")
+    with Library(library_dir, create=False) as lib:  # reopened
+        again = suggest(lib, "garden", min_confidence=0.0)
+        assert turned_down.image_id not in {s.image_id for s in again}
+        assert len(again) == len(first) - 1
+    # The photo is moved and the folder scanned again: it keeps its answer.
+    moved = root / "sorted" / "kept.jpg"
+    moved.parent.mkdir()
+    Path(turned_down.path).rename(moved)
+    with Library(library_dir, create=False) as lib:
+        scan_folders(lib.catalog, [root])
+        assert decode_pending(lib.catalog, lib.pixels, lib.thumb_dir).moved == 1
+    with Library(library_dir, create=False) as lib:
+        assert tagged(lib, "garden", ("rejected",)) == [turned_down.image_id]
+        assert lib.catalog.tag_links()[0] == (str(moved), "garden", "rejected")
+        assert turned_down.image_id not in {s.image_id for s in suggest(lib, "garden", 0.0)}
