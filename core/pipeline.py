@@ -296,12 +296,13 @@ def _pretrained(run: _Run, adapt: bool) -> RunReport:
     result = adapt_start(run, start_model, start)
     checks, training = result.checks, result.training
     adaptation = {**result.adaptation, **speed}
-    scene = result.scene.describe(start)
-    if checks.kind.kept == "adapted":
+    kept = checks.kind.kept == "adapted"
+    # The scene space describes the kept encoder's own (adapter-less) embeddings: the
+    # start's, unless fine-tuning changed the encoder itself.
+    scene = result.scene.describe(result.embeddings if kept and not cfg.adapter else start)
+    if kept:
         # The adapter works on the start's embeddings, made at the cache's size.
         resolution = CACHE_SIZE if cfg.adapter else cfg.resolution
-        if not cfg.adapter:  # a fine-tuned encoder's scene space is its own embeddings'
-            scene = result.scene.describe(result.embeddings)
         atlas = run.layout(result.embeddings, "adapted encoder", scene)
         # The start's map stays one toggle away (core.compare).
         save_npz_atomic(run.dir / OTHER_ATLAS_NAME, encoder=np.array("untrained"),
