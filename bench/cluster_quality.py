@@ -55,7 +55,7 @@ def contact_sheet(paths: np.ndarray, before: np.ndarray, after: np.ndarray, out:
                   members: int = 6, joined: int = 4, cell: int = 96) -> None:
     """One row per cluster of ``after``: random photos of the cluster, then random photos
     that were noise in ``before`` and joined it; a last row of the photos still noise."""
-    from PIL import Image, ImageDraw
+    from PIL import Image, ImageDraw, ImageOps
 
     rng = np.random.default_rng(0)
     rows = [(f"{c}: {np.sum(after == c)} photos, {np.sum((after == c) & (before < 0))} joined",
@@ -71,8 +71,7 @@ def contact_sheet(paths: np.ndarray, before: np.ndarray, after: np.ndarray, out:
         draw.text((4, y * cell + cell // 2 - 6), caption, fill="black")
         for x, row in enumerate([*first, *second]):
             with Image.open(str(paths[row])) as image:
-                thumb = image.convert("RGB")
-                thumb.thumbnail((cell - 4, cell - 4))
+                thumb = ImageOps.contain(image.convert("RGB"), (cell - 4, cell - 4))
             shift = 12 if x >= len(first) and len(second) else 0  # a gap before joined photos
             sheet.paste(thumb, (left + shift + x * cell, y * cell + 2))
     sheet.save(out)

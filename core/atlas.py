@@ -108,13 +108,11 @@ def join_noise(space: np.ndarray, labels: np.ndarray, k: int, reach: float) -> n
     noise = labels < 0
     if noise.all() or not noise.any():
         return labels
-    # HDBSCAN's own core distance, for k = min_samples: a cluster's spacing is the density
-    # it was found at, so a sparse cluster reaches farther than a tight one.
+    # The distance to the k-th nearest photo (about HDBSCAN's core distance at min_samples k)
+    # is the density a cluster was found at: a sparse cluster reaches farther than a tight one.
     spacing = cKDTree(space).query(space, k + 1)[0][:, -1]
+    median = np.array([np.median(spacing[labels == c]) for c in range(labels.max() + 1)])
     clustered = np.flatnonzero(~noise)
-    order = np.argsort(labels[clustered], kind="stable")
-    groups = np.split(spacing[clustered[order]], np.cumsum(np.bincount(labels[clustered]))[:-1])
-    median = np.array([np.median(g) for g in groups])
     gap, nearest = cKDTree(space[clustered]).query(space[noise])
     joined = labels[clustered[nearest]]
     out = labels.copy()
