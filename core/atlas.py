@@ -110,7 +110,7 @@ def join_noise(space: np.ndarray, labels: np.ndarray, k: int, reach: float) -> n
         return labels
     # The distance to the k-th nearest photo (about HDBSCAN's core distance at min_samples k)
     # is the density a cluster was found at: a sparse cluster reaches farther than a tight one.
-    spacing = cKDTree(space).query(space, k + 1)[0][:, -1]
+    spacing = cKDTree(space).query(space, min(k, len(space) - 1) + 1)[0][:, -1]
     median = np.array([np.median(spacing[labels == c]) for c in range(labels.max() + 1)])
     clustered = np.flatnonzero(~noise)
     gap, nearest = cKDTree(space[clustered]).query(space[noise])
