@@ -57,25 +57,34 @@ def cluster(embeddings: np.ndarray, xy: np.ndarray, cfg: MapConfig) -> np.ndarra
 
     # min_dist 0 packs each group tightly: the clustering space is never drawn.
     space = xy if cfg.cluster_dims == 2 else layout(embeddings, cfg, cfg.cluster_dims, 0.0)
+    samples = min(size, cfg.min_samples)
 
     def hdbscan(cap: int | None) -> np.ndarray:
-        return HDBSCAN(min_cluster_size=size, min_samples=min(size, 10), copy=True,
+        return HDBSCAN(min_cluster_size=size, min_samples=samples, copy=True,
                        cluster_selection_method=cfg.cluster_selection, max_cluster_size=cap
                        ).fit_predict(space).astype(np.int64)
 
     labels = hdbscan(None)
-    if cfg.max_cluster_share is None or cfg.cluster_selection == "leaf" or (labels < 0).all():
+    if (labels < 0).all():
         return labels
-    cap = max(size, math.floor(cfg.max_cluster_share * n))
+    if cfg.max_cluster_share is not None and cfg.cluster_selection == "eom":
+        cap = max(size, math.floor(cfg.max_cluster_share * n))
+        if np.bincount(labels[labels >= 0]).max() > cap:
+            labels = split_big(space, labels, hdbscan(cap), cap)
+    if cfg.noise_reach is not None:
+        labels = join_noise(space, labels, samples, cfg.noise_reach)
+    return labels
+
+
+def split_big(space: np.ndarray, labels: np.ndarray, capped: np.ndarray, cap: int
+              ) -> np.ndarray:
+    """``labels`` with each cluster over ``cap`` photos replaced by its sub-clusters in
+    ``capped`` (the same HDBSCAN run with ``max_cluster_size=cap``)."""
+    # The photos between the sub-clusters join the nearest one in ``space``, so the split
+    # loses none of them to noise (in 500 everyday photos the sub-clusters held 58 % of a
+    # 398-photo cluster). A cluster with no sub-clusters stays whole (HDBSCAN would drop it
+    # as noise).
     sizes = np.bincount(labels[labels >= 0])
-    if sizes.max() <= cap:
-        return labels
-    # Each over-cap cluster becomes its sub-clusters in HDBSCAN's tree (what the capped run
-    # selects inside it); its photos between them join the nearest one on the map, so the
-    # split loses none of them to noise (in 500 everyday photos the sub-clusters held 58 %
-    # of a 398-photo cluster). A cluster with no sub-clusters stays whole (HDBSCAN would
-    # drop it as noise).
-    capped = hdbscan(cap)
     out = labels.copy()
     for c in np.flatnonzero(sizes > cap):
         rows = np.flatnonzero(labels == c)
@@ -88,6 +97,28 @@ def cluster(embeddings: np.ndarray, xy: np.ndarray, cfg: MapConfig) -> np.ndarra
         out[rows] = parts + len(sizes)
     kept = out >= 0
     out[kept] = np.unique(out[kept], return_inverse=True)[1]
+    return out
+
+
+def join_noise(space: np.ndarray, labels: np.ndarray, k: int, reach: float) -> np.ndarray:
+    """``labels`` where each noise photo (-1) joins the cluster of its nearest clustered
+    photo in ``space`` when it lies within ``reach`` times that cluster's spacing: the median,
+    over the cluster's photos, of the distance to their ``k``-th nearest photo. Farther noise
+    stays noise; clustered photos keep their label."""
+    noise = labels < 0
+    if noise.all() or not noise.any():
+        return labels
+    # The distance to the k-th nearest photo (about HDBSCAN's core distance at min_samples k)
+    # is the density a cluster was found at: a sparse cluster reaches farther than a tight one.
+    spacing = cKDTree(space).query(space, min(k, len(space) - 1) + 1)[0][:, -1]
+    median = np.array([np.median(spacing[labels == c]) for c in range(labels.max() + 1)])
+    clustered = np.flatnonzero(~noise)
+    gap, nearest = cKDTree(space[clustered]).query(space[noise])
+    joined = labels[clustered[nearest]]
+    out = labels.copy()
+    rows = np.flatnonzero(noise)
+    near = gap <= reach * median[joined]
+    out[rows[near]] = joined[near]
     return out
 
 

@@ -1,4 +1,5 @@
-"""The map: laid out in a child process when asked, with the same result, and cancellable."""
+"""The map: laid out in a child process when asked, with the same result, and cancellable;
+its clusters: big ones split, noise at a cluster's edge joined to it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from photoatlas.core.atlas import build_atlas
+from photoatlas.core.atlas import build_atlas, cluster, join_noise
 from photoatlas.core.config import MapConfig
 from photoatlas.core.jobs import Cancelled, CancelToken
 
@@ -75,7 +76,8 @@ def test_the_same_seed_gives_the_same_clusters() -> None:
 
 def test_clustering_settings_are_validated() -> None:
     for bad in ({"max_cluster_share": 0}, {"max_cluster_share": 1.5},
-                {"cluster_selection": "kmeans"}, {"cluster_dims": 1}):
+                {"cluster_selection": "kmeans"}, {"cluster_dims": 1}, {"noise_reach": 0},
+                {"min_samples": 0}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             MapConfig(**bad)
 
@@ -94,3 +96,40 @@ def test_a_cluster_over_the_size_cap_is_split_without_losing_photos_to_noise() -
     assert np.array_equal(labels < 0, uncapped < 0)  # photos between parts join the nearest
     for c in range(labels.max() + 1):  # a part never mixes the groups
         assert len(set(group[labels == c])) == 1
+
+
+def grid(spacing: float, corner: tuple[float, float]) -> np.ndarray:
+    """10 x 10 points ``spacing`` apart, lower-left at ``corner``."""
+    return np.stack(np.meshgrid(np.arange(10), np.arange(10)), -1).reshape(-1, 2) * spacing \
+        + np.array(corner)
+
+
+def test_noise_joins_the_nearest_cluster_within_reach_of_its_spacing() -> None:
+    tight, sparse = grid(1.0, (0, 0)), grid(5.0, (100, 0))  # spacings 1 and 5
+    noise = np.array([[-2.5, 0], [-5.0, 0], [88.0, 0], [75.0, 0], [50.0, 300]])
+    space = np.concatenate([tight, sparse, noise])
+    labels = np.repeat([0, 1, -1], [100, 100, 5])
+    # k = 4: each grid photo's 4th nearest photo lies 1 spacing away (its 4 grid neighbours),
+    # so the spacing is 1 and 5 and reach 3 means 3 and 15 from the nearest clustered photo.
+    joined = join_noise(space, labels, k=4, reach=3.0)
+    assert np.array_equal(joined[:200], labels[:200])  # clustered photos keep their label
+    # 2.5 from the tight cluster joins it, 5.0 does not; 12 from the sparse one joins it, 25
+    # does not; a photo far from both stays noise.
+    assert joined[200:].tolist() == [0, -1, 1, -1, -1]
+    assert (join_noise(space, labels, k=4, reach=2.0)[200:] == -1).all()
+    assert np.array_equal(join_noise(space[:200], labels[:200], 4, 3.0), labels[:200])
+
+
+def test_noise_reach_only_relabels_noise_near_clusters() -> None:
+    rng = np.random.default_rng(0)
+    # Two groups on the map, a thin halo of photos between them and two far outliers.
+    xy = np.concatenate([rng.normal(size=(150, 2)), rng.normal(size=(150, 2)) + [12, 0],
+                         rng.normal(size=(40, 2)) * 3 + [6, 0], [[6, 40], [-30, -30]]])
+    cfg = MapConfig(min_cluster_size=20)
+    embeddings = np.zeros((len(xy), 4), np.float32)  # unused: clusters on the 2-D map
+    before = cluster(embeddings, xy.astype(np.float32), replace(cfg, noise_reach=None))
+    after = cluster(embeddings, xy.astype(np.float32), cfg)
+    assert (before < 0).sum() > (after < 0).sum() > 0  # some of the halo joined
+    kept = before >= 0
+    assert np.array_equal(after[kept], before[kept])  # nothing clustered moves or is dropped
+    assert (after[-2:] == -1).all()  # the outliers stay noise
