@@ -15,6 +15,8 @@ import numpy as np
 
 from .cache import PixelCache
 from .catalog import MARKER_KEY, Catalog, CatalogError
+from .jobs import CancelToken, ProgressCallback, no_progress
+from .rowstore import JpegRowStore, compress_legacy, open_pixels
 from .runs import ATLAS_NAME, LibraryError, RunReport, load_atlas, read_report
 
 CATALOG_NAME = "catalog.sqlite"
@@ -175,9 +177,16 @@ class Library:
                 self.close()
                 raise LibraryError(f"{catalog_path} was not made by PhotoAtlas")
             self.catalog.set_meta(MARKER_KEY, "1")
-        self.pixels = PixelCache(root / "cache" / f"pixels-{CACHE_SIZE}.u8", CACHE_SIZE)
+        self.pixels: JpegRowStore | PixelCache = open_pixels(root / "cache", CACHE_SIZE)
         self.thumb_dir = root / "cache" / "thumbs"
         self.runs_dir = root / "runs"
+
+    def compress_pixels(self, cancel: CancelToken | None = None,
+                        progress: ProgressCallback = no_progress) -> None:
+        """Convert a raw pixel cache (made before the compressed one) before it is written
+        to again: a job's first step."""
+        if not isinstance(self.pixels, JpegRowStore):
+            self.pixels = compress_legacy(self.root / "cache", CACHE_SIZE, cancel, progress)
 
     def close(self) -> None:
         if self._open:

@@ -106,6 +106,7 @@ def prepare(library: Library, folders: list[Path], cancel: CancelToken,
     with timer.stage("scan"):
         scan = scan_folders(library.catalog, folders, cancel, progress)
     with timer.stage("decode"):
+        library.compress_pixels(cancel, progress)
         decoded = decode_pending(library.catalog, library.pixels, library.thumb_dir, cancel,
                                  progress)
     ok = library.catalog.images(status="ok")
@@ -482,6 +483,7 @@ def update_library(
     with timer.stage("scan"):
         scan = scan_folders(catalog, folders, cancel, progress)
     with timer.stage("decode"):
+        library.compress_pixels(cancel, progress)
         decoded = decode_pending(catalog, library.pixels, library.thumb_dir, cancel, progress)
     ok_rows = {r.id: r for r in catalog.images(status="ok")}
     # A mapped photo stays when it is still readable and its pixels are the ones embedded.
