@@ -67,21 +67,29 @@ def untrained_embeddings(folder: Path, backbone: str, resolution: int
 
 def trained_embeddings(library_dir: Path, resolution: int | None
                        ) -> tuple[np.ndarray, np.ndarray]:
-    """Embed a library's photos with its newest run's trained encoder (from the checkpoint),
-    at ``resolution`` or else the one it trained at."""
+    """Embed a library's photos with its newest run's trained encoder (from the checkpoint,
+    or the kept encoder once a finished run dropped it), at ``resolution`` or else the one it
+    trained at."""
     import torch
 
     from photoatlas.core.cache import CachedRows
     from photoatlas.core.embed import embed_pixels
     from photoatlas.core.library import Library
     from photoatlas.core.model import build_model
-    from photoatlas.core.runs import CHECKPOINT_NAME
+    from photoatlas.core.runs import CHECKPOINT_NAME, ENCODER_NAME, load_encoder
 
     with Library(library_dir, create=False) as library:
         run = library.current_run()
         cfg = run.report.config
-        state = torch.load(library.run_dir(run.run_id) / CHECKPOINT_NAME, map_location="cpu",
-                           weights_only=True)
+        rows = {r.id: r.cache_row for r in library.catalog.images(status="ok")}
+        pixels = CachedRows(library.pixels.array(), np.array([rows[i] for i in run.image_ids]))
+        checkpoint = library.run_dir(run.run_id) / CHECKPOINT_NAME
+        if not checkpoint.exists():  # a finished run kept the trained encoder, not its state
+            model, kept_resolution = load_encoder(library.run_dir(run.run_id) / ENCODER_NAME,
+                                                  torch.device("cpu"))
+            return run.paths, embed_pixels(model, pixels, resolution or kept_resolution,
+                                           torch.device("cpu"))
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         # The adapter's checkpoint holds only the adapter and head (the encoder is frozen).
         adapter = "adapter" in state
         model = build_model(cfg["backbone"], cfg["pretrained"], cfg["resolution"],
@@ -90,8 +98,6 @@ def trained_embeddings(library_dir: Path, resolution: int | None
             model.adapter.load_state_dict(state["adapter"])
         else:
             model.load_state_dict(state["model"])
-        rows = {r.id: r.cache_row for r in library.catalog.images(status="ok")}
-        pixels = CachedRows(library.pixels.array(), np.array([rows[i] for i in run.image_ids]))
         return run.paths, embed_pixels(model, pixels, resolution or cfg["resolution"],
                                        torch.device("cpu"))
 

@@ -17,7 +17,18 @@ from .cache import PixelCache
 from .catalog import MARKER_KEY, Catalog, CatalogError
 from .jobs import CancelToken, ProgressCallback, no_progress
 from .rowstore import JpegRowStore, compress_legacy, open_pixels
-from .runs import ATLAS_NAME, LibraryError, RunReport, load_atlas, read_report
+from .runs import (
+    ATLAS_NAME,
+    BANK_NAME,
+    CHECKPOINT_NAME,
+    REPORT_NAME,
+    LibraryError,
+    RunReport,
+    load_atlas,
+    read_report,
+    remove_run_files,
+    slim_checkpoint,
+)
 
 CATALOG_NAME = "catalog.sqlite"
 LOCK_NAME = "library.lock"
@@ -204,6 +215,35 @@ class Library:
         path = self.runs_dir / str(run_id)
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    def prune_runs(self, photos: dict) -> int:
+        """Once a run finished, delete what no window, command or resume reads again
+        (returns the bytes freed). The current run keeps its maps and encoder, its trained
+        weights only when the start was kept (the other map is made from them), and no bank.
+        Other runs keep their report, except unfinished ones that would resume on the same
+        ``photos`` (run_key's "photos" and "photo_id_sum") with their own config."""
+        current = self.catalog.get_meta("current_run")
+        resumable = {str(i) for i, key in self.catalog.unfinished_runs().items()
+                     if {k: key.get(k) for k in photos} == photos}
+        freed = 0
+        for folder in self.runs_dir.iterdir() if self.runs_dir.is_dir() else ():
+            if not folder.name.isdigit() or folder.name in resumable:
+                continue
+            if folder.name != current:
+                freed += remove_run_files(folder, [f.name for f in folder.iterdir()
+                                                   if f.name != REPORT_NAME])
+                continue
+            drop = [BANK_NAME]
+            checkpoint = folder / CHECKPOINT_NAME
+            if (folder / REPORT_NAME).exists() and read_report(folder).kept == "start" \
+                    and checkpoint.exists():
+                before = checkpoint.stat().st_size
+                slim_checkpoint(checkpoint)
+                freed += before - checkpoint.stat().st_size
+            else:
+                drop.append(CHECKPOINT_NAME)
+            freed += remove_run_files(folder, drop)
+        return freed
 
     def current_run(self) -> RunArtifacts:
         """The current run's embeddings, map and clusters, with each photo's current path."""

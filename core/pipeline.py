@@ -205,6 +205,8 @@ def index_library(
         report = _pretrained(run, adapt)
     library.catalog.finish_run(run.run_id, {k: v for k, v in report.to_dict().items()
                                             if k != "images"})
+    key = run_key(cfg, prep.image_ids)
+    library.prune_runs({k: key[k] for k in ("photos", "photo_id_sum")})
     return report
 
 

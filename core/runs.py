@@ -17,7 +17,7 @@ import json
 import os
 import pickle
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -99,6 +99,27 @@ def load_tensors(path: Path, map_location: str | torch.device = "cpu") -> dict:
     except pickle.UnpicklingError as exc:
         raise RunFileError(f"{path} holds more than tensors and plain values, so it was not "
                            "loaded (it could run code); delete it to train again") from exc
+
+
+# pruning ----------------------------------------------------------------------------------
+def slim_checkpoint(path: Path) -> None:
+    """A finished run's checkpoint cut to the trained weights (the adapter, or the model):
+    what the other map needs, without the optimizer's state that only a resume reads."""
+    state = load_tensors(path)
+    weights = {k: state[k] for k in ("adapter", "model") if k in state}
+    if len(weights) < len(state):
+        save_torch_atomic(weights, path)
+
+
+def remove_run_files(run_dir: Path, names: Iterable[str]) -> int:
+    """Delete those of these files the run has; returns the bytes freed."""
+    freed = 0
+    for name in names:
+        path = run_dir / name
+        if path.is_file():
+            freed += path.stat().st_size
+            path.unlink()
+    return freed
 
 
 # the map ----------------------------------------------------------------------------------
