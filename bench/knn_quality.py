@@ -2,6 +2,7 @@
 
     python bench/knn_quality.py --export out.npz            # an export of `photoatlas`
     python bench/knn_quality.py --untrained FOLDER [--resolution 224] [--backbone NAME]
+                                [--raw-rows]  # the rows as decoded, not as the cache stores them
     python bench/knn_quality.py --trained LIBRARY   # the newest run's trained weights, even
                                                     # when the check kept the start encoder
     ... [--map-by-folder]      # also leave-one-out mAP, relevant = same folder: instance-level
@@ -49,20 +50,30 @@ def mean_average_precision(embeddings: np.ndarray, labels: np.ndarray) -> float:
     return float(ap.mean())
 
 
-def untrained_embeddings(folder: Path, backbone: str, resolution: int
+def untrained_embeddings(folder: Path, backbone: str, resolution: int, raw: bool
                          ) -> tuple[np.ndarray, np.ndarray]:
+    """The pretrained encoder's embeddings of the photos' cache rows: read back from the
+    library's compressed store (core.rowstore), or with ``raw`` the rows as decoded."""
+    import tempfile
+
     import torch
 
     from photoatlas.core.decode import load_rgb, square_pixels
     from photoatlas.core.embed import embed_pixels
     from photoatlas.core.library import CACHE_SIZE
     from photoatlas.core.model import build_model
+    from photoatlas.core.rowstore import JpegRowStore
     from photoatlas.core.scan import ScanProblems, iter_photo_files
 
     paths = np.array(sorted(p for p, _, _ in iter_photo_files(folder, ScanProblems())))
     pixels = np.stack([square_pixels(load_rgb(p, CACHE_SIZE), CACHE_SIZE) for p in paths])
     model = build_model(backbone, pretrained=True, resolution=resolution)
-    return paths, embed_pixels(model, pixels, resolution, torch.device("cpu"))
+    if raw:
+        return paths, embed_pixels(model, pixels, resolution, torch.device("cpu"))
+    with tempfile.TemporaryDirectory() as tmp:
+        store = JpegRowStore.at(Path(tmp), CACHE_SIZE)
+        store.append(list(pixels))
+        return paths, embed_pixels(model, store.array(), resolution, torch.device("cpu"))
 
 
 def trained_embeddings(library_dir: Path, resolution: int | None
@@ -112,6 +123,9 @@ def main() -> None:
     parser.add_argument("--backbone", default="efficientnet_lite0")
     parser.add_argument("--resolution", type=int,
                         help="embedding resolution (untrained: 224; trained: its own)")
+    parser.add_argument("--raw-rows", action="store_true",
+                        help="untrained: embed the rows as decoded, not as the library's "
+                        "compressed pixel cache gives them back")
     parser.add_argument("-k", type=int, nargs="+", default=[1, 5])
     parser.add_argument("--map-by-folder", action="store_true",
                         help="also leave-one-out mAP, relevant = same folder")
@@ -126,7 +140,7 @@ def main() -> None:
         paths, embeddings = trained_embeddings(args.trained, args.resolution)
     else:
         paths, embeddings = untrained_embeddings(args.untrained, args.backbone,
-                                                 args.resolution or 224)
+                                                 args.resolution or 224, args.raw_rows)
     if args.save:
         np.savez(args.save, paths=paths, embeddings=embeddings)
     labels = labels_from_paths(paths)

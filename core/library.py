@@ -219,7 +219,8 @@ class Library:
     def prune_runs(self, photos: dict) -> int:
         """Once a run finished, delete what no window, command or resume reads again
         (returns the bytes freed). The current run keeps its maps and encoder, its trained
-        weights only when the start was kept (the other map is made from them), and no bank.
+        weights only when the start was kept (the other map is made from them), no bank and
+        no other checkpoint.
         Other runs keep their report, except unfinished ones that would resume on the same
         ``photos`` (run_key's "photos" and "photo_id_sum") with their own config."""
         current = self.catalog.get_meta("current_run")
@@ -233,15 +234,16 @@ class Library:
                 freed += remove_run_files(folder, [f.name for f in folder.iterdir()
                                                    if f.name != REPORT_NAME])
                 continue
-            drop = [BANK_NAME]
+            # What only a resume reads: the bank and every training's checkpoint.
+            drop = {f.name for f in folder.iterdir()
+                    if f.name == BANK_NAME or f.name.endswith(CHECKPOINT_NAME)}
             checkpoint = folder / CHECKPOINT_NAME
             if (folder / REPORT_NAME).exists() and read_report(folder).kept == "start" \
                     and checkpoint.exists():
                 before = checkpoint.stat().st_size
                 slim_checkpoint(checkpoint)
                 freed += before - checkpoint.stat().st_size
-            else:
-                drop.append(CHECKPOINT_NAME)
+                drop.discard(CHECKPOINT_NAME)
             freed += remove_run_files(folder, drop)
         return freed
 

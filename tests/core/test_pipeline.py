@@ -264,6 +264,14 @@ def test_finished_runs_keep_only_what_is_read_again(photos: Path, tmp_path: Path
                       adapt=False)
         assert files(2) == {"report.json"} and files(1) == resumable
         assert {"atlas.npz", "encoder.pt", "report.json"} <= files(3)
+        # The starting encoder is the installed one: named, not copied.
+        assert torch.load(tmp_path / "lib" / "runs" / "3" / "encoder.pt",
+                          weights_only=True)["encoder"] is None
+        model, _ = pipeline.run_encoder(library, 3, torch.device("cpu"))
+        run = library.current_run()
+        again = pipeline.embed_pixels(model, CachedRows(library.pixels.array(), run.cache_rows),
+                                      224, torch.device("cpu"))
+        assert np.allclose(run.embeddings, again, atol=1e-4)
 
 
 def test_unfinished_runs_that_cannot_resume_are_pruned(tmp_path: Path) -> None:
