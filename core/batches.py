@@ -25,11 +25,11 @@ EncodeFn = Callable[[torch.Tensor], torch.Tensor]
 
 def rows_to_device(pixels: np.ndarray, index: slice | np.ndarray, device: torch.device
                    ) -> torch.Tensor:
-    """uint8 ``pixels[index]`` (an array, ``core.rowstore.JpegRows`` or ``core.cache.CachedRows``
-    of either) as a tensor on
-    ``device``. For CUDA the rows are gathered straight into pinned memory (no extra copy)
-    and sent with a non-blocking copy that does not wait for queued kernels; elsewhere the
-    usual read and ``.to``."""
+    """uint8 ``pixels[index]`` (an array, ``core.rowstore.JpegRows``, or a
+    ``core.cache.CachedRows`` of either) as a tensor on ``device``. For CUDA the rows are
+    gathered (or decoded) straight into pinned memory (no extra copy) and sent with a
+    non-blocking copy that does not wait for queued kernels; elsewhere the usual read and
+    ``.to``."""
     if device.type != "cuda":
         return torch.from_numpy(np.ascontiguousarray(pixels[index])).to(device)
     if isinstance(index, slice):

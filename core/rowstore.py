@@ -26,7 +26,7 @@ from PIL import Image
 from .cache import PixelCache
 from .jobs import CancelToken, Progress, ProgressCallback, no_progress
 
-JPEG_QUALITY = 90  # measured in docs/scale.md: the embeddings' 1-NN and mAP unchanged
+JPEG_QUALITY = 90  # docs/scale.md: 1-NN and mAP of the embeddings within noise of raw rows
 DATA_SUFFIX = ".jpgrows"
 INDEX_SUFFIX = ".jpgindex"
 LEGACY_SUFFIX = ".u8"
@@ -158,7 +158,8 @@ class JpegRowStore:
         end = int(ends[-1]) if len(ends) else 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "ab") as data:
-            data.truncate(end)  # the unindexed tail of a killed append
+            if data.seek(0, os.SEEK_END) > end:
+                data.truncate(end)  # the unindexed tail of a killed append
             for blob in blobs:
                 data.write(blob)
             data.flush()
@@ -173,7 +174,7 @@ class JpegRowStore:
     def array(self) -> JpegRows:
         """Every row, read-only and decoded on access."""
         ends = self._ends()
-        if not len(ends) or ends[-1] == 0:
+        if not len(ends):
             return JpegRows(np.zeros(0, np.uint8), ends, self.size)
         return JpegRows(np.memmap(self.path, np.uint8, "r", shape=(int(ends[-1]),)), ends,
                         self.size)
