@@ -2,6 +2,7 @@
 
     python bench/knn_quality.py --export out.npz            # an export of `photoatlas`
     python bench/knn_quality.py --untrained FOLDER [--resolution 224] [--backbone NAME]
+                                [--raw-rows]  # the rows as decoded, not as the cache stores them
     python bench/knn_quality.py --trained LIBRARY   # the newest run's trained weights, even
                                                     # when the check kept the start encoder
     python bench/knn_quality.py --library LIBRARY [--by scene|kind]   # what the library
@@ -52,39 +53,57 @@ def mean_average_precision(embeddings: np.ndarray, labels: np.ndarray) -> float:
     return float(ap.mean())
 
 
-def untrained_embeddings(folder: Path, backbone: str, resolution: int
+def untrained_embeddings(folder: Path, backbone: str, resolution: int, raw: bool
                          ) -> tuple[np.ndarray, np.ndarray]:
+    """The pretrained encoder's embeddings of the photos' cache rows: read back from the
+    library's compressed store (core.rowstore), or with ``raw`` the rows as decoded."""
+    import tempfile
+
     import torch
 
     from photoatlas.core.decode import load_rgb, square_pixels
     from photoatlas.core.embed import embed_pixels
     from photoatlas.core.library import CACHE_SIZE
     from photoatlas.core.model import build_model
+    from photoatlas.core.rowstore import JpegRowStore
     from photoatlas.core.scan import ScanProblems, iter_photo_files
 
     paths = np.array(sorted(p for p, _, _ in iter_photo_files(folder, ScanProblems())))
     pixels = np.stack([square_pixels(load_rgb(p, CACHE_SIZE), CACHE_SIZE) for p in paths])
     model = build_model(backbone, pretrained=True, resolution=resolution)
-    return paths, embed_pixels(model, pixels, resolution, torch.device("cpu"))
+    if raw:
+        return paths, embed_pixels(model, pixels, resolution, torch.device("cpu"))
+    with tempfile.TemporaryDirectory() as tmp:
+        store = JpegRowStore.at(Path(tmp), CACHE_SIZE)
+        store.append(list(pixels))
+        return paths, embed_pixels(model, store.array(), resolution, torch.device("cpu"))
 
 
 def trained_embeddings(library_dir: Path, resolution: int | None
                        ) -> tuple[np.ndarray, np.ndarray]:
-    """Embed a library's photos with its newest run's trained encoder (from the checkpoint),
-    at ``resolution`` or else the one it trained at."""
+    """Embed a library's photos with its newest run's trained encoder (from the checkpoint,
+    or the kept encoder once a finished run dropped it), at ``resolution`` or else the one it
+    trained at."""
     import torch
 
     from photoatlas.core.cache import CachedRows
     from photoatlas.core.embed import embed_pixels
     from photoatlas.core.library import Library
     from photoatlas.core.model import build_model
-    from photoatlas.core.runs import CHECKPOINT_NAME
+    from photoatlas.core.runs import CHECKPOINT_NAME, ENCODER_NAME, load_encoder
 
     with Library(library_dir, create=False) as library:
         run = library.current_run()
         cfg = run.report.config
-        state = torch.load(library.run_dir(run.run_id) / CHECKPOINT_NAME, map_location="cpu",
-                           weights_only=True)
+        rows = {r.id: r.cache_row for r in library.catalog.images(status="ok")}
+        pixels = CachedRows(library.pixels.array(), np.array([rows[i] for i in run.image_ids]))
+        checkpoint = library.run_dir(run.run_id) / CHECKPOINT_NAME
+        if not checkpoint.exists():  # a finished run kept the trained encoder, not its state
+            model, kept_resolution = load_encoder(library.run_dir(run.run_id) / ENCODER_NAME,
+                                                  torch.device("cpu"))
+            return run.paths, embed_pixels(model, pixels, resolution or kept_resolution,
+                                           torch.device("cpu"))
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         # The adapter's checkpoint holds only the adapter and head (the encoder is frozen).
         adapter = "adapter" in state
         model = build_model(cfg["backbone"], cfg["pretrained"], cfg["resolution"],
@@ -93,8 +112,6 @@ def trained_embeddings(library_dir: Path, resolution: int | None
             model.adapter.load_state_dict(state["adapter"])
         else:
             model.load_state_dict(state["model"])
-        rows = {r.id: r.cache_row for r in library.catalog.images(status="ok")}
-        pixels = CachedRows(library.pixels.array(), np.array([rows[i] for i in run.image_ids]))
         return run.paths, embed_pixels(model, pixels, resolution or cfg["resolution"],
                                        torch.device("cpu"))
 
@@ -113,6 +130,9 @@ def main() -> None:
     parser.add_argument("--backbone", default="efficientnet_lite0")
     parser.add_argument("--resolution", type=int,
                         help="embedding resolution (untrained: 224; trained: its own)")
+    parser.add_argument("--raw-rows", action="store_true",
+                        help="untrained: embed the rows as decoded, not as the library's "
+                        "compressed pixel cache gives them back")
     parser.add_argument("-k", type=int, nargs="+", default=[1, 5])
     parser.add_argument("--map-by-folder", action="store_true",
                         help="also leave-one-out mAP, relevant = same folder")
@@ -133,7 +153,7 @@ def main() -> None:
             paths, embeddings = run.paths, run.descriptors(args.by)
     else:
         paths, embeddings = untrained_embeddings(args.untrained, args.backbone,
-                                                 args.resolution or 224)
+                                                 args.resolution or 224, args.raw_rows)
     if args.save:
         np.savez(args.save, paths=paths, embeddings=embeddings)
     labels = labels_from_paths(paths)

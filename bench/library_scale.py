@@ -254,7 +254,7 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _folder_bytes(folder: Path) -> dict[str, int]:
-    """Bytes (files' sizes, not blocks) of the library by file (cache/pixels-224.u8,
+    """Bytes (files' sizes, not blocks) of the library by file (cache/pixels-224.jpgrows,
     cache/thumbs, runs/1/encoder.pt, ...): what grows with the photos and what is paid once."""
     out: dict[str, int] = {}
     for path in folder.rglob("*"):

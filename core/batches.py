@@ -25,10 +25,11 @@ EncodeFn = Callable[[torch.Tensor], torch.Tensor]
 
 def rows_to_device(pixels: np.ndarray, index: slice | np.ndarray, device: torch.device
                    ) -> torch.Tensor:
-    """uint8 ``pixels[index]`` (an array or ``core.cache.CachedRows``) as a tensor on
-    ``device``. For CUDA the rows are gathered straight into pinned memory (no extra copy)
-    and sent with a non-blocking copy that does not wait for queued kernels; elsewhere the
-    usual read and ``.to``."""
+    """uint8 ``pixels[index]`` (an array, ``core.rowstore.JpegRows``, or a
+    ``core.cache.CachedRows`` of either) as a tensor on ``device``. For CUDA the rows are
+    gathered (or decoded) straight into pinned memory (no extra copy) and sent with a
+    non-blocking copy that does not wait for queued kernels; elsewhere the usual read and
+    ``.to``."""
     if device.type != "cuda":
         return torch.from_numpy(np.ascontiguousarray(pixels[index])).to(device)
     if isinstance(index, slice):
@@ -36,8 +37,11 @@ def rows_to_device(pixels: np.ndarray, index: slice | np.ndarray, device: torch.
     cache, rows = ((pixels.cache, pixels.rows[index]) if hasattr(pixels, "rows")
                    else (pixels, index))
     host = torch.empty((len(rows), *cache.shape[1:]), dtype=torch.uint8, pin_memory=True)
-    # mode="clip": rows are valid; "raise" would buffer the output (a second copy).
-    np.take(cache, rows, axis=0, out=host.numpy(), mode="clip")
+    if isinstance(cache, np.ndarray):
+        # mode="clip": rows are valid; "raise" would buffer the output (a second copy).
+        np.take(cache, rows, axis=0, out=host.numpy(), mode="clip")
+    else:  # compressed rows (core.rowstore.JpegRows) decode straight into pinned memory
+        cache.read_into(rows, host.numpy())
     return host.to(device, non_blocking=True)
 
 

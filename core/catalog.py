@@ -477,6 +477,11 @@ class Catalog:
             c.execute("UPDATE runs SET finished_at = ?, report = ? WHERE id = ?",
                       (time.time(), json.dumps(report), run_id))
 
+    def unfinished_runs(self) -> dict[int, dict]:
+        """Every run that never finished, with the config that would resume it."""
+        return {int(i): json.loads(config) for i, config in self.conn.execute(
+            "SELECT id, config FROM runs WHERE finished_at IS NULL")}
+
     def unfinished_run(self, config: dict) -> int | None:
         """The newest run with this exact config that never finished (to resume it)."""
         row = self.conn.execute(

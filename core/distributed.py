@@ -10,13 +10,14 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from .cache import CachedRows, PixelCache
+from .cache import CachedRows
 from .config import MapConfig, TrainConfig
 from .device import pick_device
 from .jobs import Cancelled, CancelToken, ProgressCallback, no_progress
 from .library import Library
 from .model import build_model
 from .pipeline import StageTimer, index_library, prepare, run_key
+from .rowstore import reopen_pixels
 from .runs import RunReport
 from .train import train
 
@@ -79,7 +80,7 @@ def index_distributed(
         if "error" in plan:
             raise ValueError(f"rank 0 failed: {plan['error']}")
         cfg: TrainConfig = plan["cfg"]
-        pixels = CachedRows(PixelCache(Path(plan["cache"]), plan["cache_size"]).array(),
+        pixels = CachedRows(reopen_pixels(Path(plan["cache"]), plan["cache_size"]).array(),
                             plan["rows"])
         model = build_model(cfg.backbone, cfg.pretrained, cfg.resolution)
         result = train(model, pixels, cfg, Path(plan["run_dir"]), cancel,

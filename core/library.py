@@ -16,7 +16,20 @@ import numpy as np
 
 from .cache import PixelCache
 from .catalog import MARKER_KEY, Catalog, CatalogError
-from .runs import ATLAS_NAME, LibraryError, RunReport, load_atlas, read_report
+from .jobs import CancelToken, ProgressCallback, no_progress
+from .rowstore import JpegRowStore, compress_legacy, open_pixels
+from .runs import (
+    ATLAS_NAME,
+    BANK_NAME,
+    CHECKPOINT_NAME,
+    REPORT_NAME,
+    LibraryError,
+    RunReport,
+    load_atlas,
+    read_report,
+    remove_run_files,
+    slim_checkpoint,
+)
 
 CATALOG_NAME = "catalog.sqlite"
 LOCK_NAME = "library.lock"
@@ -195,14 +208,23 @@ class Library:
                 raise LibraryError(f"{catalog_path} was not made by PhotoAtlas")
             self.catalog.set_meta(MARKER_KEY, "1")
         try:
-            self.pixels = PixelCache(root / "cache" / f"pixels-{CACHE_SIZE}.u8", CACHE_SIZE)
-            # A partial last row is a killed append's only while no one else may be appending.
-            _LibraryLock.when_exclusive(root, self.pixels.cut_partial_row)
+            self.pixels: JpegRowStore | PixelCache = open_pixels(root / "cache", CACHE_SIZE)
+            if isinstance(self.pixels, PixelCache):
+                # An old raw cache's partial last row is a killed append's only while no one
+                # else may be appending (JPEG rows cut a torn tail when they append).
+                _LibraryLock.when_exclusive(root, self.pixels.cut_partial_row)
         except BaseException:
             self.close()
             raise
         self.thumb_dir = root / "cache" / "thumbs"
         self.runs_dir = root / "runs"
+
+    def compress_pixels(self, cancel: CancelToken | None = None,
+                        progress: ProgressCallback = no_progress) -> None:
+        """Convert a raw pixel cache (made before the compressed one) before it is written
+        to again: a job's first step."""
+        if not isinstance(self.pixels, JpegRowStore):
+            self.pixels = compress_legacy(self.root / "cache", CACHE_SIZE, cancel, progress)
 
     def close(self) -> None:
         if self._open:
@@ -220,6 +242,37 @@ class Library:
         path = self.runs_dir / str(run_id)
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    def prune_runs(self, photos: dict) -> int:
+        """Once a run finished, delete what no window, command or resume reads again
+        (returns the bytes freed). The current run keeps its maps and encoder, its trained
+        weights only when the start was kept (the other map is made from them), no bank and
+        no other checkpoint.
+        Other runs keep their report, except unfinished ones that would resume on the same
+        ``photos`` (run_key's "photos" and "photo_id_sum") with their own config."""
+        current = self.catalog.get_meta("current_run")
+        resumable = {str(i) for i, key in self.catalog.unfinished_runs().items()
+                     if {k: key.get(k) for k in photos} == photos}
+        freed = 0
+        for folder in self.runs_dir.iterdir() if self.runs_dir.is_dir() else ():
+            if not folder.name.isdigit() or folder.name in resumable:
+                continue
+            if folder.name != current:
+                freed += remove_run_files(folder, [f.name for f in folder.iterdir()
+                                                   if f.name != REPORT_NAME])
+                continue
+            # What only a resume reads: the bank and every training's checkpoint.
+            drop = {f.name for f in folder.iterdir()
+                    if f.name == BANK_NAME or f.name.endswith(CHECKPOINT_NAME)}
+            checkpoint = folder / CHECKPOINT_NAME
+            if (folder / REPORT_NAME).exists() and read_report(folder).kept == "start" \
+                    and checkpoint.exists():
+                before = checkpoint.stat().st_size
+                slim_checkpoint(checkpoint)
+                freed += before - checkpoint.stat().st_size
+                drop.discard(CHECKPOINT_NAME)
+            freed += remove_run_files(folder, drop)
+        return freed
 
     def current_run(self) -> RunArtifacts:
         """The current run's embeddings, map and clusters, with each photo's current path."""

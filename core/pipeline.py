@@ -109,6 +109,7 @@ def prepare(library: Library, folders: list[Path], cancel: CancelToken,
     with timer.stage("scan"):
         scan = scan_folders(library.catalog, folders, cancel, progress)
     with timer.stage("decode"):
+        library.compress_pixels(cancel, progress)
         decoded = decode_pending(library.catalog, library.pixels, library.thumb_dir, cancel,
                                  progress)
     ok = library.catalog.images(status="ok")
@@ -213,6 +214,8 @@ def index_library(
         report = _pretrained(run, adapt)
     library.catalog.finish_run(run.run_id, {k: v for k, v in report.to_dict().items()
                                             if k != "images"})
+    key = run_key(cfg, prep.image_ids)
+    library.prune_runs({k: key[k] for k in ("photos", "photo_id_sum")})
     return report
 
 
@@ -557,6 +560,7 @@ def update_library(
     with timer.stage("scan"):
         scan = scan_folders(catalog, folders, cancel, progress)
     with timer.stage("decode"):
+        library.compress_pixels(cancel, progress)
         decoded = decode_pending(catalog, library.pixels, library.thumb_dir, cancel, progress)
     ok_rows = {r.id: r for r in catalog.images(status="ok")}
     # A mapped photo stays when it is still readable and its pixels are the ones embedded.

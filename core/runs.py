@@ -5,19 +5,25 @@ way every one of them is written (to a temporary file, flushed, renamed).
 A run folder holds:
     atlas.npz          the map: ids, paths, cache rows, embeddings, xy, clusters, representatives
     atlas-other.npz    the map of the encoder the run did not keep (before/after toggle)
-    encoder.pt         the kept encoder (+ adapter), as tensors only
-    checkpoint.pt      the training state, for resuming
-    bank.npy           the adapter's bank of view features, for resuming
+    encoder.pt         the kept encoder (+ adapter), as tensors only (the installed weights
+                       by fingerprint when unchanged)
+    checkpoint.pt      the training state, for resuming; once the run is finished only the
+                       trained weights, and only while the other map is made from them
+    bank.npy           the adapter's bank of view features, for resuming (until finished)
     report.json        RunReport
+
+Once a run finishes, earlier runs keep only report.json (core.library.Library.prune_runs).
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 import pickle
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -102,6 +108,27 @@ def load_tensors(path: Path, map_location: str | torch.device = "cpu") -> dict:
                            "loaded (it could run code); delete it to train again") from exc
 
 
+# pruning ----------------------------------------------------------------------------------
+def slim_checkpoint(path: Path) -> None:
+    """A finished run's checkpoint cut to the trained weights (the adapter, or the model):
+    what the other map needs, without the optimizer's state that only a resume reads."""
+    state = load_tensors(path)
+    weights = {k: state[k] for k in ("adapter", "model") if k in state}
+    if len(weights) < len(state):
+        save_torch_atomic(weights, path)
+
+
+def remove_run_files(run_dir: Path, names: Iterable[str]) -> int:
+    """Delete those of these files the run has; returns the bytes freed."""
+    freed = 0
+    for name in names:
+        path = run_dir / name
+        if path.is_file():
+            freed += path.stat().st_size
+            path.unlink()
+    return freed
+
+
 # the map ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class AtlasArrays:
@@ -156,12 +183,39 @@ def load_atlas(path: Path, cache_row_of: Callable[[], dict[int, int]] = dict) ->
 
 
 # the encoder ------------------------------------------------------------------------------
+# Backbones whose pretrained weights come with the install (offline): a run whose encoder
+# still holds them names them (by fingerprint) instead of keeping a 19 MB copy.
+SHIPPED_WEIGHTS = ("efficientnet_lite0",)
+
+
+def _fingerprint(state: dict[str, torch.Tensor]) -> str:
+    """BLAKE2b of every tensor's name and bytes."""
+    digest = hashlib.blake2b(digest_size=16)
+    for name in sorted(state):
+        digest.update(name.encode())
+        digest.update(state[name].detach().cpu().contiguous().view(-1).view(torch.uint8)
+                      .numpy().tobytes())
+    return digest.hexdigest()
+
+
+@functools.cache
+def _shipped_fingerprint(backbone: str) -> str:
+    return _fingerprint(build_model(backbone, True, 224).encoder.state_dict())
+
+
 def save_encoder(path: Path, model: SimCLRModel, backbone: str, pretrained: bool,
                  train_resolution: int, resolution: int) -> None:
-    """The kept encoder (+ adapter) and the resolution its embeddings are made at."""
+    """The kept encoder (+ adapter) and the resolution its embeddings are made at. An
+    encoder with the installed weights unchanged (the start, or frozen under an adapter) is
+    stored as their fingerprint."""
+    encoder = model.encoder.state_dict()
+    fingerprint = _fingerprint(encoder)
+    shipped = (pretrained and backbone in SHIPPED_WEIGHTS
+               and fingerprint == _shipped_fingerprint(backbone))
     save_torch_atomic({"backbone": backbone, "pretrained": pretrained,
                        "train_resolution": train_resolution, "resolution": resolution,
-                       "encoder": model.encoder.state_dict(),
+                       "encoder": None if shipped else encoder,
+                       "encoder_fingerprint": fingerprint,
                        "adapter": None if model.adapter is None else model.adapter.state_dict()},
                       path)
 
@@ -169,9 +223,14 @@ def save_encoder(path: Path, model: SimCLRModel, backbone: str, pretrained: bool
 def load_encoder(path: Path, device: torch.device) -> tuple[SimCLRModel, int]:
     """The encoder saved by ``save_encoder``, on ``device`` in eval mode, and its resolution."""
     state = load_tensors(path)
+    shipped = state["encoder"] is None
     model = build_model(state["backbone"], state["pretrained"], state["train_resolution"],
-                        load_weights=False)
-    model.encoder.load_state_dict(state["encoder"])
+                        load_weights=shipped)
+    if not shipped:
+        model.encoder.load_state_dict(state["encoder"])
+    elif _fingerprint(model.encoder.state_dict()) != state.get("encoder_fingerprint"):
+        raise RunFileError(f"{path} was made with other {state['backbone']} weights than "
+                           "the installed ones; index the library again")
     if state.get("adapter") is not None:  # encoders saved before adapters existed have none
         model.add_adapter()
         model.adapter.load_state_dict(state["adapter"])

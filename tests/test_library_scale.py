@@ -66,7 +66,9 @@ def test_generate_then_run(tmp_path: Path) -> None:
     assert {"scan", "decode", "embed", "map", "map (first)"} <= set(figures["stages"])
     assert 0 < figures["first_map_s"] <= figures["wall_s"]
     assert figures["peak_rss_bytes"] > 100e6  # torch alone is more
-    assert figures["library_bytes_per_photo"] > 3 * 224 * 224  # a pixel-cache row each
-    assert figures["library_breakdown"]["cache/pixels-224.u8"] == 8 * 3 * 224 * 224
+    # A JPEG pixel-cache row each, and its index entry.
+    assert 0 < figures["library_breakdown"]["cache/pixels-224.jpgrows"] < 8 * 224 * 224
+    assert figures["library_breakdown"]["cache/pixels-224.jpgindex"] == 8 * 8
+    assert figures["library_bytes_per_photo"] < 3 * 224 * 224  # less than one raw row
     table = _bench("table", str(out)).stdout
     assert "| N = 8 |" in table and "start to first map" in table

@@ -19,6 +19,7 @@ from photoatlas.core.config import TrainConfig
 from photoatlas.core.device import place_model, to_device
 from photoatlas.core.embed import embed_pixels
 from photoatlas.core.model import build_model
+from photoatlas.core.rowstore import JpegRowStore
 from photoatlas.core.train import train
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -44,6 +45,25 @@ def test_rows_reach_the_device_unchanged(device: torch.device):
         (subset, slice(1, 5), cache[rows[1:5]]),
         (subset, np.array([4, 0]), cache[rows[[4, 0]]]),
         (subset, slice(4, 100), cache[rows[4:]]),
+    ]:
+        out = rows_to_device(pixels, index, device)
+        assert out.device.type == device.type and out.dtype == torch.uint8
+        np.testing.assert_array_equal(out.cpu().numpy(), expected)
+
+
+@pytest.mark.parametrize("device", _devices(), ids=str)
+def test_compressed_rows_reach_the_device_as_decoded(device: torch.device, tmp_path: Path):
+    """JPEG rows (core.rowstore) decode straight into the (pinned) batch: the same bytes
+    as decoding them on the host."""
+    store = JpegRowStore.at(tmp_path, 32)
+    store.append(list(_pixels(20)))
+    cache = store.array()
+    decoded = cache[:]
+    rows = np.array([3, 7, 1, 12, 19, 0])
+    for pixels, index, expected in [
+        (cache, np.array([5, 2, 2]), decoded[[5, 2, 2]]),
+        (CachedRows(cache, rows), slice(1, 5), decoded[rows[1:5]]),
+        (CachedRows(cache, rows), np.array([4, 0]), decoded[rows[[4, 0]]]),
     ]:
         out = rows_to_device(pixels, index, device)
         assert out.device.type == device.type and out.dtype == torch.uint8

@@ -242,3 +242,64 @@ def test_folder_without_photos_is_a_clear_error(tmp_path: Path, capsys) -> None:
                      "--epochs", "1", "--device", "cpu"])
     assert code == 2
     assert "needs at least 2" in capsys.readouterr().err
+
+
+def test_finished_runs_keep_only_what_is_read_again(photos: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once a run finishes: its bank goes, its training state is cut to the trained weights
+    when the start was kept (the other map is made from them); earlier finished runs keep
+    their report only; a cancelled run that can resume on these photos keeps everything."""
+    import photoatlas.core.pipeline as pipeline
+    from photoatlas.core.compare import other_encoder_map
+    from photoatlas.core.quality import Decision
+
+    monkeypatch.setattr(pipeline, "decide", lambda *a: Decision("start", ("instance",)))
+    token = CancelToken()
+
+    def cancel_in_adapt(event: Progress) -> None:
+        if event.stage == "adapt" and event.done >= 1:
+            token.cancel()
+
+    def files(run: int) -> set[str]:
+        return {p.name for p in (tmp_path / "lib" / "runs" / str(run)).iterdir()}
+
+    with Library(tmp_path / "lib") as library:
+        with pytest.raises(Cancelled):
+            index_library(library, [photos], TrainConfig(**{**TINY, "epochs": 2}),
+                          MapConfig(), token, cancel_in_adapt)
+        resumable = files(1)
+        assert {"checkpoint.pt", "bank.npy"} <= resumable
+        index_library(library, [photos], TrainConfig(**TINY), MapConfig())
+        assert files(1) == resumable
+        assert files(2) == {"atlas.npz", "encoder.pt", "checkpoint.pt", "report.json"}
+        state = torch.load(tmp_path / "lib" / "runs" / "2" / "checkpoint.pt",
+                           weights_only=True)
+        assert set(state) == {"adapter"}
+        assert other_encoder_map(library, device="cpu").encoder == "trained"
+        index_library(library, [photos], TrainConfig(**{**TINY, "seed": 1}), MapConfig(),
+                      adapt=False)
+        assert files(2) == {"report.json"} and files(1) == resumable
+        assert {"atlas.npz", "encoder.pt", "report.json"} <= files(3)
+        # The starting encoder is the installed one: named, not copied.
+        assert torch.load(tmp_path / "lib" / "runs" / "3" / "encoder.pt",
+                          weights_only=True)["encoder"] is None
+        model, _ = pipeline.run_encoder(library, 3, torch.device("cpu"))
+        run = library.current_run()
+        again = pipeline.embed_pixels(model, CachedRows(library.pixels.array(), run.cache_rows),
+                                      224, torch.device("cpu"))
+        assert np.allclose(run.embeddings, again, atol=1e-4)
+
+
+def test_unfinished_runs_that_cannot_resume_are_pruned(tmp_path: Path) -> None:
+    with Library(tmp_path / "lib") as library:
+        other_photos = library.catalog.start_run({"train": {}, "photos": 3,
+                                                  "photo_id_sum": 6})
+        same_photos = library.catalog.start_run({"train": {"seed": 1}, "photos": 2,
+                                                 "photo_id_sum": 3})
+        for run in (other_photos, same_photos):
+            for name in ("checkpoint.pt", "bank.npy", "report.json"):
+                (library.run_dir(run) / name).write_bytes(b"x" * 10)
+        assert library.prune_runs({"photos": 2, "photo_id_sum": 3}) == 20
+        assert sorted(p.name for p in library.run_dir(other_photos).iterdir()) == \
+            ["report.json"]
+        assert len(list(library.run_dir(same_photos).iterdir())) == 3
