@@ -149,8 +149,9 @@ def test_train_config_resolved_keeps_explicit_values():
 
 def test_train_config_device_defaults_differ():
     cpu, gpu = TrainConfig().resolved("cpu"), TrainConfig().resolved("cuda")
-    # The measured recipe (the adapter) on every device; a GPU encodes more views.
-    assert cpu.adapter and cpu.neighbor_positives == 0.0 and cpu.temperature == 0.5
+    # The measured recipe (the adapter, neighbours as the "same kind" positives) on every
+    # device; a GPU encodes more views.
+    assert cpu.adapter and cpu.neighbor_positives == 1.0 and cpu.temperature == 0.5
     assert gpu.adapter and gpu.bank_views > cpu.bank_views == 4
     assert cpu.freeze_stages == 9
     tuned = TrainConfig(adapter=False).resolved("cuda")
@@ -163,16 +164,16 @@ def test_train_config_device_defaults_differ():
 
 @pytest.mark.parametrize("device", ["cuda", "mps"])
 def test_pretrained_start_on_a_gpu_takes_the_measured_recipe(device):
-    # Issue 13: until a GPU measurement says otherwise, a GPU runs the recipe measured on
-    # the CPU (the adapter on the frozen encoder's bank, the photo's own views as positives
-    # since issue 15), spending its speed on more bank views; pixel fine-tuning stays one
-    # flag away (--no-adapter).
+    # A GPU runs the recipe measured on the CPU and kept by the check on an H200 (the
+    # adapter on the frozen encoder's bank, neighbours as the "same kind" positives:
+    # docs/gpu.md), spending its speed on more bank views; pixel fine-tuning stays one flag
+    # away (--no-adapter).
     cfg = TrainConfig().resolved(device)
     cpu = TrainConfig().resolved("cpu")
     assert cfg.adapter and cfg.backbone == "efficientnet_lite0"
     assert cfg.freeze_stages == 9  # the whole trunk: only the adapter and head train
     assert (cfg.neighbor_positives, cfg.temperature, cfg.lr, cfg.resolution) == (
-        cpu.neighbor_positives, cpu.temperature, cpu.lr, cpu.resolution) == (0.0, 0.5, 1e-3, 224)
+        cpu.neighbor_positives, cpu.temperature, cpu.lr, cpu.resolution) == (1.0, 0.5, 1e-3, 224)
     assert cfg.bank_views == 8 > cpu.bank_views and cfg.adapter_epochs == cpu.adapter_epochs
     tuned = TrainConfig(adapter=False).resolved(device)
     assert not tuned.adapter and 0 < tuned.freeze_stages < 9 and tuned.batch_size == 256
