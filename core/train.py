@@ -49,6 +49,8 @@ def lr_factor(progress: float, warmup_fraction: float) -> float:
 
 @dataclass
 class TrainResult:
+    """What a fit did: its steps in all (earlier attempts included) and this attempt's time."""
+
     steps: int = 0
     epochs: float = 0.0
     images_per_s: float = 0.0

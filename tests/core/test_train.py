@@ -1,5 +1,5 @@
-"""The training loop's neighbour positives, the linear adapter on a feature bank, and the CPU
-settings, on tiny synthetic pixels."""
+"""The training loop (fit) under both trainers: neighbour positives, the linear adapter on a
+feature bank, resuming, the CPU settings, on tiny synthetic pixels and banks."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from photoatlas.core.adapter import Bank, train_adapter
+from photoatlas.core.adapter import Bank, BankPairs, train_adapter
 from photoatlas.core.config import TrainConfig
-from photoatlas.core.jobs import CancelToken
+from photoatlas.core.jobs import CancelToken, no_progress
 from photoatlas.core.model import build_model
 from photoatlas.core.quality import CheckViews
-from photoatlas.core.train import PixelViews, train
+from photoatlas.core.train import Budget, Checkpointer, PixelViews, Schedule, fit, train
 
 
 def _pixels(n: int = 16, size: int = 32) -> np.ndarray:
@@ -200,3 +200,15 @@ def test_a_cancelled_and_resumed_adapter_equals_an_uninterrupted_one(tmp_path: P
         for (name, a), (_, b) in zip(getattr(whole, part).state_dict().items(),
                                      getattr(second, part).state_dict().items(), strict=True):
             assert torch.allclose(a, b, atol=1e-6), (part, name)
+
+
+def test_fit_stops_on_a_loss_that_is_not_finite(tmp_path: Path):
+    """Off the CPU the loss does not check its inputs (that would wait for the device every
+    step): the loop checks each loss it reads instead."""
+    layer = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(layer.parameters(), lr=0.1)
+    source = BankPairs(torch.zeros(4, 2, 2), None, 2, 0, 0.0)
+    with pytest.raises(ValueError, match="step 1 is NaN or infinite"):
+        fit(lambda pairs: torch.tensor(float("nan")), source, optimizer, Schedule(0.1, 0.0),
+            Budget(4, None), Checkpointer(tmp_path / "c.pt", {"layer": layer}), CancelToken(),
+            no_progress, stage="adapt", checkpoint_every_s=1e9)
