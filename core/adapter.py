@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,20 +24,22 @@ from .augment import AugmentConfig, simclr_view
 from .batches import EncodeFn, encode_rows
 from .config import TrainConfig
 from .device import Placement
-from .jobs import Cancelled, CancelToken, EtaClock, Progress, ProgressCallback, no_progress
+from .jobs import CancelToken, EtaClock, Progress, ProgressCallback, no_progress
 from .loss import PairObjective
 from .model import SimCLRModel
 from .quality import CHECK_AUGMENT, INSTANCE_AUGMENT, CheckViews
-from .runs import (
-    BANK_NAME,
-    CHECKPOINT_NAME,
-    load_tensors,
-    save_npz_atomic,
-    save_torch_atomic,
-)
+from .runs import BANK_NAME, CHECKPOINT_NAME, save_npz_atomic
 from .scene import SceneSpace
 from .search import NeighborIndex
-from .train import Budget, TrainResult, lr_factor, make_optimizer
+from .train import (
+    Budget,
+    Checkpointer,
+    Schedule,
+    StepFn,
+    TrainResult,
+    fit,
+    make_optimizer,
+)
 
 # Share of the time budget the bank's encoding may use; the adapter's steps get the rest.
 BANK_SHARE = 0.6
@@ -204,6 +207,67 @@ def bank_pairs(features: torch.Tensor, rows: np.ndarray, partners: np.ndarray,
     return torch.cat([features[rows, first], features[partners, second]]).float()
 
 
+@dataclass(frozen=True)
+class BankPairs:
+    """The adapter's batch source: shuffled batches of bank photos, each made into pairs of
+    bank views (bank_pairs), the second of a photo's neighbour with probability
+    ``neighbor_positives``. Every draw depends on the seed and the step only: there is no
+    state to checkpoint."""
+
+    features: torch.Tensor  # (M, V, D) bf16
+    neighbors: np.ndarray | None  # (M, K) indices into the bank; None when p = 0
+    batch: int
+    seed: int
+    neighbor_positives: float
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return max(1, len(self.features) // self.batch)
+
+    @property
+    def images_per_step(self) -> int:
+        return self.batch
+
+    def __call__(self, step: int) -> torch.Tensor:
+        """Float (2B, D): step ``step``'s first views, then their partners' views."""
+        epoch, position = divmod(step, self.steps_per_epoch)
+        order = np.random.default_rng([self.seed, 11, epoch]).permutation(len(self.features))
+        rows = order[position * self.batch:(position + 1) * self.batch]
+        rng = np.random.default_rng([self.seed, 12, step])
+        partners = rows.copy()
+        if self.neighbor_positives > 0:
+            swap = rng.random(len(rows)) < self.neighbor_positives
+            partners[swap] = self.neighbors[rows[swap],
+                                            rng.integers(0, self.neighbors.shape[1], swap.sum())]
+        return bank_pairs(self.features, rows, partners, rng)
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    def resume(self, saved: dict[str, Any], step: int) -> None:
+        """Nothing to restore: the draws depend on the step only."""
+
+
+def _adapter_step(model: SimCLRModel, objective: PairObjective,
+                  optimizer: torch.optim.Optimizer, identity_pull: float) -> StepFn:
+    """One step of the adapter and head on (2B, D) bank views."""
+    identity = torch.eye(model.adapter.weight.shape[0])
+
+    def train_step(pairs: torch.Tensor) -> torch.Tensor:
+        z = model.head(model.adapt(pairs))
+        loss = objective(*z.float().chunk(2))
+        if identity_pull > 0:
+            # Keeps the adapter near the identity: the start's neighbourhoods (and with
+            # them "this shot" identity) bend rather than break.
+            loss = loss + identity_pull * (model.adapter.weight - identity).pow(2).sum()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    return train_step
+
+
 def train_adapter(model: SimCLRModel, bank: Bank, neighbors: np.ndarray | None,
                   cfg: TrainConfig, run_dir: Path, budget_s: float | None,
                   cancel: CancelToken | None = None, progress: ProgressCallback = no_progress,
@@ -215,7 +279,6 @@ def train_adapter(model: SimCLRModel, bank: Bank, neighbors: np.ndarray | None,
     ``budget_s`` seconds.
     Checkpoints to ``run_dir / checkpoint_name`` and resumes from it; on cancel saves and
     returns cancelled."""
-    cancel = cancel or CancelToken()
     if model.adapter is None:
         raise ValueError("train_adapter needs a model built with an adapter")
     m = len(bank.train_rows)
@@ -226,79 +289,19 @@ def train_adapter(model: SimCLRModel, bank: Bank, neighbors: np.ndarray | None,
     model.to("cpu")
     for p in model.encoder.parameters():
         p.requires_grad_(False)
-    batch = min(cfg.batch_size, m)
-    steps_per_epoch = max(1, m // batch)
+    source = BankPairs(bank.features, neighbors, min(cfg.batch_size, m), cfg.seed,
+                       cfg.neighbor_positives)
     epochs = cfg.epochs if cfg.epochs is not None else cfg.adapter_epochs
-    budget = Budget(epochs * steps_per_epoch, budget_s)
     optimizer = make_optimizer([*model.adapter.parameters(), *model.head.parameters()], cfg)
     objective = PairObjective(cfg.objective, cfg.temperature,
                               hard_negative_beta=cfg.hard_negative_beta)
-    identity = torch.eye(model.adapter.weight.shape[0])
-    result = TrainResult()
-    step = 0
-    checkpoint = run_dir / checkpoint_name
-    if checkpoint.exists():
-        state = load_tensors(checkpoint)
-        model.adapter.load_state_dict(state["adapter"])
-        model.head.load_state_dict(state["head"])
-        optimizer.load_state_dict(state["optimizer"])
-        step, result.losses = int(state["step"]), list(state["losses"])
-        budget.resume(float(state["elapsed"]))
-        result.resumed_from_step = step
-
-    def save() -> None:
-        save_torch_atomic({"adapter": model.adapter.state_dict(), "head": model.head.state_dict(),
-                           "optimizer": optimizer.state_dict(), "step": step,
-                           "elapsed": budget.elapsed(), "losses": result.losses}, checkpoint)
-
+    checkpointer = Checkpointer(run_dir / checkpoint_name, {
+        "adapter": model.adapter, "head": model.head, "optimizer": optimizer})
     model.train()
-    budget.start()
-    last_save = time.monotonic()
-    try:
-        while True:
-            frac = budget.fraction(step)
-            if frac >= 1.0:
-                break
-            cancel.check()
-            # Every draw depends on the seed and the step only: a resumed run trains on
-            # exactly the batches an uninterrupted one would.
-            epoch, position = divmod(step, steps_per_epoch)
-            order = np.random.default_rng([cfg.seed, 11, epoch]).permutation(m)
-            rows = order[position * batch:(position + 1) * batch]
-            rng = np.random.default_rng([cfg.seed, 12, step])
-            partners = rows.copy()
-            if cfg.neighbor_positives > 0:
-                swap = rng.random(len(rows)) < cfg.neighbor_positives
-                partners[swap] = neighbors[rows[swap],
-                                           rng.integers(0, neighbors.shape[1], swap.sum())]
-            for group in optimizer.param_groups:
-                group["lr"] = cfg.lr * lr_factor(frac, cfg.warmup_fraction)
-            z = model.head(model.adapt(bank_pairs(bank.features, rows, partners, rng)))
-            loss = objective(*z.float().chunk(2))
-            if cfg.identity_pull > 0:
-                # Keeps the adapter near the identity: the start's neighbourhoods (and with
-                # them "this shot" identity) bend rather than break.
-                loss = loss + cfg.identity_pull * (model.adapter.weight - identity).pow(2).sum()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            result.losses.append(float(loss.detach()))
-            now = time.monotonic()
-            progress(Progress("adapt", step, budget.steps or 0,
-                              f"epoch {step / steps_per_epoch:.1f}  loss {result.losses[-1]:.4f}",
-                              {"loss": result.losses[-1], "epoch": step / steps_per_epoch,
-                               "images_per_s": step * batch / max(1e-9, budget.running())},
-                              budget.eta(step)))
-            if now - last_save >= cfg.checkpoint_every_s:
-                save()
-                last_save = now
-    except Cancelled:
-        result.cancelled = True
-    save()
+    result = fit(_adapter_step(model, objective, optimizer, cfg.identity_pull), source,
+                 optimizer, Schedule(cfg.lr, cfg.warmup_fraction),
+                 Budget(epochs * source.steps_per_epoch, budget_s), checkpointer,
+                 cancel or CancelToken(), progress, stage="adapt",
+                 checkpoint_every_s=cfg.checkpoint_every_s)
     model.eval()
-    result.steps = step
-    result.epochs = step / steps_per_epoch
-    result.seconds = budget.running()
-    result.images_per_s = (step - result.resumed_from_step) * batch / max(1e-9, result.seconds)
     return result

@@ -1,18 +1,19 @@
-"""The SimCLR training loop over the uint8 pixel cache (fine-tuning a pretrained encoder's
-last stages, or from scratch): a batch source of augmented pixel views, a budget, a
-checkpoint, and a short loop with AMP, warm-up + cosine schedule, cancel and progress
-events; under torch.distributed (torchrun) each process trains DDP on its shard of the cache.
-The adapter trains on a bank of features instead (core.adapter)."""
+"""Training: one loop (fit) that both trainers use, over a batch source with a budget, a
+checkpoint, a warm-up + cosine schedule, cancel and progress events; and the SimCLR pixel
+trainer (train) over the uint8 pixel cache (fine-tuning a pretrained encoder's last stages,
+or from scratch) with AMP; under torch.distributed (torchrun) each process trains DDP on its
+shard of the cache. The adapter trains on a bank of features instead (core.adapter)."""
 
 from __future__ import annotations
 
 import math
 import os
 import time
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -23,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from .augment import simclr_pair
 from .batches import rows_to_device
 from .config import TrainConfig
-from .device import DeferredReads, pick_device, place_model
+from .device import DeferredReads, Placement, pick_device, place_model
 from .jobs import CancelToken, Progress, ProgressCallback, no_progress
 from .loss import PairObjective
 from .model import SimCLRModel
@@ -48,6 +49,8 @@ def lr_factor(progress: float, warmup_fraction: float) -> float:
 
 @dataclass
 class TrainResult:
+    """What a fit did: its steps in all (earlier attempts included) and this attempt's time."""
+
     steps: int = 0
     epochs: float = 0.0
     images_per_s: float = 0.0
@@ -122,21 +125,169 @@ def make_optimizer(parameters: Iterable[nn.Parameter], cfg: TrainConfig
     return torch.optim.AdamW(groups, lr=cfg.lr)
 
 
+@dataclass(frozen=True)
+class Schedule:
+    """The learning rate: ``lr`` times lr_factor of the training progress."""
+
+    lr: float
+    warmup_fraction: float
+
+    def apply(self, optimizer: torch.optim.Optimizer, progress: float) -> None:
+        for group in optimizer.param_groups:
+            group["lr"] = self.lr * lr_factor(progress, self.warmup_fraction)
+
+
+class BatchSource(Protocol):
+    """Training batches by step. Batch ``step`` depends only on the seeds, ``step`` and the
+    state the source hands to the checkpoint, so a resumed run draws exactly the batches an
+    uninterrupted one would. Steps are drawn in order."""
+
+    steps_per_epoch: int
+    images_per_step: int  # photos in one step's batch, over all processes
+
+    def __call__(self, step: int) -> Any: ...
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """Checkpoint entries: the state before the next batch that has not trained."""
+
+    def resume(self, saved: dict[str, Any], step: int) -> None:
+        """Continue at ``step`` from the entries state() gave the checkpoint."""
+
+
+@dataclass(frozen=True)
+class Saved:
+    """What a checkpoint brings back besides the trained parts."""
+
+    step: int
+    elapsed: float  # training seconds of the earlier attempts
+    losses: list[float]  # every step's loss so far
+    source: dict[str, Any]  # the batch source's entries
+
+
+@dataclass(frozen=True)
+class Checkpointer:
+    """A run's checkpoint at ``path``: the trained ``parts`` (modules and the optimizer,
+    under their keys in the file), step, elapsed seconds, losses and the batch source's
+    entries. Written atomically, and only where ``writer`` (rank 0 of a distributed run)."""
+
+    path: Path
+    parts: dict[str, nn.Module | torch.optim.Optimizer]
+    map_location: str | torch.device = "cpu"
+    writer: bool = True
+
+    def restore(self) -> Saved | None:
+        """Load the parts in place; None when there is no checkpoint yet."""
+        if not self.path.exists():
+            return None
+        state = load_tensors(self.path, self.map_location)
+        for key, part in self.parts.items():
+            part.load_state_dict(state.pop(key))
+        return Saved(int(state.pop("step")), float(state.pop("elapsed")),
+                     list(state.pop("losses")), state)
+
+    def save(self, step: int, elapsed: float, losses: list[float],
+             source: dict[str, torch.Tensor]) -> None:
+        if self.writer:
+            save_torch_atomic({**{key: part.state_dict() for key, part in self.parts.items()},
+                               "step": step, "elapsed": elapsed, "losses": losses, **source},
+                              self.path)
+
+
+# One training step on a batch (forward, backward, optimiser step): its loss, detached, the
+# mean over processes when distributed.
+StepFn = Callable[[Any], torch.Tensor]
+# (training progress, cancel requested) -> the values every process agrees on.
+Agreement = Callable[[float, bool], tuple[float, bool]]
+
+
+CPU = torch.device("cpu")
+
+
+def alone(fraction: float, cancelled: bool) -> tuple[float, bool]:
+    """The agreement of a single process: its own values."""
+    return fraction, cancelled
+
+
+def fit(train_step: StepFn, source: BatchSource, optimizer: torch.optim.Optimizer,
+        schedule: Schedule, budget: Budget, checkpointer: Checkpointer, cancel: CancelToken,
+        progress: ProgressCallback, *, stage: str, checkpoint_every_s: float,
+        device: torch.device = CPU, agree: Agreement = alone) -> TrainResult:
+    """Train from ``checkpointer``'s checkpoint (when there is one) until ``budget`` is
+    spent or ``cancel`` is set; checkpoints every ``checkpoint_every_s`` seconds and on
+    stopping, cancelled (``cancelled=True``) or not. After each step a Progress event of
+    ``stage`` with values loss, epoch, images_per_s and fraction. Raises ValueError when a
+    step's loss is not finite (the loss's own check skips the device, core.loss)."""
+    result = TrainResult()
+    step = 0
+    saved = checkpointer.restore()
+    if saved is not None:
+        step = result.resumed_from_step = saved.step
+        result.losses = saved.losses
+        budget.resume(saved.elapsed)
+        source.resume(saved.source, step)
+    budget.start(step)
+    first_step = step
+    last_save = time.monotonic()
+    # Each step's loss is read a step later on CUDA: float(loss) at once would wait for
+    # the step to finish and leave the GPU idle until the host queues the next one.
+    reader = DeferredReads(device)
+
+    def record(ready: list[tuple[np.ndarray, int]]) -> None:
+        """Keep the losses that have been read and report their steps."""
+        for value, done in ready:
+            loss = float(value)
+            if not math.isfinite(loss):
+                raise ValueError(f"the loss of training step {done} is NaN or infinite")
+            result.losses.append(loss)
+            rate = (done - first_step) * source.images_per_step / max(1e-9, budget.running())
+            epoch = done / source.steps_per_epoch
+            progress(Progress(stage, done, budget.steps or 0,
+                              f"epoch {epoch:.2f}  loss {loss:.4f}",
+                              {"loss": loss, "images_per_s": rate, "epoch": epoch,
+                               "fraction": budget.fraction(done)}, budget.eta(done)))
+
+    def save() -> None:
+        record(reader.drain())  # the checkpoint holds every step's loss
+        checkpointer.save(step, budget.elapsed(), result.losses, source.state())
+
+    while True:
+        # Cancel and budget are agreed first, so that every process stops at the same step.
+        fraction, cancelled = agree(budget.fraction(step), cancel.cancelled)
+        if cancelled or fraction >= 1.0:
+            result.cancelled = cancelled
+            break
+        batch = source(step)
+        schedule.apply(optimizer, fraction)
+        loss = train_step(batch)
+        step += 1
+        record(reader.put(loss, step))
+        if time.monotonic() - last_save >= checkpoint_every_s:
+            save()
+            last_save = time.monotonic()
+    save()
+    result.steps = step
+    result.epochs = step / source.steps_per_epoch
+    result.seconds = budget.running()
+    result.images_per_s = (step - first_step) * source.images_per_step / max(1e-9,
+                                                                           result.seconds)
+    return result
+
+
 class PixelViews:
     """The batch source of pixel training: shuffled batches of a shard of the cache, each
     made into two augmented views on the device (the second of a photo from one of its
-    neighbours with probability ``cfg.neighbor_positives``).
-
-    Batch ``step`` depends only on the seeds, ``step`` and the augmentation generator's
-    state, so a resumed run draws exactly the batches an uninterrupted one would."""
+    neighbours with probability ``cfg.neighbor_positives``). The augmentations come from
+    ``gen``, whose state the checkpoint keeps (rank 0's only, under ``world`` > 1
+    processes: the others reseed from the step)."""
 
     def __init__(self, pixels: np.ndarray, shard: np.ndarray, batch: int, cfg: TrainConfig,
                  device: torch.device, channels_last: bool, gen: torch.Generator,
-                 seed: list[int], neighbors: np.ndarray | None) -> None:
+                 seed: list[int], neighbors: np.ndarray | None, world: int = 1) -> None:
         self.pixels, self.shard, self.batch, self.cfg = pixels, shard, batch, cfg
         self.device, self.channels_last, self.gen, self.seed = device, channels_last, gen, seed
-        self.neighbors = neighbors
+        self.neighbors, self.world = neighbors, world
         self.steps_per_epoch = max(1, len(shard) // batch)
+        self.images_per_step = world * batch
 
     def rows(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         """Batch ``step``'s rows and each one's partner row (itself or a neighbour)."""
@@ -153,10 +304,8 @@ class PixelViews:
                 0, self.neighbors.shape[1], swap.sum())]
         return idx, partners
 
-    def __call__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(2B, 3, R, R) float views (all first views, then all second views), and the
-        augmentation generator's state before they were drawn (for the checkpoint)."""
-        state = self.gen.get_state()
+    def __call__(self, step: int) -> torch.Tensor:
+        """(2B, 3, R, R) float views: all first views, then all second views."""
         idx, partner_rows = self.rows(step)
         # On CUDA: pinned rows, copied without waiting for the step that is training.
         uint8 = rows_to_device(self.pixels, idx, self.device)
@@ -165,7 +314,97 @@ class PixelViews:
         views = simclr_pair(uint8, self.cfg.resolution, self.cfg.augment, self.gen, partners)
         if self.channels_last:
             views = views.contiguous(memory_format=torch.channels_last)
-        return views, state
+        return views
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {"generator": self.gen.get_state()}
+
+    def resume(self, saved: dict[str, Any], step: int) -> None:
+        if self.world == 1:
+            self.gen.set_state(saved["generator"])
+        else:
+            self.gen.manual_seed(_mix_seed(*self.seed, step))
+
+
+class Prefetched:
+    """A batch source whose next batch is drawn on a side thread while this one trains
+    (torch releases the GIL), so the data path overlaps the model's compute. A context
+    manager: the thread ends on leaving it."""
+
+    def __init__(self, source: BatchSource) -> None:
+        self.source = source
+        self.steps_per_epoch = source.steps_per_epoch
+        self.images_per_step = source.images_per_step
+        self.pool = ThreadPoolExecutor(1)
+        # The next batch and the source's state before it was drawn.
+        self.upcoming: Future[tuple[Any, dict[str, torch.Tensor]]] | None = None
+
+    def __enter__(self) -> Prefetched:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self.upcoming is not None:
+            self.upcoming.cancel()
+        self.pool.shutdown(wait=True)
+
+    def _draw(self, step: int) -> tuple[Any, dict[str, torch.Tensor]]:
+        state = self.source.state()
+        return self.source(step), state
+
+    def __call__(self, step: int) -> Any:
+        if self.upcoming is None:
+            self.upcoming = self.pool.submit(self._draw, step)
+        batch, _ = self.upcoming.result()
+        self.upcoming = self.pool.submit(self._draw, step + 1)
+        return batch
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """The source's state before the drawn batch that has not trained (a draw not yet
+        begun is called off: it is drawn again from that same state)."""
+        if self.upcoming is None or self.upcoming.cancel():
+            self.upcoming = None
+            return self.source.state()
+        return self.upcoming.result()[1]
+
+    def resume(self, saved: dict[str, Any], step: int) -> None:
+        self.source.resume(saved, step)
+
+
+def _agreement(world: int, device: torch.device) -> Agreement:
+    """Under ``world`` > 1 processes the furthest progress and any cancel win, so all
+    processes stop at the same step."""
+    if world == 1:
+        return alone
+
+    def agree(fraction: float, cancelled: bool) -> tuple[float, bool]:
+        flags = torch.tensor([fraction, float(cancelled)], dtype=torch.float64,
+                             device=device if device.type == "cuda" else "cpu")
+        dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+        return float(flags[0]), bool(flags[1])
+
+    return agree
+
+
+def _pixel_step(forward: nn.Module, objective: PairObjective,
+                optimizer: torch.optim.Optimizer, placement: Placement, world: int) -> StepFn:
+    """One AMP step on (2B, 3, R, R) views; the loss is the mean over processes."""
+    scaler = torch.amp.GradScaler("cuda", enabled=placement.autocast == torch.float16)
+
+    def train_step(views: torch.Tensor) -> torch.Tensor:
+        with placement.autocasting():
+            z = forward(views)
+        loss = objective(*z.float().chunk(2))
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        global_loss = loss.detach().float()
+        if world > 1:
+            dist.all_reduce(global_loss)
+            global_loss /= world
+        return global_loss
+
+    return train_step
 
 
 def train(
@@ -193,7 +432,6 @@ def train(
     negatives from all processes, all stop at the same step (budget and cancel are agreed
     every step), and only rank 0 writes the checkpoint.
     """
-    cancel = cancel or CancelToken()
     rank, world = rank_and_world()
     device = pick_device(cfg.device)
     if world > 1 and device.type == "cuda":
@@ -208,123 +446,31 @@ def train(
     # Equal shards, so every process takes the same number of steps per epoch.
     shard = np.arange(rank, len(pixels), world)[:len(pixels) // world]
     batch = max(1, min(cfg.batch_size, len(pixels)) // world)
-    steps_per_epoch = max(1, len(shard) // batch)
-    budget = Budget(None if cfg.epochs is None else cfg.epochs * steps_per_epoch,
-                    None if cfg.minutes is None else cfg.minutes * 60.0)
-
     placement = place_model(model, device, cfg.precision)
     model.freeze_stages(cfg.freeze_stages, keep_bn_stats=cfg.pretrained)
     # DDP averages gradients over processes: the mean of the per-process losses, which is
     # the loss of the global batch.
     forward = model if world == 1 else DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None)
-    scaler = torch.amp.GradScaler("cuda", enabled=placement.autocast == torch.float16)
     optimizer = make_optimizer(model.parameters(), cfg)
     objective = PairObjective(cfg.objective, cfg.temperature,
                               hard_negative_beta=cfg.hard_negative_beta)
     # Each process draws its own augmentations and shard order.
     gen = torch.Generator().manual_seed(cfg.seed if world == 1 else _mix_seed(cfg.seed, rank))
-
-    result = TrainResult()
-    step = 0
-    checkpoint = run_dir / CHECKPOINT_NAME
-    if checkpoint.exists():
-        state = load_tensors(checkpoint, map_location=device)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        step = int(state["step"])
-        budget.resume(float(state["elapsed"]))
-        result.losses = list(state["losses"])
-        if world == 1:
-            gen.set_state(state["generator"])
-        else:  # the checkpoint holds rank 0's generator only
-            gen.manual_seed(_mix_seed(cfg.seed, rank, step))
-        result.resumed_from_step = step
-
-    def save(generator_state: torch.Tensor) -> None:
-        """``generator_state``: as it was before the next, untrained batch was drawn."""
-        if rank == 0:
-            save_torch_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                               "step": step, "elapsed": budget.elapsed(),
-                               "losses": result.losses, "generator": generator_state},
-                              checkpoint)
-
-    def agreed_progress() -> tuple[float, bool]:
-        """Training progress and whether to cancel, the same on every process: the furthest
-        progress and any cancel win, so all processes stop at the same step."""
-        frac, cancelled = budget.fraction(step), cancel.cancelled
-        if world > 1:
-            flags = torch.tensor([frac, float(cancelled)], dtype=torch.float64,
-                                 device=device if device.type == "cuda" else "cpu")
-            dist.all_reduce(flags, op=dist.ReduceOp.MAX)
-            frac, cancelled = float(flags[0]), bool(flags[1])
-        return frac, cancelled
-
-    model.train()
-    budget.start(step)
-    first_step = step
-    last_save = time.monotonic()
-    # Each step's loss is read a step later on CUDA: float(loss) at once would wait for
-    # the step to finish and leave the GPU idle until the host queues the next one.
-    reader = DeferredReads(device)
-
-    def record(ready: list[tuple[np.ndarray, int]]) -> None:
-        """Keep the losses that have been read and report their steps."""
-        for value, done in ready:
-            loss = float(value)
-            result.losses.append(loss)
-            rate = (done - first_step) * world * batch / max(1e-9, budget.running())
-            progress(Progress("train", done, budget.steps or 0,
-                              f"epoch {done / steps_per_epoch:.2f}  loss {loss:.4f}",
-                              {"loss": loss, "images_per_s": rate,
-                               "epoch": done / steps_per_epoch,
-                               "fraction": budget.fraction(done)}, budget.eta(done)))
-
     source = PixelViews(pixels, shard, batch, cfg, device, placement.channels_last, gen,
-                        [cfg.seed] if world == 1 else [cfg.seed, rank], neighbors)
-    # The next batch is read and augmented on a side thread while this one trains
-    # (torch releases the GIL), so the data path overlaps the model's compute.
-    prefetch = ThreadPoolExecutor(1)
-    upcoming = prefetch.submit(source, step)
-    try:
-        while True:
-            frac, cancelled = agreed_progress()
-            if cancelled:
-                result.cancelled = True
-                break
-            if frac >= 1.0:
-                break
-            views, _ = upcoming.result()
-            upcoming = prefetch.submit(source, step + 1)
-            for group in optimizer.param_groups:
-                group["lr"] = cfg.lr * lr_factor(frac, cfg.warmup_fraction)
-            with placement.autocasting():
-                z = forward(views)
-            loss = objective(*z.float().chunk(2))
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            step += 1
-            global_loss = loss.detach()
-            if world > 1:
-                dist.all_reduce(global_loss)
-                global_loss /= world
-            record(reader.put(global_loss.float(), step))
-            if time.monotonic() - last_save >= cfg.checkpoint_every_s:
-                record(reader.drain())  # the checkpoint holds every step's loss
-                save(upcoming.result()[1])
-                last_save = time.monotonic()
-    finally:
-        upcoming.cancel()
-        prefetch.shutdown(wait=True)
-    record(reader.drain())
-    save(gen.get_state() if upcoming.cancelled() else upcoming.result()[1])
+                        [cfg.seed] if world == 1 else [cfg.seed, rank], neighbors, world)
+    budget = Budget(None if cfg.epochs is None else cfg.epochs * source.steps_per_epoch,
+                    None if cfg.minutes is None else cfg.minutes * 60.0)
+    checkpointer = Checkpointer(run_dir / CHECKPOINT_NAME,
+                                {"model": model, "optimizer": optimizer}, device, rank == 0)
+    model.train()
+    with Prefetched(source) as batches:
+        result = fit(_pixel_step(forward, objective, optimizer, placement, world), batches,
+                     optimizer, Schedule(cfg.lr, cfg.warmup_fraction), budget, checkpointer,
+                     cancel or CancelToken(), progress, stage="train",
+                     checkpoint_every_s=cfg.checkpoint_every_s, device=device,
+                     agree=_agreement(world, device))
     if world > 1:
         dist.barrier()  # the checkpoint exists before any process returns
-    result.steps = step
-    result.epochs = step / steps_per_epoch
-    result.seconds = budget.running()
-    result.images_per_s = (step - first_step) * world * batch / max(1e-9, result.seconds)
     model.eval()
     return result

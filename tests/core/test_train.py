@@ -1,5 +1,5 @@
-"""The training loop's neighbour positives, the linear adapter on a feature bank, and the CPU
-settings, on tiny synthetic pixels."""
+"""The training loop (fit) under both trainers: neighbour positives, the linear adapter on a
+feature bank, resuming, the CPU settings, on tiny synthetic pixels and banks."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from photoatlas.core.adapter import Bank, BankPairs, train_adapter
 from photoatlas.core.config import TrainConfig
-from photoatlas.core.jobs import CancelToken
+from photoatlas.core.jobs import CancelToken, no_progress
 from photoatlas.core.model import build_model
-from photoatlas.core.train import PixelViews, train
+from photoatlas.core.quality import CheckViews
+from photoatlas.core.train import Budget, Checkpointer, PixelViews, Schedule, fit, train
 
 
 def _pixels(n: int = 16, size: int = 32) -> np.ndarray:
@@ -43,7 +45,7 @@ def test_neighbor_positives_make_the_second_view_from_a_neighbour():
         rows, partners = source.rows(step)
         for i, j in zip(rows, partners, strict=True):
             assert j in neighbors[i]  # p = 1: always a neighbour, never the photo itself
-    views, _ = source(0)
+    views = source(0)
     assert views.shape == (16, 3, 32, 32)
 
 
@@ -145,3 +147,68 @@ def test_a_cancelled_and_resumed_run_equals_an_uninterrupted_one(tmp_path: Path)
     for (name, a), (_, b) in zip(whole.state_dict().items(), second.state_dict().items(),
                                  strict=True):
         assert torch.allclose(a.float(), b.float(), atol=1e-6), name
+
+
+def _bank(m: int = 24, views: int = 3, dim: int = 256) -> Bank:
+    features = torch.nn.functional.normalize(torch.randn(
+        m, views, dim, generator=torch.Generator().manual_seed(1)), dim=-1)
+    empty = np.zeros((0, dim), np.float32)
+    return Bank(np.arange(m), features.to(torch.bfloat16), np.zeros(0, np.int64),
+                CheckViews(empty, empty, empty), m, 0.0)
+
+
+def _adapter_model() -> torch.nn.Module:
+    model = _fresh_model()
+    model.add_adapter()
+    return model
+
+
+def test_a_cancelled_and_resumed_adapter_equals_an_uninterrupted_one(tmp_path: Path):
+    """The adapter's checkpoint (adapter, head, optimiser, step, losses) resumes to the
+    weights and losses of a run that never stopped; events are the "adapt" stage's."""
+    bank = _bank()
+    neighbors = (np.arange(24)[:, None] + np.array([[1, 2]])) % 24
+    cfg = TrainConfig(pretrained=True, batch_size=8, epochs=3, device="cpu",
+                      checkpoint_every_s=1e9, neighbor_positives=0.5,
+                      neighbor_k=2).resolved("cpu")  # 3 steps per epoch: 9 steps
+    for name in ("straight", "resumed"):
+        (tmp_path / name).mkdir()
+    whole = _adapter_model()
+    events = []
+    straight = train_adapter(whole, bank, neighbors, cfg, tmp_path / "straight", None,
+                             progress=events.append)
+    assert {e.stage for e in events} == {"adapt"}
+    assert {"loss", "epoch", "images_per_s"} <= set(events[-1].values)
+
+    cancel = CancelToken()
+
+    def stop_after_four(event) -> None:
+        if event.done == 4:
+            cancel.cancel()
+
+    first = _adapter_model()
+    stopped = train_adapter(first, bank, neighbors, cfg, tmp_path / "resumed", None, cancel,
+                            stop_after_four, "scene.pt")
+    assert stopped.cancelled and stopped.steps == 4
+    assert (tmp_path / "resumed" / "scene.pt").exists()
+    second = _adapter_model()
+    resumed = train_adapter(second, bank, neighbors, cfg, tmp_path / "resumed", None,
+                            checkpoint_name="scene.pt")
+    assert resumed.resumed_from_step == 4 and resumed.steps == straight.steps == 9
+    np.testing.assert_allclose(resumed.losses, straight.losses, rtol=1e-5)
+    for part in ("adapter", "head"):
+        for (name, a), (_, b) in zip(getattr(whole, part).state_dict().items(),
+                                     getattr(second, part).state_dict().items(), strict=True):
+            assert torch.allclose(a, b, atol=1e-6), (part, name)
+
+
+def test_fit_stops_on_a_loss_that_is_not_finite(tmp_path: Path):
+    """Off the CPU the loss does not check its inputs (that would wait for the device every
+    step): the loop checks each loss it reads instead."""
+    layer = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(layer.parameters(), lr=0.1)
+    source = BankPairs(torch.zeros(4, 2, 2), None, 2, 0, 0.0)
+    with pytest.raises(ValueError, match="step 1 is NaN or infinite"):
+        fit(lambda pairs: torch.tensor(float("nan")), source, optimizer, Schedule(0.1, 0.0),
+            Budget(4, None), Checkpointer(tmp_path / "c.pt", {"layer": layer}), CancelToken(),
+            no_progress, stage="adapt", checkpoint_every_s=1e9)
