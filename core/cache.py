@@ -22,6 +22,18 @@ _CHUNK = 64
 _READ_BYTES = 1 << 20
 
 
+# One append lock per file for the whole process: every Library of a root has its own pixel
+# cache object, and two appends at once would number their rows from the same end.
+_append_locks: dict[Path, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+def append_lock(path: Path) -> threading.Lock:
+    """The process-wide lock that appends to the pixel cache file ``path`` take turns on."""
+    with _locks_guard:
+        return _append_locks.setdefault(path.resolve(), threading.Lock())
+
+
 class PixelCache:
     """An append-only file of uint8 rows of shape (3, S, S), read back as a memmap.
 
@@ -29,19 +41,13 @@ class PixelCache:
     and its partial row looks just like one left by a killed process. Only the library's
     exclusive open cuts such a row (``cut_partial_row``)."""
 
-    # One append lock per file for the whole process: every Library of a root has its own
-    # PixelCache, and two appends at once would number their rows from the same end.
-    _append_locks: dict[Path, threading.Lock] = {}
-    _locks_guard = threading.Lock()
-
     def __init__(self, path: Path, size: int) -> None:
         self.path = path
         self.size = size
         self.row_bytes = 3 * size * size
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch(exist_ok=True)
-        with self._locks_guard:
-            self._lock = self._append_locks.setdefault(path.resolve(), threading.Lock())
+        self._lock = append_lock(path)
 
     @property
     def rows(self) -> int:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .cache import PixelCache
+from .cache import PixelCache, append_lock
 from .jobs import CancelToken, Progress, ProgressCallback, no_progress
 
 JPEG_QUALITY = 90  # docs/scale.md: 1-NN and mAP of the embeddings within noise of raw rows
@@ -154,6 +154,12 @@ class JpegRowStore:
     def append(self, pixels: list[np.ndarray]) -> list[int]:
         """Append (3, S, S) uint8 arrays; return their row numbers once on disk."""
         blobs = list(_threads().map(encode_row, pixels))
+        with append_lock(self.path):
+            return self._append_blobs(blobs)
+
+    def _append_blobs(self, blobs: list[bytes]) -> list[int]:
+        """Write encoded rows after the last whole row (another Library of this process may
+        be appending too: the caller holds the file's append lock)."""
         ends = self._ends()
         end = int(ends[-1]) if len(ends) else 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -169,7 +175,7 @@ class JpegRowStore:
             index.write(np.array(end + np.cumsum([len(b) for b in blobs]), _END).tobytes())
             index.flush()
             os.fsync(index.fileno())
-        return list(range(len(ends), len(ends) + len(pixels)))
+        return list(range(len(ends), len(ends) + len(blobs)))
 
     def array(self) -> JpegRows:
         """Every row, read-only and decoded on access."""
