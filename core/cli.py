@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .cli_words import add_search_command, search_command
 from .config import DEVICES, OPTIMIZERS, PRECISIONS, MapConfig, TrainConfig
 from .decode import DecodeError
 from .jobs import Cancelled, CancelToken, Progress
@@ -119,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     si.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _add_organize_commands(sub)
     _add_export_commands(sub)
+    add_search_command(sub)
     return parser
 
 
@@ -509,7 +511,8 @@ _EXPORT_HANDLERS = {"albums": _albums, "xmp": _xmp, "events": _events}
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"index": _index, "update": _update, "export": _export,
-               "similar": _similar, **_ORGANIZE_HANDLERS, **_EXPORT_HANDLERS}[args.command]
+               "similar": _similar, "search": search_command, **_ORGANIZE_HANDLERS,
+               **_EXPORT_HANDLERS}[args.command]
     try:
         return handler(args)
     except Cancelled:
