@@ -134,3 +134,36 @@ def test_an_unknown_word_says_what_is_known(library, capsys) -> None:
     assert "'chruch' is not a known word" in out and "church" in out
     assert cli_main(["search", "--library", str(library_dir), "--known", "chu"]) == 0
     assert "church" in capsys.readouterr().out.split()
+
+
+def test_clusters_are_named_by_what_they_show_when_folders_do_not_tell() -> None:
+    from dataclasses import replace
+
+    from photoatlas.core.cluster_concepts import distinctive_concepts
+    from photoatlas.core.describe import describe_arrays, distinct_names
+    from photoatlas.core.exif import PhotoExif
+
+    vocab = vocabulary()
+    shore, sandbar, church, palace = (vocab.match(w).classes[0] for w in
+                                      ("seashore", "sandbar", "church", "palace"))
+    # Three clusters in one folder: beaches, churches and photos the classifier is unsure of.
+    ids = np.zeros((30, TOP_K), np.int64)
+    scores = np.zeros((30, TOP_K), np.float32)
+    ids[:10, :2], scores[:10, :2] = (shore, sandbar), (0.5, 0.3)
+    ids[10:20, :2], scores[10:20, :2] = (church, palace), (0.6, 0.2)
+    ids[20:, :2], scores[20:, :2] = (shore, church), (0.3, 0.3)  # a bit of both
+    labels = np.repeat([0, 1, 2], 10)
+    shows = distinctive_concepts(ids, scores, np.ones(30, bool), labels)
+    assert {c: set(v) for c, v in shows.items()} == {0: {"seashore", "sandbar"},
+                                                     1: {"church", "palace"}, 2: set()}
+    emb = np.eye(30, 8, dtype=np.float32) + 1e-3
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    described = describe_arrays(emb, labels, np.arange(30),
+                                [f"/me/photos/p{i}.jpg" for i in range(30)],
+                                [PhotoExif()] * 30, per_cluster=1, concepts=shows)
+    names = distinct_names(described)
+    assert set(names[0].split(" · ")) == {"seashore", "sandbar"}
+    assert set(names[1].split(" · ")) == {"church", "palace"}
+    assert names[2].startswith("like p2")  # no clear concept: today's fallback
+    renamed = [replace(d, name="Holidays") if d.cluster == 0 else d for d in described]
+    assert "Holidays" in renamed[[d.cluster for d in renamed].index(0)].summary
