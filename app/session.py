@@ -17,6 +17,7 @@ from PySide6.QtCore import QObject, Signal
 
 from photoatlas.core.atlas import representatives
 from photoatlas.core.compare import OtherMap
+from photoatlas.core.concepts import read_concepts
 from photoatlas.core.describe import (
     ClusterDescription,
     cluster_names,
@@ -27,6 +28,7 @@ from photoatlas.core.events import DEFAULT_GAP_HOURS, Event, group_events, wall_
 from photoatlas.core.library import Library, LibraryError, RunArtifacts
 from photoatlas.core.query import rank_by_examples
 from photoatlas.core.search import NeighborIndex
+from photoatlas.core.word_search import WordQuery, concept_scores, rank_by_words, read_query
 
 from .map_view import MapLabel
 
@@ -107,6 +109,8 @@ class Session(QObject):
         self._events: list[Event] | None = None
         self._kept_run: RunArtifacts | None = None
         self._index: NeighborIndex | None = None
+        self._concepts: tuple[RunArtifacts, np.ndarray, np.ndarray] | None = None
+        self._ranked = np.zeros(0, np.int64)  # the last word search's rows, best first
 
     # library ------------------------------------------------------------------------------
     def open_library(self, root: Path) -> None:
@@ -332,6 +336,36 @@ class Session(QObject):
             return []
         return rank_by_examples(self.data.run.embeddings, self.selection,
                                 self.query_negatives(), k)
+
+    def search_words(self, words: list[str], limit: int) -> tuple[WordQuery, np.ndarray]:
+        """Photos matching ``words`` (core.word_search), best first: the query as read and
+        the rows (empty when a word is unknown)."""
+        query = read_query(words)
+        if self.data is None or self.library is None or not query.ok:
+            return query, np.zeros(0, np.int64)
+        run = self.data.run
+        if self._concepts is None or self._concepts[0] is not run:
+            backbone = run.report.config.get("backbone", "efficientnet_lite0")
+            self._concepts = (run, *read_concepts(self.library, backbone).aligned(
+                run.cache_rows)[:2])
+        if self._index is None:
+            self._index = NeighborIndex(run.embeddings, exact_limit=None)
+        _, ids, scores = self._concepts
+        hits = rank_by_words(concept_scores(query.matches, ids, scores), run.embeddings,
+                             self._index, limit)
+        return query, hits.rows
+
+    def select_ranked(self, rows: np.ndarray) -> None:
+        """Select ``rows``, keeping their order for the gallery (``ranked_selection``)."""
+        self._ranked = np.asarray(rows, np.int64)
+        self.select(self._ranked)
+
+    def ranked_selection(self) -> np.ndarray:
+        """The selection, in the order a search ranked it while it is that search's."""
+        if len(self._ranked) == len(self.selection) and np.array_equal(
+                np.sort(self._ranked), self.selection):
+            return self._ranked
+        return self.selection
 
     def query_negatives(self) -> np.ndarray:
         """The "not like" rows the next query uses: those not selected (liked) since."""
