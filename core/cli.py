@@ -424,6 +424,9 @@ def _add_export_commands(sub: argparse._SubParsersAction) -> None:
     xm.add_argument("--unnamed-clusters", action="store_true",
                     help="also write clusters without a name (as 'Cluster N')")
     xm.add_argument("--dry-run", action="store_true", help="list the sidecars that would change")
+    xm.add_argument("--auto-keywords", action="store_true",
+                    help="also what the photos show with confidence, as 'auto/<concept>' "
+                    "keywords (guessed by the ImageNet classifier; off by default)")
 
     ev = sub.add_parser("events", help="photos grouped by capture time, with their main "
                         "clusters")
@@ -465,7 +468,8 @@ def _xmp(args: argparse.Namespace) -> int:
     with Library(args.library, create=False) as library:
         try:
             report = write_library_sidecars(library, args.dry_run, args.unnamed_clusters,
-                                            CancelToken(), progress)
+                                            CancelToken(), progress,
+                                            auto_keywords=args.auto_keywords)
         finally:
             progress.close()
     if args.dry_run:

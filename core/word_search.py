@@ -110,7 +110,9 @@ def rank_by_words(concept: np.ndarray, embeddings: np.ndarray,
         passed = np.clip((cosine - NEAR_FLOOR) / (1 - NEAR_FLOOR), 0, 1) * concept[seeds, None]
         np.maximum.at(combined, near.ravel(), passed.ravel().astype(np.float32))
     ok = np.flatnonzero(combined >= MIN_SCORE)
-    order = ok[np.argsort(-combined[ok], kind="stable")][:limit]
+    if len(ok) > limit:  # sort only the best ``limit``: a broad word matches many photos
+        ok = ok[np.argpartition(-combined[ok], limit - 1)[:limit]]
+    order = ok[np.argsort(-combined[ok], kind="stable")]
     return WordHits(order, combined[order], concept[order])
 
 

@@ -60,3 +60,25 @@ def test_search_box_selects_the_words_photos_best_first(qtbot, tmp_path: Path, s
     assert "church" in bar.status.text()
     assert bar.edit.completer().model().rowCount() > 1000
     window.close()
+
+
+def test_the_xmp_dialog_offers_auto_keywords_unchecked(qtbot, monkeypatch, tmp_path: Path,
+                                                       settings) -> None:
+    from PySide6.QtWidgets import QCheckBox, QMessageBox
+
+    from photoatlas.app import organize_actions
+
+    window = MainWindow(tmp_path / "library", settings=settings)
+    qtbot.addWidget(window)
+    seen: dict[str, bool] = {}
+
+    def answer(box: QMessageBox) -> QMessageBox.StandardButton:
+        boxes = box.findChildren(QCheckBox)
+        seen.update({b.text(): b.isChecked() for b in boxes})
+        return QMessageBox.StandardButton.Cancel
+
+    monkeypatch.setattr(QMessageBox, "exec", answer)
+    organize_actions.ask_xmp(window)
+    auto = [text for text in seen if "auto/" in text]
+    assert auto and seen[auto[0]] is False  # offered, never by default
+    window.close()

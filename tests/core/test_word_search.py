@@ -167,3 +167,21 @@ def test_clusters_are_named_by_what_they_show_when_folders_do_not_tell() -> None
     assert names[2].startswith("like p2")  # no clear concept: today's fallback
     renamed = [replace(d, name="Holidays") if d.cluster == 0 else d for d in described]
     assert "Holidays" in renamed[[d.cluster for d in renamed].index(0)].summary
+
+
+def test_auto_keywords_are_opt_in_and_marked(library, capsys) -> None:
+    from photoatlas.core.xmp import library_keywords, sidecar_path
+
+    library_dir, photos, _ = library
+    with Library(library_dir, create=False) as lib:
+        assert all(not k.auto for k in library_keywords(lib)[0].values())  # never by default
+        keywords, _ = library_keywords(lib, auto_keywords=True)
+    golf = [keywords.get(str(p)) for p in photos[GOLF]]
+    assert sum(k is not None and k.auto == ("golf ball",) for k in golf) >= PER_CLASS - 1
+    sure = next(k for k in golf if k is not None)
+    assert "auto/golf ball" in sure.flat and "PhotoAtlas|auto|golf ball" in sure.hierarchical
+    assert cli_main(["xmp", "--library", str(library_dir)]) == 0
+    assert not any(sidecar_path(p).exists() for p in photos[GOLF])
+    assert cli_main(["xmp", "--library", str(library_dir), "--auto-keywords"]) == 0
+    written = [sidecar_path(p) for p in photos[GOLF] if sidecar_path(p).exists()]
+    assert written and "auto/golf ball" in written[0].read_text()
