@@ -105,3 +105,18 @@ def start_embeddings(
     if len(missing):
         rate = len(missing) / max(1e-9, clock.elapsed())
     return out, rate
+
+
+def embed_new_photos(library: Library, model: SimCLRModel, backbone: str, pixels: CachedRows,
+                     resolution: int, device: torch.device, precision: str,
+                     cancel: CancelToken | None = None,
+                     progress: ProgressCallback = no_progress) -> np.ndarray:
+    """(N, D) unit embeddings of a run's ``model`` for photos added to its map (update), and
+    from the same pass their class scores stored for the word index when the encoder has a
+    classifier (``embed_pixels``'s result, plus the scores)."""
+    raw = encoder_features(model, pixels, resolution, device, cancel=cancel,
+                           progress=progress, precision=precision)
+    if has_classifier(model.encoder):
+        scored = class_scores(model.encoder, raw, pixels.rows)
+        save_concepts(library, backbone, read_concepts(library, backbone).merged(scored))
+    return unit_features(model, raw)

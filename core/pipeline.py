@@ -37,7 +37,7 @@ from .catalog import Catalog
 from .config import MapConfig, TrainConfig
 from .device import describe_device, pick_device, place_model
 from .embed import adapt_embeddings, embed_pixels
-from .features import start_embeddings
+from .features import embed_new_photos, start_embeddings
 from .jobs import (
     Cancelled,
     CancelToken,
@@ -500,9 +500,10 @@ def update_library(
             torch_device = pick_device(device)
             model, resolution = run_encoder(library, run.run_id, torch_device)
             rows = np.array([r.cache_row for r in new_rows], np.int64)
-            new_embeddings = embed_pixels(model, CachedRows(library.pixels.array(), rows),
-                                          resolution, torch_device, cancel=cancel,
-                                          progress=progress, precision=run.precision)
+            new_embeddings = embed_new_photos(
+                library, model, run.report.config.get("backbone", "efficientnet_lite0"),
+                CachedRows(library.pixels.array(), rows), resolution, torch_device,
+                run.precision, cancel, progress)
         progress(Progress("map", 0, 1, "placing new photos on the map"))
         with timer.stage("map"):
             new_xy, new_cluster = place_new(embeddings, xy, cluster, new_embeddings)

@@ -185,3 +185,21 @@ def test_auto_keywords_are_opt_in_and_marked(library, capsys) -> None:
     assert cli_main(["xmp", "--library", str(library_dir), "--auto-keywords"]) == 0
     written = [sidecar_path(p) for p in photos[GOLF] if sidecar_path(p).exists()]
     assert written and "auto/golf ball" in written[0].read_text()
+
+
+def test_photos_added_by_update_are_found_by_words(library, photo_dir: Path) -> None:
+    import shutil
+
+    from photoatlas.core.pipeline import update_library
+
+    library_dir, photos, _ = library
+    root = photos[DOG][0].parents[1]
+    tench = sorted((photo_dir / "n01440764").iterdir())[:2]
+    (root / "n01440764").mkdir()
+    for src in tench:
+        shutil.copy(src, root / "n01440764" / src.name)
+    with Library(library_dir, create=False) as lib:
+        assert update_library(lib, device="cpu")["images"]["added_to_map"] == 2
+        result = search_library(lib, ["fish"])
+    assert result.unscored == 0
+    assert {Path(p).name for p in result.paths[:2]} == {p.name for p in tench}
