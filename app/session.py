@@ -28,7 +28,7 @@ from photoatlas.core.events import DEFAULT_GAP_HOURS, Event, group_events, wall_
 from photoatlas.core.library import Library, LibraryError, RunArtifacts
 from photoatlas.core.query import rank_by_examples
 from photoatlas.core.search import NeighborIndex
-from photoatlas.core.word_search import WordQuery, concept_scores, rank_by_words, read_query
+from photoatlas.core.word_search import ConceptIndex, WordQuery, rank_by_words, read_query
 
 from .map_view import MapLabel
 
@@ -109,7 +109,7 @@ class Session(QObject):
         self._events: list[Event] | None = None
         self._kept_run: RunArtifacts | None = None
         self._index: NeighborIndex | None = None
-        self._concepts: tuple[RunArtifacts, np.ndarray, np.ndarray] | None = None
+        self._concepts: tuple[RunArtifacts, ConceptIndex] | None = None
         self._ranked = np.zeros(0, np.int64)  # the last word search's rows, best first
 
     # library ------------------------------------------------------------------------------
@@ -346,14 +346,12 @@ class Session(QObject):
         run = self.data.run
         if self._concepts is None or self._concepts[0] is not run:
             backbone = run.report.config.get("backbone", "efficientnet_lite0")
-            self._concepts = (run, *read_concepts(self.library, backbone).aligned(
-                run.cache_rows)[:2])
+            ids, scores, _ = read_concepts(self.library, backbone).aligned(run.cache_rows)
+            self._concepts = (run, ConceptIndex.build(ids, scores))
         if self._index is None:
             self._index = NeighborIndex(run.embeddings, exact_limit=None)
-        _, ids, scores = self._concepts
-        hits = rank_by_words(concept_scores(query.matches, ids, scores), run.embeddings,
-                             self._index, limit)
-        return query, hits.rows
+        concept = self._concepts[1].concept_scores(query.matches)
+        return query, rank_by_words(concept, run.embeddings, self._index, limit).rows
 
     def select_ranked(self, rows: np.ndarray) -> None:
         """Select ``rows``, keeping their order for the gallery (``ranked_selection``)."""

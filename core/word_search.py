@@ -26,6 +26,9 @@ SEEDS = 20  # best concept hits that pass their score on
 SEED_MIN = 0.1  # least concept score of a seed
 NEAR = 200  # photos nearest each seed that may take its score
 NEAR_FLOOR = 0.5  # cosine to a seed at and below which a photo takes nothing from it
+# IVF cells probed for the seeds' neighbours (above 20,000 photos): approximate neighbours
+# do here, and 20 seeds at the index's 32 took 80 ms at 100,000 photos (docs/words.md).
+NEAR_NPROBE = 8
 MIN_SCORE = 0.1  # least combined score of a result
 
 
@@ -85,6 +88,40 @@ def concept_scores(matches: Sequence[WordMatch], ids: np.ndarray, scores: np.nda
 
 
 @dataclass(frozen=True)
+class ConceptIndex:
+    """Photos' top classes, also inverted by class, so that a word of few classes reads
+    only their photos: ``ids``, ``scores`` (N, K) as stored; ``postings`` (N * K,) the
+    flat entries ordered by class, class c's at ``starts[c]:starts[c + 1]``."""
+
+    ids: np.ndarray
+    scores: np.ndarray
+    postings: np.ndarray
+    starts: np.ndarray
+
+    @staticmethod
+    def build(ids: np.ndarray, scores: np.ndarray, num_classes: int = 1000) -> ConceptIndex:
+        flat = ids.ravel()
+        postings = np.argsort(flat, kind="stable")
+        starts = np.searchsorted(flat[postings], np.arange(num_classes + 1))
+        return ConceptIndex(ids, scores, postings, starts)
+
+    def concept_scores(self, matches: Sequence[WordMatch]) -> np.ndarray:
+        """``concept_scores`` of every photo, (N,) float32."""
+        n, k = self.ids.shape
+        total = np.zeros(n, np.float64)
+        for m in matches:
+            classes = m.classes
+            if self.starts[classes + 1].sum() - self.starts[classes].sum() > n * k // 5:
+                total += (m.weights[self.ids] * self.scores).sum(1)  # broad: read all
+                continue
+            entries = self.postings[np.concatenate(
+                [np.arange(self.starts[c], self.starts[c + 1]) for c in classes])]
+            weights = m.weights[self.ids.ravel()[entries]] * self.scores.ravel()[entries]
+            total += np.bincount(entries // k, weights, minlength=n)
+        return (total / max(1, len(matches))).astype(np.float32)
+
+
+@dataclass(frozen=True)
 class WordHits:
     """Rows of the run's arrays that match, best first, with their combined and concept
     scores (each (M,))."""
@@ -106,7 +143,8 @@ def rank_by_words(concept: np.ndarray, embeddings: np.ndarray,
     seeds = top[concept[top] >= SEED_MIN]
     if len(seeds):
         index = index or NeighborIndex(embeddings, exact_limit=None)
-        near, cosine = index.query(embeddings[seeds], min(NEAR, len(concept)))
+        near, cosine = index.query(embeddings[seeds], min(NEAR, len(concept)),
+                                   nprobe=NEAR_NPROBE)
         passed = np.clip((cosine - NEAR_FLOOR) / (1 - NEAR_FLOOR), 0, 1) * concept[seeds, None]
         np.maximum.at(combined, near.ravel(), passed.ravel().astype(np.float32))
     ok = np.flatnonzero(combined >= MIN_SCORE)
@@ -137,7 +175,7 @@ def search_library(library: Library, words: Sequence[str], limit: int = 500,
     if not query.ok:
         empty = np.zeros(0)
         return WordResult(query, empty.astype(np.int64), (), empty, empty, int((~has).sum()))
-    hits = rank_by_words(concept_scores(query.matches, ids, scores), run.embeddings, index,
-                         limit)
+    concept = ConceptIndex.build(ids, scores).concept_scores(query.matches)
+    hits = rank_by_words(concept, run.embeddings, index, limit)
     return WordResult(query, run.image_ids[hits.rows], tuple(map(str, run.paths[hits.rows])),
                       hits.scores, hits.concept, int((~has).sum()))

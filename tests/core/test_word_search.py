@@ -82,6 +82,25 @@ def test_neighbours_of_the_best_hits_rise_with_them() -> None:
     assert 3 not in hits.rows.tolist()
 
 
+def test_the_inverted_class_scores_give_the_same_scores_and_nprobe_is_per_query() -> None:
+    from photoatlas.core.search import NeighborIndex
+    from photoatlas.core.word_search import ConceptIndex
+
+    rng = np.random.default_rng(1)
+    ids = rng.integers(0, 1000, (500, TOP_K))
+    scores = rng.random((500, TOP_K)).astype(np.float32)
+    index = ConceptIndex.build(ids, scores)
+    for words in (["church"], ["dog"], ["entity"], ["dog", "beach"]):  # narrow to all 1,000
+        matches = read_query(words).matches
+        np.testing.assert_allclose(index.concept_scores(matches),
+                                   concept_scores(matches, ids, scores), atol=1e-5)
+    emb = rng.normal(size=(500, 16)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    ivf = NeighborIndex(emb, exact_limit=100)
+    near, _ = ivf.query(emb[:3], 5, nprobe=1)
+    assert near.shape == (3, 5) and ivf.ann.nprobe > 1  # the index's own setting stays
+
+
 def test_the_start_pass_stores_class_scores_beside_unchanged_embeddings(library) -> None:
     library_dir, photos, start = library
     with Library(library_dir, create=False) as lib:
