@@ -54,6 +54,7 @@ def search_command(args: argparse.Namespace) -> int:
     if not result.paths:
         print("no photo shows it clearly")
     if result.unscored:
-        print(f"({result.unscored} photos of the map have no class scores yet: run "
-              "'photoatlas index' again to add them)")
+        print(f"({result.unscored} photos of the map have no class scores: an encoder "
+              "without a classifier (ResNet), or photos embedded before words were indexed "
+              "('photoatlas index' again adds them))")
     return 0

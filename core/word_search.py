@@ -35,11 +35,11 @@ MIN_SCORE = 0.1  # least combined score of a result
 @dataclass(frozen=True)
 class WordQuery:
     """Query words read against the vocabulary: what each known one matches, the unknown
-    ones with known words that start like them."""
+    ones with known words spelt like them."""
 
     matches: tuple[WordMatch, ...]
     unknown: tuple[str, ...]
-    suggestions: tuple[tuple[str, ...], ...]  # per unknown word
+    suggestions: tuple[tuple[str, ...], ...]  # per unknown word: known words like it
 
     @property
     def ok(self) -> bool:
