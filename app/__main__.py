@@ -14,7 +14,8 @@ from collections.abc import Sequence
 # Every subcommand of photoatlas.core.cli (a test keeps the two in step; importing the CLI
 # here would load torch before the window's own checks).
 HEADLESS_COMMANDS = {"index", "update", "export", "similar", "duplicates", "tag", "suggest",
-                     "tags", "query", "clusters", "albums", "xmp", "events", "-h", "--help"}
+                     "tags", "query", "clusters", "albums", "xmp", "events", "search", "-h",
+                     "--help"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

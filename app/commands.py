@@ -163,13 +163,15 @@ def make_albums(root: Path, target: Path, by: str, link: str, dry_run: bool) -> 
     return job
 
 
-def write_xmp(root: Path, unnamed_clusters: bool) -> Job[Any]:
-    """Tags and cluster names as keywords in XMP sidecars beside the photos."""
+def write_xmp(root: Path, unnamed_clusters: bool, auto_keywords: bool = False) -> Job[Any]:
+    """Tags and cluster names (and, when asked, "auto/" concepts) as keywords in XMP
+    sidecars beside the photos."""
 
     def job(cancel: CancelToken, progress: ProgressCallback):
         from photoatlas.core.xmp import write_library_sidecars
 
         with Library(root, create=False) as library:
-            return write_library_sidecars(library, False, unnamed_clusters, cancel, progress)
+            return write_library_sidecars(library, False, unnamed_clusters, cancel, progress,
+                                          auto_keywords=auto_keywords)
 
     return job

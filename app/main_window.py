@@ -55,6 +55,7 @@ from .map_hint import MapHint
 from .map_view import MapView
 from .messages import MessageQueue
 from .organize_actions import ask_albums, ask_xmp
+from .search_bar import SearchBar
 from .session import COLOR_MODES, Session
 from .similar_panel import SimilarPanel
 from .tags_panel import TagsPanel
@@ -70,7 +71,8 @@ RIGHT_PANEL_WIDTH = 440
 SHORTCUTS = (
     ("Ctrl+O", "Add a photo folder"), ("Ctrl+Shift+O", "Open a library"),
     ("Ctrl+T", "Start training"), ("Ctrl+E", "Copy the selection to a folder"),
-    ("Ctrl+Shift+F", "Find photos similar to a file"), ("F / Home", "Fit the map"),
+    ("Ctrl+F", "Find photos by words"), ("Ctrl+Shift+F", "Find photos similar to a file"),
+    ("F / Home", "Fit the map"),
     ("+ / −, wheel", "Zoom the map"), ("Drag", "Pan (or lasso / rectangle in those modes)"),
     ("P / L / R", "Pan, lasso or rectangle mode"), ("Ctrl/Shift + click or drag",
                                                    "Add to the selection"),
@@ -232,6 +234,10 @@ class MainWindow(QMainWindow):
             "Write keywords to &XMP sidecars…", lambda: ask_xmp(self),
             tip="Tags and cluster names as keywords beside each photo, for digiKam, darktable "
             "and Lightroom")
+        self.search_bar = SearchBar(self.session)
+        self.find_action = self._action(
+            "&Find photos by words…", self.search_bar.focus, QKeySequence.StandardKey.Find,
+            "Type what the photos show (dog, beach, church): they are selected, best first")
         self.fit_action = self._action("&Fit map", self.map.fit_again, "Home",
                                        "Show the bulk of the map; again: every photo")
         self.mode_actions = QActionGroup(self)
@@ -257,6 +263,7 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self.quit_action)
 
         photos_menu = self.menuBar().addMenu("&Photos")
+        photos_menu.addAction(self.find_action)
         photos_menu.addAction(self.like_action)
         photos_menu.addAction(self.unlike_action)
         photos_menu.addSeparator()
@@ -308,6 +315,12 @@ class MainWindow(QMainWindow):
         bar.addAction(self.similar_file_action)
         bar.addAction(self.like_action)
         bar.addAction(self.copy_action)
+        self.addToolBarBreak()
+        search = self.addToolBar("Search")  # the row above the map
+        search.setObjectName("toolbar-search")
+        search.setMovable(False)
+        search.addWidget(self.search_bar)
+        search.addActions([self.like_action, self.unlike_action, self.tag_action])
 
     def _build_status_bar(self) -> None:
         status = self.statusBar()
@@ -583,7 +596,7 @@ class MainWindow(QMainWindow):
                        self.tag_action):
             action.setEnabled(n > 0)
         if s.data is not None:
-            rows = s.selection[:5000]  # a grid of more is not browsable anyway
+            rows = s.ranked_selection()[:5000]  # a grid of more is not browsable anyway
             self.gallery.photos.set_photos(rows, s.data.run.image_ids[rows],
                                            [str(p) for p in s.data.run.paths[rows]])
             more = f" (first {len(rows)})" if n > len(rows) else ""

@@ -130,11 +130,15 @@ def ask_xmp(window: MainWindow) -> None:
                       window)
     unnamed = QCheckBox("Also clusters I have not named (as \"Cluster N\")")
     box.setCheckBox(unnamed)
+    auto = QCheckBox("Also what each photo clearly shows, guessed by PhotoAtlas (as "
+                     "\"auto/…\" keywords)")
+    box.layout().addWidget(auto, box.layout().rowCount(), 0, 1, -1)
     if box.exec() == QMessageBox.StandardButton.Yes:
-        write_xmp(window, unnamed.isChecked())
+        write_xmp(window, unnamed.isChecked(), auto.isChecked())
 
 
-def write_xmp(window: MainWindow, unnamed_clusters: bool = False) -> Worker | None:
+def write_xmp(window: MainWindow, unnamed_clusters: bool = False,
+              auto_keywords: bool = False) -> Worker | None:
     root = window.session.root
     if root is None:
         return None
@@ -144,5 +148,5 @@ def write_xmp(window: MainWindow, unnamed_clusters: bool = False) -> Worker | No
                             report.failed[:_DETAIL_LINES])
         window.show_info("XMP sidecars written", report.summary().capitalize() + ".", details)
 
-    return window.run_job(commands.write_xmp(root, unnamed_clusters), "xmp",
+    return window.run_job(commands.write_xmp(root, unnamed_clusters, auto_keywords), "xmp",
                           on_result=done)

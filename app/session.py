@@ -17,6 +17,7 @@ from PySide6.QtCore import QObject, Signal
 
 from photoatlas.core.atlas import representatives
 from photoatlas.core.compare import OtherMap
+from photoatlas.core.concepts import read_concepts
 from photoatlas.core.describe import (
     ClusterDescription,
     cluster_names,
@@ -27,6 +28,7 @@ from photoatlas.core.events import DEFAULT_GAP_HOURS, Event, group_events, wall_
 from photoatlas.core.library import Library, LibraryError, RunArtifacts
 from photoatlas.core.query import rank_by_examples
 from photoatlas.core.search import NeighborIndex
+from photoatlas.core.word_search import ConceptIndex, WordQuery, rank_by_words, read_query
 
 from .map_view import MapLabel
 
@@ -111,6 +113,8 @@ class Session(QObject):
         self.similar_by = "scene"
         # One neighbour index per similarity, built on first use (core.scene).
         self._indexes: dict[str, NeighborIndex] = {}
+        self._concepts: tuple[RunArtifacts, ConceptIndex] | None = None
+        self._ranked = np.zeros(0, np.int64)  # the last word search's rows, best first
 
     # library ------------------------------------------------------------------------------
     def open_library(self, root: Path) -> None:
@@ -327,14 +331,19 @@ class Session(QObject):
         if self.data is None:
             return []
         vectors = self.data.run.descriptors(self.similar_by)
-        index = self._indexes.get(self.similar_by)
-        if index is None:
-            # Exact until the window hands over an approximate index built off the GUI
-            # thread (FAISS needs seconds to build on a large library).
-            index = self._indexes[self.similar_by] = NeighborIndex(vectors, exact_limit=None)
-        idx, scores = index.query(vectors[row:row + 1], k + 1)
+        idx, scores = self._index_of(self.similar_by).query(vectors[row:row + 1], k + 1)
         pairs = [(int(i), float(s)) for i, s in zip(idx[0], scores[0], strict=True) if i != row]
         return pairs[:k]
+
+    def _index_of(self, by: str) -> NeighborIndex:
+        """The shown map's neighbour index of one similarity. Exact until the window hands
+        over an approximate one built off the GUI thread (FAISS needs seconds to build on a
+        large library)."""
+        index = self._indexes.get(by)
+        if index is None:
+            vectors = self.data.run.descriptors(by)
+            index = self._indexes[by] = NeighborIndex(vectors, exact_limit=None)
+        return index
 
     def set_unlike_examples(self) -> int:
         """Keep the selection as the "not like these" examples of the next queries; returns
@@ -350,6 +359,33 @@ class Session(QObject):
             return []
         return rank_by_examples(self.data.run.embeddings, self.selection,
                                 self.query_negatives(), k)
+
+    def search_words(self, words: list[str], limit: int) -> tuple[WordQuery, np.ndarray]:
+        """Photos matching ``words`` (core.word_search), best first: the query as read and
+        the rows (empty when a word is unknown)."""
+        query = read_query(words)
+        if self.data is None or self.library is None or not query.ok:
+            return query, np.zeros(0, np.int64)
+        run = self.data.run
+        if self._concepts is None or self._concepts[0] is not run:
+            backbone = run.report.config.get("backbone", "efficientnet_lite0")
+            ids, scores, _ = read_concepts(self.library, backbone).aligned(run.cache_rows)
+            self._concepts = (run, ConceptIndex.build(ids, scores))
+        concept = self._concepts[1].concept_scores(query.matches)
+        # Words name kinds of things: their hits pass their score to same-kind neighbours.
+        return query, rank_by_words(concept, run.embeddings, self._index_of("kind"), limit).rows
+
+    def select_ranked(self, rows: np.ndarray) -> None:
+        """Select ``rows``, keeping their order for the gallery (``ranked_selection``)."""
+        self._ranked = np.asarray(rows, np.int64)
+        self.select(self._ranked)
+
+    def ranked_selection(self) -> np.ndarray:
+        """The selection, in the order a search ranked it while it is that search's."""
+        if len(self._ranked) == len(self.selection) and np.array_equal(
+                np.sort(self._ranked), self.selection):
+            return self._ranked
+        return self.selection
 
     def query_negatives(self) -> np.ndarray:
         """The "not like" rows the next query uses: those not selected (liked) since."""

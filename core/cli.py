@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .cli_words import add_search_command, search_command
 from .config import DEVICES, OPTIMIZERS, PRECISIONS, MapConfig, TrainConfig
 from .decode import DecodeError
 from .jobs import Cancelled, CancelToken, Progress
@@ -122,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     si.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _add_organize_commands(sub)
     _add_export_commands(sub)
+    add_search_command(sub)
     return parser
 
 
@@ -462,6 +464,9 @@ def _add_export_commands(sub: argparse._SubParsersAction) -> None:
     xm.add_argument("--unnamed-clusters", action="store_true",
                     help="also write clusters without a name (as 'Cluster N')")
     xm.add_argument("--dry-run", action="store_true", help="list the sidecars that would change")
+    xm.add_argument("--auto-keywords", action="store_true",
+                    help="also what the photos show with confidence, as 'auto/<concept>' "
+                    "keywords (guessed by the ImageNet classifier; off by default)")
 
     ev = sub.add_parser("events", help="photos grouped by capture time, with their main "
                         "clusters")
@@ -503,7 +508,8 @@ def _xmp(args: argparse.Namespace) -> int:
     with Library(args.library, create=False) as library:
         try:
             report = write_library_sidecars(library, args.dry_run, args.unnamed_clusters,
-                                            CancelToken(), progress)
+                                            CancelToken(), progress,
+                                            auto_keywords=args.auto_keywords)
         finally:
             progress.close()
     if args.dry_run:
@@ -549,7 +555,8 @@ _EXPORT_HANDLERS = {"albums": _albums, "xmp": _xmp, "events": _events}
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"index": _index, "update": _update, "export": _export,
-               "similar": _similar, **_ORGANIZE_HANDLERS, **_EXPORT_HANDLERS}[args.command]
+               "similar": _similar, "search": search_command, **_ORGANIZE_HANDLERS,
+               **_EXPORT_HANDLERS}[args.command]
     try:
         return handler(args)
     except Cancelled:

@@ -1,6 +1,7 @@
 """Clusters people can use: size, most central photos, and a description from what the
-catalog knows (folders, capture dates, cameras) until the user names them; the names persist
-per run in the catalog (table ``cluster_names``)."""
+catalog knows (folders, capture dates, cameras) and what the photos show (the classifier's
+concepts, ``core.cluster_concepts``) until the user names them; the names persist per run in
+the catalog (table ``cluster_names``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .cluster_concepts import distinctive_concepts
+from .concepts import read_concepts
 from .exif import PhotoExif, exif_for_images
 from .library import Library
 
@@ -30,11 +33,12 @@ class ClusterDescription:
     dated: int  # photos with a capture time
     cameras: tuple[tuple[str, int], ...]  # most common cameras with their photo counts
     name: str | None  # what the user called it
+    concepts: tuple[str, ...] = ()  # what its photos show more than the others', clearest first
 
     @property
     def summary(self) -> str:
         """One line: the user's name, else what the photos have in common."""
-        parts = [f"{self.size} photos"]
+        parts = [f"{self.size} photos"] + ([" · ".join(self.concepts)] if self.concepts else [])
         if self.folders:
             folder, count = self.folders[0]
             parts.append(f"{round(100 * count / self.size)}% in {Path(folder).name or folder}")
@@ -49,11 +53,13 @@ class ClusterDescription:
 
 def describe_arrays(embeddings: np.ndarray, labels: np.ndarray, image_ids: np.ndarray,
                     paths: Sequence[str], exif: Sequence[PhotoExif],
-                    names: dict[int, str] | None = None, per_cluster: int = 9
+                    names: dict[int, str] | None = None, per_cluster: int = 9,
+                    concepts: dict[int, tuple[str, ...]] | None = None
                     ) -> list[ClusterDescription]:
     """Descriptions of every cluster (label >= 0) of unit ``embeddings`` (N, D), largest
-    first; noise (-1) is not a cluster."""
-    names = names or {}
+    first; noise (-1) is not a cluster. ``concepts``: what each cluster shows
+    (``core.cluster_concepts.distinctive_concepts``)."""
+    names, concepts = names or {}, concepts or {}
     out = []
     for c in np.unique(labels[labels >= 0]):
         rows = np.flatnonzero(labels == c)
@@ -66,7 +72,7 @@ def describe_arrays(embeddings: np.ndarray, labels: np.ndarray, image_ids: np.nd
             int(c), len(rows), tuple(int(image_ids[r]) for r in central),
             tuple(str(paths[r]) for r in central), tuple(folders),
             times[0] if times else None, times[-1] if times else None, len(times),
-            tuple(cameras), names.get(int(c))))
+            tuple(cameras), names.get(int(c)), concepts.get(int(c), ())))
     out.sort(key=lambda d: (-d.size, d.cluster))
     return out
 
@@ -78,8 +84,11 @@ def describe_clusters(library: Library, per_cluster: int = 9) -> list[ClusterDes
     known = [rows[int(i)] for i in run.image_ids if int(i) in rows]
     by_id = exif_for_images(library.catalog, known)
     exif = [by_id.get(int(i), PhotoExif()) for i in run.image_ids]
+    backbone = run.report.config.get("backbone", "efficientnet_lite0")
+    ids, scores, has = read_concepts(library, backbone).aligned(run.cache_rows)
     return describe_arrays(run.embeddings, run.cluster, run.image_ids, list(map(str, run.paths)),
-                           exif, cluster_names(library, run.run_id), per_cluster)
+                           exif, cluster_names(library, run.run_id), per_cluster,
+                           distinctive_concepts(ids, scores, has, run.cluster))
 
 
 def cluster_names(library: Library, run_id: int) -> dict[int, str]:
@@ -121,10 +130,12 @@ def distinct_names(descriptions: Sequence[ClusterDescription]) -> dict[int, str]
     """A short name per cluster that tells it from the others, for the map until the user
     names it: its folder, capture dates and camera, in that order, using only what differs
     between clusters (a folder every cluster shares says nothing) and only as much as it
-    takes to be unique; else "like <its most central photo's name>"."""
+    takes to be unique; else what it shows ("seashore · sandbar", led by its folder when
+    that alone repeats another's name); else "like <its most central photo's name>"."""
     table = [_features(d) for d in descriptions]
     telling = [f for f in range(3) if len(descriptions) == 1 or len({t[f] for t in table}) > 1]
     parts = [[t[f] for f in telling if t[f] is not None] for t in table]
+    shows = Counter(d.concepts for d in descriptions if d.concepts)
     names = {}
     for i, d in enumerate(descriptions):
         name = None
@@ -132,6 +143,9 @@ def distinct_names(descriptions: Sequence[ClusterDescription]) -> dict[int, str]
             if all(other[:k] != parts[i][:k] for j, other in enumerate(parts) if j != i):
                 name = " · ".join(parts[i][:k])
                 break
+        if name is None and d.concepts:
+            lead = parts[i][:1] if shows[d.concepts] > 1 else []
+            name = " · ".join(lead + list(d.concepts))
         if name is None:
             like = [f"like {Path(d.central_paths[0]).stem}"] if d.central_paths else []
             name = " · ".join(parts[i][:1] + like) or f"Cluster {d.cluster + 1}"

@@ -9,7 +9,12 @@ import torch.nn.functional as F
 from .augment import resize_batch
 from .batches import encode_rows
 from .device import place_model
-from .inference import FAST_PATH_MIN_PHOTOS, embed_pixels_fast, uses_fast_cpu_path
+from .inference import (
+    FAST_PATH_MIN_PHOTOS,
+    embed_pixels_fast,
+    encoder_features_fast,
+    uses_fast_cpu_path,
+)
 from .jobs import CancelToken, ProgressCallback, no_progress
 from .model import SimCLRModel
 
@@ -38,6 +43,34 @@ def embed_pixels(
     placement = place_model(model.eval(), device, precision)
     out = encode_rows(model.embed, pixels, lambda rows: resize_batch(rows, resolution),
                       placement, batch_size, cancel, progress, stage)
+    return out if len(out) else np.zeros((0, model.encoder.feature_dim), np.float32)
+
+
+def encoder_features(
+    model: SimCLRModel,
+    pixels: np.ndarray,
+    resolution: int,
+    device: torch.device,
+    batch_size: int = 64,
+    cancel: CancelToken | None = None,
+    progress: ProgressCallback = no_progress,
+    stage: str = "embed",
+    precision: str = "auto",
+    fast_cpu: bool | None = None,
+) -> np.ndarray:
+    """The pooled features of the model's encoder (no adapter, not normalised) for uint8
+    ``pixels`` (N, 3, S, S) at ``resolution``: (N, D) float32. One pass gives both the
+    embeddings (``core.inference.unit_features``) and the classifier's scores
+    (``core.concepts``). Arguments as for ``embed_pixels``."""
+    if fast_cpu is None:
+        fast_cpu = len(pixels) >= FAST_PATH_MIN_PHOTOS
+    if fast_cpu and uses_fast_cpu_path(device, precision):
+        return encoder_features_fast(model.encoder, pixels, resolution, batch_size, cancel,
+                                     progress, stage)
+    placement = place_model(model.eval(), device, precision)
+    out = encode_rows(model.encoder.features, pixels,
+                      lambda rows: resize_batch(rows, resolution), placement, batch_size,
+                      cancel, progress, stage)
     return out if len(out) else np.zeros((0, model.encoder.feature_dim), np.float32)
 
 

@@ -3,7 +3,9 @@
 They are the map's first embeddings, the adapter's neighbours and (through the adapter) the
 adapted embeddings, so every photo goes through the encoder once: a photo already embedded
 by the same encoder in the same precision is never embedded again, whichever run asks, and
-a pass killed or cancelled half-way keeps what it finished.
+a pass killed or cancelled half-way keeps what it finished. The same pass gives the
+classifier's scores of an encoder that has one (``core.concepts``, the word index): a photo
+counts as embedded only when both are stored.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ import numpy as np
 import torch
 
 from .cache import CachedRows
+from .concepts import class_scores, has_classifier, read_concepts, save_concepts
 from .device import autocast_dtype
-from .embed import embed_pixels
-from .inference import FAST_PATH_MIN_PHOTOS
+from .embed import encoder_features
+from .inference import FAST_PATH_MIN_PHOTOS, unit_features
 from .jobs import CancelToken, EtaClock, Progress, ProgressCallback, no_progress
 from .library import CACHE_SIZE, Library
 from .model import SimCLRModel
@@ -59,6 +62,11 @@ def start_embeddings(
     cancel = cancel or CancelToken()
     path = store_path(library, backbone, device, precision)
     known_rows, known = _read(path) if path.exists() else (np.zeros(0, np.int64), None)
+    concepts = read_concepts(library, backbone) if has_classifier(model.encoder) else None
+    if concepts is not None and known is not None:
+        # A photo embedded before the word index existed is embedded again, once.
+        scored = np.isin(known_rows, concepts.cache_rows)
+        known_rows, known = known_rows[scored], known[scored]
     position = {int(r): i for i, r in enumerate(known_rows)}
     wanted = pixels.rows
     have = np.array([int(r) in position for r in wanted], bool)
@@ -79,10 +87,14 @@ def start_embeddings(
             progress(Progress("embed", done, len(missing), f"{done}/{len(missing)} photos",
                               eta_s=clock.eta(done, len(missing))))
 
-        out[part] = embed_pixels(model, CachedRows(pixels.cache, wanted[part]), CACHE_SIZE,
-                                 device, cancel=cancel, progress=relay, stage="embed",
-                                 precision=precision,
-                                 fast_cpu=len(missing) >= FAST_PATH_MIN_PHOTOS)
+        raw = encoder_features(model, CachedRows(pixels.cache, wanted[part]), CACHE_SIZE,
+                               device, cancel=cancel, progress=relay, stage="embed",
+                               precision=precision,
+                               fast_cpu=len(missing) >= FAST_PATH_MIN_PHOTOS)
+        out[part] = unit_features(model, raw)
+        if concepts is not None:
+            concepts = concepts.merged(class_scores(model.encoder, raw, wanted[part]))
+            save_concepts(library, backbone, concepts)
         have[part] = True
         new = missing[:start + len(part)]
         rows = np.concatenate([known_rows, wanted[new]])
@@ -93,3 +105,18 @@ def start_embeddings(
     if len(missing):
         rate = len(missing) / max(1e-9, clock.elapsed())
     return out, rate
+
+
+def embed_new_photos(library: Library, model: SimCLRModel, backbone: str, pixels: CachedRows,
+                     resolution: int, device: torch.device, precision: str,
+                     cancel: CancelToken | None = None,
+                     progress: ProgressCallback = no_progress) -> np.ndarray:
+    """(N, D) unit embeddings of a run's ``model`` for photos added to its map (update), and
+    from the same pass their class scores stored for the word index when the encoder has a
+    classifier (``embed_pixels``'s result, plus the scores)."""
+    raw = encoder_features(model, pixels, resolution, device, cancel=cancel,
+                           progress=progress, precision=precision)
+    if has_classifier(model.encoder):
+        scored = class_scores(model.encoder, raw, pixels.rows)
+        save_concepts(library, backbone, read_concepts(library, backbone).merged(scored))
+    return unit_features(model, raw)

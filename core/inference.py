@@ -245,19 +245,38 @@ def cpu_encoder(encoder: nn.Module, resolution: int, engine: str = "onnx-fp32",
 
 
 @torch.no_grad()
+def encoder_features_fast(encoder: nn.Module, pixels: np.ndarray, resolution: int,
+                          batch_size: int = 64, cancel: CancelToken | None = None,
+                          progress: ProgressCallback = no_progress, stage: str = "embed"
+                          ) -> np.ndarray:
+    """The encoder's pooled features of uint8 ``pixels`` (N, 3, S, S) on a CPU in float32
+    terms, run by ``cpu_encoder``: (N, D) float32, not normalised."""
+    fast = cpu_encoder(encoder.eval(), resolution)
+    # The uint8 rows go to ``fast`` as they are: it resizes them as embedding does.
+    on_cpu = Placement(torch.device("cpu"), None, False)
+    out = encode_rows(lambda rows: torch.from_numpy(fast(rows)), pixels, lambda rows: rows,
+                      on_cpu, batch_size, cancel, progress, stage)
+    return out if len(out) else np.zeros((0, encoder.feature_dim), np.float32)
+
+
+@torch.no_grad()
 def embed_pixels_fast(model: SimCLRModel, pixels: np.ndarray, resolution: int,
                       batch_size: int = 64, cancel: CancelToken | None = None,
                       progress: ProgressCallback = no_progress, stage: str = "embed"
                       ) -> np.ndarray:
     """``core.embed.embed_pixels`` on a CPU in float32 terms, the encoder run by
     ``cpu_encoder`` and the adapter (if any) in torch: (N, D) float32, unit rows."""
-    fast = cpu_encoder(model.eval().encoder, resolution)
+    raw = encoder_features_fast(model.eval().encoder, pixels, resolution, batch_size, cancel,
+                                progress, stage)
+    return unit_features(model, raw)
 
-    def encode(rows: torch.Tensor) -> torch.Tensor:
-        return F.normalize(model.adapt(torch.from_numpy(fast(rows))).float(), dim=1)
 
-    # The uint8 rows go to ``fast`` as they are: it resizes them as embedding does.
-    on_cpu = Placement(torch.device("cpu"), None, False)
-    out = encode_rows(encode, pixels, lambda rows: rows, on_cpu, batch_size, cancel, progress,
-                      stage)
-    return out if len(out) else np.zeros((0, model.encoder.feature_dim), np.float32)
+@torch.no_grad()
+def unit_features(model: SimCLRModel, raw: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """The model's embeddings from its encoder's pooled features ``raw`` (N, D): through its
+    adapter (if any), L2-normalised, float32 (N, D); in chunks, for bounded memory."""
+    out = np.empty_like(raw, dtype=np.float32)
+    for start in range(0, len(raw), chunk):
+        part = torch.from_numpy(np.ascontiguousarray(raw[start:start + chunk])).float()
+        out[start:start + chunk] = F.normalize(model.adapt(part).float(), dim=1).numpy()
+    return out

@@ -38,7 +38,7 @@ from .catalog import Catalog
 from .config import MapConfig, TrainConfig
 from .device import describe_device, pick_device, place_model
 from .embed import adapt_embeddings, embed_pixels
-from .features import start_embeddings
+from .features import embed_new_photos, start_embeddings
 from .jobs import (
     Cancelled,
     CancelToken,
@@ -583,11 +583,12 @@ def update_library(
             model, resolution = run_encoder(library, run.run_id, torch_device)
             rows = np.array([r.cache_row for r in new_rows], np.int64)
             # One pass: the base embeddings give the map's (through the adapter) and the
-            # scene descriptors (through the scene space).
-            base = embed_pixels(model.without_adapter(),
-                                CachedRows(library.pixels.array(), rows), resolution,
-                                torch_device, cancel=cancel, progress=progress,
-                                precision=run.precision)
+            # scene descriptors (through the scene space), and the word index its scores.
+            base = embed_new_photos(
+                library, model.without_adapter(),
+                run.report.config.get("backbone", "efficientnet_lite0"),
+                CachedRows(library.pixels.array(), rows), resolution, torch_device,
+                run.precision, cancel, progress)
             new_embeddings = adapt_embeddings(model, base)
         progress(Progress("map", 0, 1, "placing new photos on the map"))
         with timer.stage("map"):

@@ -53,12 +53,13 @@ class NeighborIndex:
 
     @torch.no_grad()
     def query(self, queries: np.ndarray, k: int, exclude_self: bool = False,
-              chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+              chunk: int = 4096, nprobe: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` neighbours of each query row (Q, D): (indices (Q, k), scores (Q, k)),
         best first; fewer than ``k`` columns when the index is smaller.
 
         With ``exclude_self`` the queries are the indexed rows themselves, in order, and
-        each row's own entry is left out.
+        each row's own entry is left out. ``nprobe``: IVF cells probed by this call (fewer
+        are faster and less exact; the index's own when None).
         """
         if k < 1:
             raise ValueError("k must be at least 1")
@@ -72,7 +73,8 @@ class NeighborIndex:
             return np.zeros((0, k), np.int64), np.zeros((0, k), np.float32)
         if self.ann is None:
             return self._exact(queries, k, exclude_self, chunk)
-        return self._approximate(queries, min(k, len(self) - int(exclude_self)), exclude_self)
+        return self._approximate(queries, min(k, len(self) - int(exclude_self)), exclude_self,
+                                 nprobe)
 
     def _exact(self, queries: np.ndarray, k: int, exclude_self: bool, chunk: int,
                offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -89,9 +91,15 @@ class NeighborIndex:
             scores.append(top.values[:, :k])
         return torch.cat(ids).cpu().numpy(), torch.cat(scores).cpu().numpy()
 
-    def _approximate(self, queries: np.ndarray, k: int, exclude_self: bool
-                     ) -> tuple[np.ndarray, np.ndarray]:
-        scores, ids = self.ann.search(queries, k + int(exclude_self))
+    def _approximate(self, queries: np.ndarray, k: int, exclude_self: bool,
+                     nprobe: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        if nprobe is None:
+            scores, ids = self.ann.search(queries, k + int(exclude_self))
+        else:
+            import faiss
+
+            scores, ids = self.ann.search(queries, k + int(exclude_self),
+                                          params=faiss.SearchParametersIVF(nprobe=nprobe))
         if exclude_self:
             # Drop each row's own entry, or the last one when the row did not find itself.
             own = ids == np.arange(len(ids))[:, None]

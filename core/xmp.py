@@ -4,6 +4,8 @@ sidecar beside it (``photo.jpg.xmp``), never into the photo.
 Conventions: the plain keywords go to ``dc:subject`` (what every XMP reader shows as keywords)
 and the same under a hierarchy to ``lr:hierarchicalSubject`` (``PhotoAtlas|Tag|dog``,
 ``PhotoAtlas|Cluster|Beach``), which Lightroom, digiKam and darktable show as a keyword tree.
+Only when asked (``auto_keywords``), what the classifier sees with confidence is added,
+marked as guessed: ``auto/seashore`` and ``PhotoAtlas|auto|seashore``.
 The sidecar is named ``photo.jpg.xmp`` (darktable's and digiKam's default, and what Immich
 looks for first) rather than ``photo.xmp`` (Lightroom's, for raw files), which would be shared
 by ``photo.jpg`` and ``photo.cr2`` of the same shot.
@@ -29,6 +31,9 @@ from .library import Library, LibraryError
 
 SIDECAR_SUFFIX = ".xmp"
 ROOT = "PhotoAtlas"
+AUTO = "auto"  # the mark of keywords PhotoAtlas guessed rather than the user gave
+# Least probability of a class to be written as an automatic keyword (docs/words.md).
+AUTO_MIN = 0.5
 NAMESPACE = "https://photoatlas.invalid/xmp/1.0/"  # .invalid: a name no one else can own
 PREFIX = "photoatlas"
 _SUBJECT = "Xmp.dc.subject"
@@ -42,18 +47,21 @@ class XmpError(Exception):
 
 @dataclass(frozen=True)
 class Keywords:
-    """What PhotoAtlas says about one photo: its tags and the name of its cluster."""
+    """What PhotoAtlas says about one photo: its tags, the name of its cluster and (only when
+    the user asks for them) the concepts the classifier is confident it shows."""
 
     tags: tuple[str, ...] = ()
     cluster: str | None = None
+    auto: tuple[str, ...] = ()
 
     @property
     def flat(self) -> list[str]:
-        """``dc:subject`` entries, without repeats."""
+        """``dc:subject`` entries, without repeats; guessed concepts as "auto/<concept>"."""
         out = list(dict.fromkeys(self.tags))
         if self.cluster and self.cluster not in out:
             out.append(self.cluster)
-        return out
+        return out + [f"{AUTO}/{a}" for a in dict.fromkeys(self.auto)
+                      if f"{AUTO}/{a}" not in out]
 
     @property
     def hierarchical(self) -> list[str]:
@@ -62,7 +70,7 @@ class Keywords:
         out = [f"{ROOT}|Tag|{t.replace('|', '/')}" for t in dict.fromkeys(self.tags)]
         if self.cluster:
             out.append(f"{ROOT}|Cluster|{self.cluster.replace('|', '/')}")
-        return out
+        return out + [f"{ROOT}|{AUTO}|{a.replace('|', '/')}" for a in dict.fromkeys(self.auto)]
 
 
 @dataclass
@@ -191,10 +199,11 @@ def write_sidecar(photo: str | Path, keywords: Keywords, dry_run: bool = False) 
     return True
 
 
-def library_keywords(library: Library, unnamed_clusters: bool = False
-                     ) -> tuple[dict[str, Keywords], int]:
+def library_keywords(library: Library, unnamed_clusters: bool = False,
+                     auto_keywords: bool = False) -> tuple[dict[str, Keywords], int]:
     """Keywords of every photo of the library that has any (path -> Keywords), and how many
-    clusters were left out for having no name (all are written with ``unnamed_clusters``)."""
+    clusters were left out for having no name (all are written with ``unnamed_clusters``).
+    ``auto_keywords`` adds each photo's class of probability ``AUTO_MIN`` or more."""
     from .describe import cluster_titles, describe_clusters
     from .tags import list_tags, tagged
 
@@ -220,19 +229,37 @@ def library_keywords(library: Library, unnamed_clusters: bool = False
             title = titles[d.cluster]
             for r in np.flatnonzero(run.cluster == d.cluster):
                 clusters[str(run.paths[r])] = title
-    out = {p: Keywords(tuple(tags.get(p, ())), clusters.get(p))
-           for p in sorted(set(tags) | set(clusters))}
+    auto = _confident_concepts(library, run) if auto_keywords and run is not None else {}
+    out = {p: Keywords(tuple(tags.get(p, ())), clusters.get(p), auto.get(p, ()))
+           for p in sorted(set(tags) | set(clusters) | set(auto))}
     return out, left_out
+
+
+def _confident_concepts(library: Library, run) -> dict[str, tuple[str, ...]]:
+    """path -> the names of its classes of probability ``AUTO_MIN`` or more."""
+    from .concepts import read_concepts
+    from .vocabulary import vocabulary
+
+    vocab = vocabulary()
+    backbone = run.report.config.get("backbone", "efficientnet_lite0")
+    ids, scores, _ = read_concepts(library, backbone).aligned(run.cache_rows)
+    out = {}
+    for r in np.flatnonzero(scores[:, 0] >= AUTO_MIN):
+        sure = ids[r][scores[r] >= AUTO_MIN]
+        out[str(run.paths[r])] = tuple(vocab.class_name(int(c)) for c in sure)
+    return out
 
 
 def write_library_sidecars(library: Library, dry_run: bool = False,
                            unnamed_clusters: bool = False, cancel: CancelToken | None = None,
-                           progress: ProgressCallback = no_progress) -> XmpReport:
+                           progress: ProgressCallback = no_progress,
+                           auto_keywords: bool = False) -> XmpReport:
     """Write (or update) the sidecar of every photo of the library: its keywords where it has
     some, and PhotoAtlas's old keywords taken out of sidecars of photos that have none now.
-    A sidecar that cannot be read or written is reported and the rest go on."""
+    A sidecar that cannot be read or written is reported and the rest go on.
+    ``auto_keywords``: also the confident concepts, as "auto/..." (never by default)."""
     cancel = cancel or CancelToken()
-    keywords, left_out = library_keywords(library, unnamed_clusters)
+    keywords, left_out = library_keywords(library, unnamed_clusters, auto_keywords)
     report = XmpReport(dry_run, unnamed_clusters=left_out)
     # Photos without keywords are visited only if they have a sidecar (it may hold old ones).
     photos = list(keywords) + [r.path for r in library.catalog.images()

@@ -191,8 +191,8 @@ def test_kept_adapter_maps_the_adapter_applied_to_the_start_embeddings(
     passes: list[int] = []
     monkeypatch.setattr(pipeline, "decide_kind", lambda *a: Decision("adapted", ()))
     monkeypatch.setattr(pipeline, "embed_pixels", lambda *a, **k: pytest.fail("second pass"))
-    real = features.embed_pixels
-    monkeypatch.setattr(features, "embed_pixels",
+    real = features.encoder_features  # the start pass (embeddings and class scores)
+    monkeypatch.setattr(features, "encoder_features",
                         lambda model, pixels, *a, **k: passes.append(len(pixels))
                         or real(model, pixels, *a, **k))
     cfg = TrainConfig(**{**TINY, "precision": "fp32"})
