@@ -253,7 +253,7 @@ def test_finished_runs_keep_only_what_is_read_again(photos: Path, tmp_path: Path
     from photoatlas.core.compare import other_encoder_map
     from photoatlas.core.quality import Decision
 
-    monkeypatch.setattr(pipeline, "decide", lambda *a: Decision("start", ("instance",)))
+    monkeypatch.setattr(pipeline, "decide_kind", lambda *a: Decision("start", ("agreement",)))
     token = CancelToken()
 
     def cancel_in_adapt(event: Progress) -> None:
@@ -271,7 +271,8 @@ def test_finished_runs_keep_only_what_is_read_again(photos: Path, tmp_path: Path
         assert {"checkpoint.pt", "bank.npy"} <= resumable
         index_library(library, [photos], TrainConfig(**TINY), MapConfig())
         assert files(1) == resumable
-        assert files(2) == {"atlas.npz", "encoder.pt", "checkpoint.pt", "report.json"}
+        assert files(2) == {"atlas.npz", "encoder.pt", "checkpoint.pt", "scene.npz",
+                            "report.json"}
         state = torch.load(tmp_path / "lib" / "runs" / "2" / "checkpoint.pt",
                            weights_only=True)
         assert set(state) == {"adapter"}
