@@ -2,6 +2,7 @@
 
     python bench/knn_quality.py --export out.npz            # an export of `photoatlas`
     python bench/knn_quality.py --untrained FOLDER [--resolution 224] [--backbone NAME]
+                                [--precision fp32]
     python bench/knn_quality.py --trained LIBRARY   # the newest run's trained weights, even
                                                     # when the check kept the start encoder
     ... [--map-by-folder]      # also leave-one-out mAP, relevant = same folder: instance-level
@@ -49,7 +50,7 @@ def mean_average_precision(embeddings: np.ndarray, labels: np.ndarray) -> float:
     return float(ap.mean())
 
 
-def untrained_embeddings(folder: Path, backbone: str, resolution: int
+def untrained_embeddings(folder: Path, backbone: str, resolution: int, precision: str
                          ) -> tuple[np.ndarray, np.ndarray]:
     import torch
 
@@ -62,7 +63,8 @@ def untrained_embeddings(folder: Path, backbone: str, resolution: int
     paths = np.array(sorted(p for p, _, _ in iter_photo_files(folder, ScanProblems())))
     pixels = np.stack([square_pixels(load_rgb(p, CACHE_SIZE), CACHE_SIZE) for p in paths])
     model = build_model(backbone, pretrained=True, resolution=resolution)
-    return paths, embed_pixels(model, pixels, resolution, torch.device("cpu"))
+    return paths, embed_pixels(model, pixels, resolution, torch.device("cpu"),
+                               precision=precision)
 
 
 def trained_embeddings(library_dir: Path, resolution: int | None
@@ -103,7 +105,11 @@ def main() -> None:
     source.add_argument("--export", type=Path, help="an .npz written by `photoatlas export`")
     source.add_argument("--untrained", type=Path, help="embed this folder, no training")
     source.add_argument("--trained", type=Path, help="a library: its newest run's weights")
-    parser.add_argument("--backbone", default="efficientnet_lite0")
+    parser.add_argument("--backbone", default="efficientnet_lite0",
+                        help="untrained: the pretrained encoder to embed with")
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32"),
+                        help="untrained: as in `photoatlas index` (auto: bf16 where the CPU "
+                             "has it)")
     parser.add_argument("--resolution", type=int,
                         help="embedding resolution (untrained: 224; trained: its own)")
     parser.add_argument("-k", type=int, nargs="+", default=[1, 5])
@@ -120,7 +126,7 @@ def main() -> None:
         paths, embeddings = trained_embeddings(args.trained, args.resolution)
     else:
         paths, embeddings = untrained_embeddings(args.untrained, args.backbone,
-                                                 args.resolution or 224)
+                                                 args.resolution or 224, args.precision)
     if args.save:
         np.savez(args.save, paths=paths, embeddings=embeddings)
     labels = labels_from_paths(paths)
