@@ -3,6 +3,7 @@
     python bench/knn_quality.py --export out.npz            # an export of `photoatlas`
     python bench/knn_quality.py --untrained FOLDER [--resolution 224] [--backbone NAME]
                                 [--raw-rows]  # the rows as decoded, not as the cache stores them
+                                [--precision fp32]
     python bench/knn_quality.py --trained LIBRARY   # the newest run's trained weights, even
                                                     # when the check kept the start encoder
     python bench/knn_quality.py --library LIBRARY [--by scene|kind]   # what the library
@@ -12,7 +13,9 @@
                                # on paris-dev (same building), category-level elsewhere
     ... [--save FILE.npz]      # also write the paths and embeddings measured
     ... [--against FILE.npz]   # paired comparison of 1-NN hits with embeddings saved before:
-                               # photos gained / lost and McNemar's exact p-value
+                               # photos gained / lost and McNemar's exact p-value; with
+                               # --map-by-folder also each photo's average precision:
+                               # photos better / worse and Wilcoxon's signed-rank p-value
 
 The parent folder name of each photo is its category: PhotoAtlas itself never reads it.
 """
@@ -41,6 +44,12 @@ def mean_average_precision(embeddings: np.ndarray, labels: np.ndarray) -> float:
     """Leave-one-out mean average precision: every photo (N, D unit rows) queries all the
     others, ranked by cosine similarity; relevant = the same label. Photos alone in their
     label are skipped."""
+    return float(average_precisions(embeddings, labels).mean())
+
+
+def average_precisions(embeddings: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Each photo's leave-one-out average precision (see ``mean_average_precision``), in
+    order, photos alone in their label left out."""
     sims = embeddings @ embeddings.T
     np.fill_diagonal(sims, -np.inf)
     order = np.argsort(-sims, axis=1)[:, :-1]  # the photo itself (-inf) last, dropped
@@ -49,11 +58,11 @@ def mean_average_precision(embeddings: np.ndarray, labels: np.ndarray) -> float:
     precision = np.cumsum(relevant, axis=1) / ranks
     count = relevant.sum(1)
     has = count > 0
-    ap = (precision * relevant).sum(1)[has] / count[has]
-    return float(ap.mean())
+    return (precision * relevant).sum(1)[has] / count[has]
 
 
-def untrained_embeddings(folder: Path, backbone: str, resolution: int, raw: bool
+def untrained_embeddings(folder: Path, backbone: str, resolution: int, raw: bool,
+                         precision: str
                          ) -> tuple[np.ndarray, np.ndarray]:
     """The pretrained encoder's embeddings of the photos' cache rows: read back from the
     library's compressed store (core.rowstore), or with ``raw`` the rows as decoded."""
@@ -72,11 +81,13 @@ def untrained_embeddings(folder: Path, backbone: str, resolution: int, raw: bool
     pixels = np.stack([square_pixels(load_rgb(p, CACHE_SIZE), CACHE_SIZE) for p in paths])
     model = build_model(backbone, pretrained=True, resolution=resolution)
     if raw:
-        return paths, embed_pixels(model, pixels, resolution, torch.device("cpu"))
+        return paths, embed_pixels(model, pixels, resolution, torch.device("cpu"),
+                                   precision=precision)
     with tempfile.TemporaryDirectory() as tmp:
         store = JpegRowStore.at(Path(tmp), CACHE_SIZE)
         store.append(list(pixels))
-        return paths, embed_pixels(model, store.array(), resolution, torch.device("cpu"))
+        return paths, embed_pixels(model, store.array(), resolution, torch.device("cpu"),
+                                   precision=precision)
 
 
 def trained_embeddings(library_dir: Path, resolution: int | None
@@ -127,7 +138,11 @@ def main() -> None:
                         help="a library: the current run's vectors, as the app uses them")
     parser.add_argument("--by", choices=("scene", "kind"), default="kind",
                         help="with --library: the similarity whose vectors are measured")
-    parser.add_argument("--backbone", default="efficientnet_lite0")
+    parser.add_argument("--backbone", default="efficientnet_lite0",
+                        help="untrained: the pretrained encoder to embed with")
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32"),
+                        help="untrained: as in `photoatlas index` (auto: bf16 where the CPU "
+                             "has it)")
     parser.add_argument("--resolution", type=int,
                         help="embedding resolution (untrained: 224; trained: its own)")
     parser.add_argument("--raw-rows", action="store_true",
@@ -153,7 +168,8 @@ def main() -> None:
             paths, embeddings = run.paths, run.descriptors(args.by)
     else:
         paths, embeddings = untrained_embeddings(args.untrained, args.backbone,
-                                                 args.resolution or 224, args.raw_rows)
+                                                 args.resolution or 224, args.raw_rows,
+                                                 args.precision)
     if args.save:
         np.savez(args.save, paths=paths, embeddings=embeddings)
     labels = labels_from_paths(paths)
@@ -163,14 +179,18 @@ def main() -> None:
     if args.map_by_folder:
         result["map_by_folder"] = round(mean_average_precision(embeddings, labels), 4)
     if args.against:
-        result["against"] = paired_nn_comparison(paths, embeddings, args.against)
+        result["against"] = paired_comparison(paths, embeddings, args.against,
+                                              args.map_by_folder)
     print(json.dumps(result))
 
 
-def paired_nn_comparison(paths: np.ndarray, embeddings: np.ndarray, other: Path) -> dict:
+def paired_comparison(paths: np.ndarray, embeddings: np.ndarray, other: Path,
+                      with_map: bool) -> dict:
     """1-NN hits of these embeddings against another set of the same photos: how many photos
-    each gets right that the other misses, and McNemar's exact (binomial) p-value."""
-    from scipy.stats import binomtest
+    each gets right that the other misses, and McNemar's exact (binomial) p-value; with
+    ``with_map`` also how many photos' average precision each raises, and Wilcoxon's
+    signed-rank p-value of the paired differences."""
+    from scipy.stats import binomtest, wilcoxon
 
     with np.load(other) as data:
         position = {str(p): i for i, p in enumerate(data["paths"])}
@@ -179,8 +199,17 @@ def paired_nn_comparison(paths: np.ndarray, embeddings: np.ndarray, other: Path)
     ours_hit, theirs_hit = knn_hits(embeddings, labels), knn_hits(theirs, labels)
     gained, lost = int((ours_hit & ~theirs_hit).sum()), int((theirs_hit & ~ours_hit).sum())
     p_value = binomtest(gained, gained + lost).pvalue if gained + lost else 1.0
-    return {"knn1_other": round(float(theirs_hit.mean()), 4), "gained": gained, "lost": lost,
-            "mcnemar_p": float(f"{p_value:.3g}")}
+    out = {"knn1_other": round(float(theirs_hit.mean()), 4), "gained": gained, "lost": lost,
+           "mcnemar_p": float(f"{p_value:.3g}")}
+    if with_map:
+        ours_ap, theirs_ap = average_precisions(embeddings, labels), average_precisions(theirs,
+                                                                                       labels)
+        diff = ours_ap - theirs_ap
+        out.update(map_other=round(float(theirs_ap.mean()), 4),
+                   ap_better=int((diff > 0).sum()), ap_worse=int((diff < 0).sum()),
+                   wilcoxon_p=float(f"{wilcoxon(ours_ap, theirs_ap).pvalue:.3g}")
+                   if diff.any() else 1.0)
+    return out
 
 
 if __name__ == "__main__":

@@ -73,8 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     ix.add_argument("--precision", choices=PRECISIONS, default=TrainConfig.precision,
                     help="auto: bf16 on CUDA and on CPUs with hardware bf16, else float32")
     ix.add_argument("--backbone", choices=BACKBONES, default=None,
-                    help="encoder (default efficientnet_lite0; from scratch resnet18, or "
-                    "resnet18_half on a CPU)")
+                    help="encoder (default efficientnet_lite0; efficientnet_lite2 is slower, "
+                    "better on categories, worse on landmarks: docs/measurements.md; from "
+                    "scratch resnet18, or resnet18_half on a CPU)")
     ix.add_argument("--from-scratch", action="store_true",
                     help="random initial weights instead of ImageNet-pretrained ones")
     ix.add_argument("--resolution", type=int, help="training resolution in px")

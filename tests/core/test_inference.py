@@ -90,6 +90,17 @@ def _failing_export(*args, **kwargs) -> None:
     raise RuntimeError("export broke")
 
 
+def test_lite2_runs_on_onnx_like_lite0(pixels, tmp_path):
+    lite2 = build_encoder("efficientnet_lite2", pretrained=True, resolution=224).eval()
+    with torch.no_grad():
+        eager = lite2.features(resize_batch(torch.from_numpy(pixels[:6]), 128)).numpy()
+    fast = FastEncoder(lite2, 128, cache_dir=tmp_path)
+    got = fast(torch.from_numpy(pixels[:6]))
+    assert fast.engine == "onnx-fp32" and fast.fallback_reason is None
+    assert got.shape == (6, 1280) and (unit(got) * unit(eager)).sum(axis=1).min() > 0.999
+    assert fast.model_path().name.startswith("efficientnetlite2-")
+
+
 def test_falls_back_to_eager_when_export_fails(encoder, pixels, tmp_path, eager, monkeypatch):
     monkeypatch.setattr(inference, "export_onnx", _failing_export)
     fast = FastEncoder(encoder, 160, cache_dir=tmp_path)

