@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     while len(window.map.visible_rows()) > 120:
         window.map.zoom(1.15)
         window.map.render_points()
+    # The library's folder is this machine's, not the reader's: leave it out of the picture.
+    window.statusBar().clearMessage()
     for _ in range(3):  # thumbnails and previews arrive from the loader threads
         window.map.repaint()
         window.thumbnails.wait_idle()
