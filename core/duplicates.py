@@ -53,7 +53,8 @@ _MIN_TEMPLATE = 8  # px: smaller windows carry too little to tell photos apart
 # Grey images of this many photos are kept while pairs are compared (a photo is asked for
 # again, from its thumbnail, once it has dropped out): memory stays bounded in big libraries.
 _KEPT_PHOTOS = 2048
-_BLACK, _BLOWN = 4, 251  # grey levels at or past which a pixel holds nothing
+_BLACK, _BLOWN = 8, 247  # grey levels at or past which a pixel holds nothing (the cache
+# keeps JPEG rows: their ringing moves a clipped pixel a few levels off 0 or 255)
 # A burst's best shot is the sharpest of those with at most this much more of their pixels
 # blown out or black than its best exposed shot (JPEG noise moves a few pixels across).
 _EXPOSURE_SLACK = 0.02

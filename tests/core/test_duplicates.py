@@ -331,7 +331,7 @@ def test_a_burst_is_apart_from_copies_and_keeps_its_sharp_well_exposed_shot(
     blown_out.enhance(1.5).save(shots[2], quality=92, exif=camera_exif(T0 + timedelta(seconds=2)))
     copy = root / "sent" / "DSCF0002 small.jpg"  # the good shot, resized and sent on
     copy.parent.mkdir()
-    moment.resize((160, 120)).save(copy, quality=75)
+    moment.resize((200, 150)).save(copy, quality=75)
     library_dir = index_untrained(root, tmp_path / "library")
     with Library(library_dir, create=False) as library:
         groups = find_duplicates(library).groups
