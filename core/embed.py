@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .augment import resize_batch
 from .batches import encode_rows
 from .device import place_model
 from .inference import (
     FAST_PATH_MIN_PHOTOS,
-    embed_pixels_fast,
     encoder_features_fast,
+    unit_features,
     uses_fast_cpu_path,
 )
 from .jobs import CancelToken, ProgressCallback, no_progress
@@ -32,18 +31,14 @@ def embed_pixels(
     fast_cpu: bool | None = None,
 ) -> np.ndarray:
     """Embed uint8 ``pixels`` (N, 3, S, S) at ``resolution``: returns (N, D) float32, unit rows
-    (through the model's adapter when it has one). ``precision`` as in ``TrainConfig``.
-    ``fast_cpu``: run the encoder through ONNX Runtime (``core.inference``) when it would
-    run in float32 on the CPU; None decides by size (a first export costs ~30 s), so a
-    caller embedding a large library in parts passes the decision for the whole."""
-    if fast_cpu is None:
-        fast_cpu = len(pixels) >= FAST_PATH_MIN_PHOTOS
-    if fast_cpu and uses_fast_cpu_path(device, precision):
-        return embed_pixels_fast(model, pixels, resolution, batch_size, cancel, progress, stage)
-    placement = place_model(model.eval(), device, precision)
-    out = encode_rows(model.embed, pixels, lambda rows: resize_batch(rows, resolution),
-                      placement, batch_size, cancel, progress, stage)
-    return out if len(out) else np.zeros((0, model.encoder.feature_dim), np.float32)
+    (through the model's adapter when it has one, in float32, as ``adapt_embeddings`` applies
+    it). ``precision`` as in ``TrainConfig``. ``fast_cpu``: run the encoder through ONNX
+    Runtime (``core.inference``) when it would run in float32 on the CPU; None decides by
+    size (a first export costs ~30 s), so a caller embedding a large library in parts passes
+    the decision for the whole."""
+    raw = encoder_features(model, pixels, resolution, device, batch_size, cancel, progress,
+                           stage, precision, fast_cpu)
+    return unit_features(model, raw)
 
 
 def encoder_features(
@@ -80,8 +75,4 @@ def adapt_embeddings(model: SimCLRModel, embeddings: np.ndarray) -> np.ndarray:
     so no encoder pass is needed). Without an adapter, the rows themselves."""
     if model.adapter is None:
         return embeddings
-    with torch.no_grad():
-        weight = model.adapter.weight.detach().float().cpu()
-        out = F.normalize(torch.from_numpy(np.ascontiguousarray(embeddings)).float() @ weight.T,
-                          dim=1)
-    return out.numpy()
+    return unit_features(model, embeddings)

@@ -260,23 +260,15 @@ def encoder_features_fast(encoder: nn.Module, pixels: np.ndarray, resolution: in
 
 
 @torch.no_grad()
-def embed_pixels_fast(model: SimCLRModel, pixels: np.ndarray, resolution: int,
-                      batch_size: int = 64, cancel: CancelToken | None = None,
-                      progress: ProgressCallback = no_progress, stage: str = "embed"
-                      ) -> np.ndarray:
-    """``core.embed.embed_pixels`` on a CPU in float32 terms, the encoder run by
-    ``cpu_encoder`` and the adapter (if any) in torch: (N, D) float32, unit rows."""
-    raw = encoder_features_fast(model.eval().encoder, pixels, resolution, batch_size, cancel,
-                                progress, stage)
-    return unit_features(model, raw)
-
-
-@torch.no_grad()
 def unit_features(model: SimCLRModel, raw: np.ndarray, chunk: int = 4096) -> np.ndarray:
     """The model's embeddings from its encoder's pooled features ``raw`` (N, D): through its
-    adapter (if any), L2-normalised, float32 (N, D); in chunks, for bounded memory."""
+    adapter (if any), L2-normalised, float32 (N, D); on the CPU whatever device the model is
+    on (the features are there already), in chunks, for bounded memory."""
+    weight = None if model.adapter is None else model.adapter.weight.detach().float().cpu()
     out = np.empty_like(raw, dtype=np.float32)
     for start in range(0, len(raw), chunk):
         part = torch.from_numpy(np.ascontiguousarray(raw[start:start + chunk])).float()
-        out[start:start + chunk] = F.normalize(model.adapt(part).float(), dim=1).numpy()
+        if weight is not None:  # SimCLRModel.adapt: the adapter on normalised features
+            part = F.normalize(part, dim=1) @ weight.T
+        out[start:start + chunk] = F.normalize(part, dim=1).numpy()
     return out

@@ -147,7 +147,9 @@ def test_embed_pixels_fast_matches_embed_pixels_with_adapter(pixels, cache_dir, 
     model = build_model("efficientnet_lite0", pretrained=True, resolution=160, adapter=True)
     with torch.no_grad():
         model.adapter.weight.add_(torch.randn_like(model.adapter.weight) * 0.01)
-    fast = inference.embed_pixels_fast(model, pixels[:8], 160, batch_size=4)
-    slow = embed_pixels(model, pixels[:8], 160, torch.device("cpu"), precision="fp32")
+    fast = embed_pixels(model, pixels[:8], 160, torch.device("cpu"), batch_size=4,
+                        precision="fp32", fast_cpu=True)
+    slow = embed_pixels(model, pixels[:8], 160, torch.device("cpu"), precision="fp32",
+                        fast_cpu=False)
     assert fast.shape == slow.shape == (8, 1280)
     assert (fast * slow).sum(axis=1).min() > 0.99
