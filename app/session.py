@@ -27,6 +27,7 @@ from photoatlas.core.describe import (
 from photoatlas.core.events import DEFAULT_GAP_HOURS, Event, group_events, wall_seconds
 from photoatlas.core.library import Library, LibraryError, RunArtifacts
 from photoatlas.core.query import rank_by_examples
+from photoatlas.core.scene import SIMILARITIES
 from photoatlas.core.search import NeighborIndex
 from photoatlas.core.word_search import ConceptIndex, WordQuery, rank_by_words, read_query
 
@@ -319,7 +320,7 @@ class Session(QObject):
 
     def set_similar_by(self, by: str) -> None:
         """Answer "similar" by "scene" (same scene or object) or "kind" (same kind)."""
-        if by not in ("scene", "kind"):
+        if by not in SIMILARITIES:
             raise ValueError(f"similar by 'scene' or 'kind', not {by!r}")
         if by != self.similar_by:
             self.similar_by = by
@@ -396,7 +397,7 @@ class Session(QObject):
         vectors of one similarity."""
         if self.data is None:
             return
-        for by in ("scene", "kind"):
+        for by in SIMILARITIES:
             if vectors is self.data.run.descriptors(by):
                 self._indexes[by] = index
 

@@ -176,9 +176,7 @@ def centred_bank(bank: Bank, space: SceneSpace) -> Bank:
     scene map trains (core.scene)."""
     mean = torch.from_numpy(space.mean)
     features = F.normalize(bank.features.float() - mean, dim=-1).to(torch.bfloat16)
-    check = CheckViews(space.centred(bank.check.mild_a), space.centred(bank.check.mild_b),
-                       space.centred(bank.check.strong))
-    return replace(bank, features=features, check=check)
+    return replace(bank, features=features, check=bank.check.through(space.centred))
 
 
 def bank_neighbors(start: np.ndarray, rows: np.ndarray, k: int, mutual: bool) -> np.ndarray:

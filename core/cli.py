@@ -16,6 +16,7 @@ from .library import Library, LibraryError, default_library_dir
 from .loss import OBJECTIVES
 from .model import BACKBONES
 from .runs import save_npz_atomic
+from .scene import SIMILARITIES
 
 
 class TqdmProgress:
@@ -118,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     _library_arg(si, required=True)
     si.add_argument("image", type=Path)
     si.add_argument("-k", type=int, default=10)
-    si.add_argument("--by", choices=("scene", "kind"), default="scene",
+    si.add_argument("--by", choices=SIMILARITIES, default="scene",
                     help="scene: the same scene or object (another shot of it); kind: the "
                     "same kind of thing, as the map groups them (default: scene)")
     si.add_argument("--json", action="store_true", help="print JSON instead of a table")

@@ -30,6 +30,7 @@ from .runs import (
     remove_run_files,
     slim_checkpoint,
 )
+from .scene import SIMILARITIES
 
 CATALOG_NAME = "catalog.sqlite"
 LOCK_NAME = "library.lock"
@@ -170,7 +171,7 @@ class RunArtifacts:
         """(N, D) unit rows to search with: "scene" (same scene or object, core.scene) or
         "kind" (same kind of thing: the map's embeddings). A map made before scene
         descriptors existed answers "scene" with its embeddings too."""
-        if by not in ("scene", "kind"):
+        if by not in SIMILARITIES:
             raise ValueError(f"similar by 'scene' or 'kind', not {by!r}")
         return self.scene if by == "scene" and self.scene is not None else self.embeddings
 

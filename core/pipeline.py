@@ -427,20 +427,13 @@ def _judge_scene(views: CheckViews, scene_model: SimCLRModel, space: SceneSpace,
     views and the library, each described by both), and the scene space with the map only
     where the check keeps it."""
     trained = space.with_weight(scene_model.adapter.weight.detach().float().numpy())
-
-    def described(by: SceneSpace) -> CheckViews:
-        return CheckViews(by.describe(views.mild_a), by.describe(views.mild_b),
-                          by.describe(views.strong))
-
-    check = _judge(described(space), described(trained), space.describe(start),
-                   trained.describe(start), rows, "scene")
+    check = _judge(views.through(space.describe), views.through(trained.describe),
+                   space.describe(start), trained.describe(start), rows, "scene")
     return check, trained if check.kept == "adapted" else space
 
 
 def _adapted_views(model: SimCLRModel, views: CheckViews) -> CheckViews:
-    def through(x: np.ndarray) -> np.ndarray:
-        return adapt_embeddings(model, x)
-    return CheckViews(through(views.mild_a), through(views.mild_b), through(views.strong))
+    return views.through(lambda x: adapt_embeddings(model, x))
 
 
 def _pixel_check_views(model: SimCLRModel, pixels: np.ndarray, resolution: int,

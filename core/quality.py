@@ -17,6 +17,7 @@ views come from the bank; the adapter is applied to them):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from math import comb
 
@@ -56,6 +57,12 @@ class CheckViews:
     mild_a: np.ndarray  # (C, D)
     mild_b: np.ndarray  # (C, D)
     strong: np.ndarray  # (C, D)
+
+    def through(self, transform: Callable[[np.ndarray], np.ndarray]) -> CheckViews:
+        """The three views mapped by ``transform`` ((C, D) -> (C, D'): an adapter, a scene
+        space), the same way for each."""
+        return CheckViews(transform(self.mild_a), transform(self.mild_b),
+                          transform(self.strong))
 
 
 def photo_agreement(a: np.ndarray, b: np.ndarray, k: int = 10) -> np.ndarray:
