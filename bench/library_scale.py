@@ -86,9 +86,10 @@ def sources(folders: list[Path]) -> list[Path]:
 
 
 def plan(out: Path, count: int, size: tuple[int, int], heic: bool,
-         folders: list[Path] | None = None) -> list[PhotoSpec]:
+         folders: list[Path] | None = None, heic_every: int = 20) -> list[PhotoSpec]:
     """The first ``count`` photos of a fixed sequence: photo i is the same file for every
-    ``count``, so a larger run reuses a smaller run's files."""
+    ``count``, so a larger run reuses a smaller run's files. Photo i is HEIC when
+    ``i % heic_every == 3``; a multiple of 20 picks a subset of the default's HEIC photos."""
     folders = folders or [SHARED / name for name in SOURCE_FOLDERS]
     pool = sources(folders)
     if not pool:
@@ -99,7 +100,7 @@ def plan(out: Path, count: int, size: tuple[int, int], heic: bool,
     for i in range(count):
         portrait = i % 5 == 2
         turned = portrait and i % 10 == 7
-        as_heic = heic and i % 20 == 3
+        as_heic = heic and i % heic_every == 3
         w, h = size
         suffix = ".heic" if as_heic else ".jpg"
         specs.append(PhotoSpec(
@@ -190,7 +191,8 @@ def make_photo(spec: PhotoSpec) -> int:
 
 
 def generate(out: Path, count: int, size: tuple[int, int], workers: int,
-             heic: bool | None = None, folders: list[Path] | None = None) -> dict:
+             heic: bool | None = None, folders: list[Path] | None = None,
+             heic_every: int = 20) -> dict:
     if heic is None:
         try:
             import pillow_heif  # noqa: F401
@@ -198,7 +200,7 @@ def generate(out: Path, count: int, size: tuple[int, int], workers: int,
             heic = True
         except ImportError:
             heic = False
-    specs = plan(out, count, size, heic, folders)
+    specs = plan(out, count, size, heic, folders, heic_every)
     missing = [s for s in specs if not Path(s.out).exists()]
     start = time.perf_counter()
     done = 0
@@ -534,6 +536,8 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--size", type=_size, default=CAMERA_SIZE, help="landscape WxH")
     gen.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     gen.add_argument("--no-heic", action="store_true")
+    gen.add_argument("--heic-every", type=int, default=20,
+                     help="one photo in this many is HEIC (about 5 s of CPU each to encode)")
     gen.add_argument("--sources", type=Path, nargs="+",
                      help="folders of source photos (default: the shared imagenette-dev, "
                      "flickr-dev and paris-dev)")
@@ -558,7 +562,8 @@ def main(argv: list[str] | None = None) -> int:
         print(markdown([json.loads(p.read_text()) for p in args.figures]))
     elif args.command == "generate":
         generate(args.out, args.count, args.size, args.workers,
-                 heic=False if args.no_heic else None, folders=args.sources)
+                 heic=False if args.no_heic else None, folders=args.sources,
+                 heic_every=args.heic_every)
     else:
         extra = ["--map-only"] if args.map_only else []
         run(args.photos, args.library, args.minutes, args.json,
