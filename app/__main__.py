@@ -21,7 +21,7 @@ HEADLESS_COMMANDS = {"index", "update", "export", "similar", "duplicates", "tag"
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in HEADLESS_COMMANDS:
-        from photoatlas.core.cli import main as cli_main
+        from photoatlas.core.cli.commands import main as cli_main
 
         return cli_main(args)
     if args and args[0] == "gui":

@@ -13,10 +13,11 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from photoatlas.core.config import MapConfig, TrainConfig
+from photoatlas.core.atlas.config import MapConfig
+from photoatlas.core.atlas.search import NeighborIndex
 from photoatlas.core.jobs import CancelToken, ProgressCallback
-from photoatlas.core.library import Library
-from photoatlas.core.search import NeighborIndex
+from photoatlas.core.learn.config import TrainConfig
+from photoatlas.core.library.library import Library
 
 T = TypeVar("T")
 Job = Callable[[CancelToken, ProgressCallback], T]
@@ -37,7 +38,8 @@ def rescan(root: Path, folders: Sequence[Path], cfg: TrainConfig, has_map: bool)
     the current map changed."""
 
     def job(cancel: CancelToken, progress: ProgressCallback) -> bool:
-        from photoatlas.core.pipeline import index_library, update_library
+        from photoatlas.core.pipeline.index import index_library
+        from photoatlas.core.pipeline.update import update_library
 
         with Library(root) as library:
             if has_map:
@@ -53,7 +55,7 @@ def train(root: Path, folders: Sequence[Path], cfg: TrainConfig) -> Job[Any]:
     """The whole index: scan, the start map, adaptation, the check; returns the run report."""
 
     def job(cancel: CancelToken, progress: ProgressCallback):
-        from photoatlas.core.pipeline import index_library
+        from photoatlas.core.pipeline.index import index_library
 
         with Library(root) as library:
             return index_library(library, folders, cfg, map_config(cfg.seed), cancel,
@@ -77,8 +79,8 @@ def describe(root: Path) -> Job[Any]:
     header of every photo."""
 
     def job(cancel: CancelToken, progress: ProgressCallback):
-        from photoatlas.core.describe import describe_clusters
-        from photoatlas.core.exif import exif_for_images
+        from photoatlas.core.library.exif import exif_for_images
+        from photoatlas.core.organize.describe import describe_clusters
 
         with Library(root, create=False) as library:
             described = describe_clusters(library, per_cluster=1)
@@ -96,7 +98,7 @@ def similar_to_file(root: Path, image: Path, k: int, by: str = "scene"
     "scene" or "kind"."""
 
     def job(cancel: CancelToken, progress: ProgressCallback):
-        from photoatlas.core.pipeline import similar_to_file as search
+        from photoatlas.core.pipeline.similar import similar_to_file as search
 
         with Library(root, create=False) as library:
             return search(library, image, k, by)
@@ -108,7 +110,7 @@ def other_map(root: Path, seed: int) -> Job[Any]:
     """The map of the encoder the current run did not keep (before/after)."""
 
     def job(cancel: CancelToken, progress: ProgressCallback):
-        from photoatlas.core.compare import other_encoder_map
+        from photoatlas.core.pipeline.compare import other_encoder_map
 
         with Library(root, create=False) as library:
             return other_encoder_map(library, cancel, progress, map_cfg=map_config(seed))
@@ -120,7 +122,7 @@ def suggest_tag(root: Path, name: str, min_confidence: float) -> Job[Any]:
     """Photos that look like those tagged ``name``, with their confidence."""
 
     def job(cancel: CancelToken, progress: ProgressCallback):
-        from photoatlas.core.tags import suggest
+        from photoatlas.core.organize.tags import suggest
 
         with Library(root, create=False) as library:
             return suggest(library, name, min_confidence)
@@ -132,7 +134,7 @@ def find_duplicates(root: Path) -> Job[Any]:
     """Exact copies, near-duplicates and bursts of the current run."""
 
     def job(cancel: CancelToken, progress: ProgressCallback):
-        from photoatlas.core.duplicates import find_duplicates as find
+        from photoatlas.core.organize.duplicates import find_duplicates as find
 
         with Library(root, create=False) as library:
             return find(library, cancel=cancel, progress=progress)
@@ -144,7 +146,7 @@ def copy_photos(paths: Sequence[str], target: Path) -> Job[Any]:
     """Copy photos into ``target`` (originals untouched); returns the CopyReport."""
 
     def job(cancel: CancelToken, progress: ProgressCallback):
-        from photoatlas.core.organize import copy_photos as copy
+        from photoatlas.core.organize.copy_out import copy_photos as copy
 
         return copy(list(paths), target, cancel, progress)
 
@@ -155,7 +157,7 @@ def make_albums(root: Path, target: Path, by: str, link: str, dry_run: bool) -> 
     """Album folders of links or copies (``dry_run``: only what would change)."""
 
     def job(cancel: CancelToken, progress: ProgressCallback):
-        from photoatlas.core.albums import make_albums as write
+        from photoatlas.core.organize.albums import make_albums as write
 
         with Library(root, create=False) as library:
             return write(library, target, by, link, dry_run, cancel, progress)
@@ -168,7 +170,7 @@ def write_xmp(root: Path, unnamed_clusters: bool, auto_keywords: bool = False) -
     sidecars beside the photos."""
 
     def job(cancel: CancelToken, progress: ProgressCallback):
-        from photoatlas.core.xmp import write_library_sidecars
+        from photoatlas.core.organize.xmp import write_library_sidecars
 
         with Library(root, create=False) as library:
             return write_library_sidecars(library, False, unnamed_clusters, cancel, progress,

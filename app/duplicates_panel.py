@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from photoatlas.core.duplicates import (
+from photoatlas.core.organize.duplicates import (
     DuplicateGroup,
     DuplicateReport,
     PhotoFacts,

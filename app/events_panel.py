@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from photoatlas.core.events import Event
+from photoatlas.core.organize.events import Event
 
 from .session import Session, palette
 from .widgets import hint_label

@@ -9,7 +9,7 @@ from pathlib import Path
 from PySide6.QtGui import QColor, QIcon, QPalette
 from PySide6.QtWidgets import QApplication, QStyleFactory
 
-from photoatlas.core.library import default_library_dir
+from photoatlas.core.library.library import default_library_dir
 
 from .main_window import MainWindow
 from .resources import resource

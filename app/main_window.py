@@ -36,13 +36,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from photoatlas.core.config import TrainConfig
-from photoatlas.core.device import available_devices
+from photoatlas.core.atlas.search import EXACT_LIMIT
+from photoatlas.core.encode.device import available_devices
 from photoatlas.core.jobs import Progress
-from photoatlas.core.library import LibraryError, default_library_dir
-from photoatlas.core.organize import CopyReport, write_paths_csv
-from photoatlas.core.runs import RunReport
-from photoatlas.core.search import EXACT_LIMIT
+from photoatlas.core.learn.config import TrainConfig
+from photoatlas.core.library.library import default_library_dir
+from photoatlas.core.organize.copy_out import CopyReport, write_paths_csv
+from photoatlas.core.report import RunReport
+from photoatlas.core.storage import LibraryError
 
 from . import commands
 from .clusters_panel import ClustersPanel
@@ -732,7 +733,7 @@ class MainWindow(QMainWindow):
         path, _ = QFileDialog.getSaveFileName(self, "Export tags as CSV", "tags.csv",
                                               "CSV files (*.csv)")
         if path and self.session.library is not None:
-            from photoatlas.core.tags import export_csv
+            from photoatlas.core.organize.tags import export_csv
 
             rows = export_csv(self.session.library, Path(path))
             self.statusBar().showMessage(f"Wrote {rows} tag links to {path}", 8000)

@@ -25,8 +25,9 @@ def wait(app: QApplication, seconds: float) -> None:
 
 
 def ensure_index(folder: Path, library_dir: Path, minutes: float) -> None:
-    from photoatlas.core.cli import main as cli_main
-    from photoatlas.core.library import Library, LibraryError
+    from photoatlas.core.cli.commands import main as cli_main
+    from photoatlas.core.library.library import Library
+    from photoatlas.core.storage import LibraryError
 
     with Library(library_dir) as library:
         try:

@@ -1,4 +1,4 @@
-"""The search box above the map: words -> photos (core.word_search), shown as the selection
+"""The search box above the map: words -> photos (core.organize.word_search), shown as the selection
 (highlighted on the map, best first in the gallery), to refine with the existing "More like
 these" / "Not like these" and "Tag these" actions beside it. Ctrl+F focuses it."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QCompleter, QHBoxLayout, QLabel, QLineEdit, QWidget
 
-from photoatlas.core.vocabulary import vocabulary
+from photoatlas.core.organize.vocabulary import vocabulary
 
 from .session import Session
 

@@ -15,21 +15,22 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-from photoatlas.core.atlas import representatives
-from photoatlas.core.compare import OtherMap
-from photoatlas.core.concepts import read_concepts
-from photoatlas.core.describe import (
+from photoatlas.core.atlas.layout import representatives
+from photoatlas.core.atlas.query import rank_by_examples
+from photoatlas.core.atlas.search import NeighborIndex
+from photoatlas.core.encode.concepts import read_concepts
+from photoatlas.core.library.library import Library, RunArtifacts
+from photoatlas.core.organize.describe import (
     ClusterDescription,
     cluster_names,
     distinct_names,
     set_cluster_name,
 )
-from photoatlas.core.events import DEFAULT_GAP_HOURS, Event, group_events, wall_seconds
-from photoatlas.core.library import Library, LibraryError, RunArtifacts
-from photoatlas.core.query import rank_by_examples
-from photoatlas.core.scene import SIMILARITIES
-from photoatlas.core.search import NeighborIndex
-from photoatlas.core.word_search import ConceptIndex, WordQuery, rank_by_words, read_query
+from photoatlas.core.organize.events import DEFAULT_GAP_HOURS, Event, group_events, wall_seconds
+from photoatlas.core.organize.word_search import ConceptIndex, WordQuery, rank_by_words, read_query
+from photoatlas.core.pipeline.compare import OtherMap
+from photoatlas.core.report import SIMILARITIES
+from photoatlas.core.storage import LibraryError
 
 from .map_view import MapLabel
 
@@ -112,7 +113,7 @@ class Session(QObject):
         self._events: list[Event] | None = None
         self._kept_run: RunArtifacts | None = None
         self.similar_by = "scene"
-        # One neighbour index per similarity, built on first use (core.scene).
+        # One neighbour index per similarity, built on first use (core.learn.scene).
         self._indexes: dict[str, NeighborIndex] = {}
         self._concepts: tuple[RunArtifacts, ConceptIndex] | None = None
         self._ranked = np.zeros(0, np.int64)  # the last word search's rows, best first
@@ -240,7 +241,7 @@ class Session(QObject):
 
     def cluster_name(self, cluster: int) -> str:
         """The user's name, else one that tells the cluster from the others (folder, dates,
-        camera or its central photo: core.describe.distinct_names), else "Cluster N"."""
+        camera or its central photo: core.organize.describe.distinct_names), else "Cluster N"."""
         if self.showing_other:
             return f"Cluster {cluster + 1}"
         if cluster in self.cluster_names:
@@ -354,7 +355,7 @@ class Session(QObject):
 
     def query_selection(self, k: int) -> list[tuple[int, float]]:
         """The ``k`` rows most like the selection and least like the "not like" examples
-        (core.query), best first as (row, score). A "not like" photo selected since counts
+        (core.atlas.query), best first as (row, score). A "not like" photo selected since counts
         only as liked. Raises ValueError when the examples cannot make a query."""
         if self.data is None or not len(self.selection):
             return []
@@ -362,7 +363,7 @@ class Session(QObject):
                                 self.query_negatives(), k)
 
     def search_words(self, words: list[str], limit: int) -> tuple[WordQuery, np.ndarray]:
-        """Photos matching ``words`` (core.word_search), best first: the query as read and
+        """Photos matching ``words`` (core.organize.word_search), best first: the query as read and
         the rows (empty when a word is unknown)."""
         query = read_query(words)
         if self.data is None or self.library is None or not query.ok:

@@ -74,7 +74,7 @@ class SimilarPanel(QWidget):
         self.caption.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(self.caption)
         controls = QHBoxLayout()
-        # One click between the two similarities (core.scene): another shot of this scene or
+        # One click between the two similarities (core.learn.scene): another shot of this scene or
         # object, or the same kind of thing (what the map groups).
         self.by_buttons: dict[str, QToolButton] = {}
         group = QButtonGroup(self)

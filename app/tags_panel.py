@@ -15,7 +15,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from photoatlas.core.tags import (
+from photoatlas.core.organize.tags import (
     DEFAULT_MIN_CONFIDENCE,
     Suggestion,
     list_tags,

@@ -15,7 +15,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 from PySide6.QtGui import QImage, QPixmap
 
-from photoatlas.core.decode import DecodeError, load_rgb
+from photoatlas.core.library.decode import DecodeError, load_rgb
 
 # Thumbnails are at most 192 px (about 0.1 MB as pixmaps): 1,500 of them is ~150 MB.
 _CAPACITY = 1500

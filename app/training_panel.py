@@ -27,11 +27,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from photoatlas.core.config import TrainConfig
-from photoatlas.core.device import available_devices
+from photoatlas.core.encode.device import available_devices
+from photoatlas.core.encode.model import BACKBONES, PRETRAINED_BACKBONES
 from photoatlas.core.jobs import Progress
-from photoatlas.core.model import BACKBONES, PRETRAINED_BACKBONES
-from photoatlas.core.runs import RunReport
+from photoatlas.core.learn.config import TrainConfig
+from photoatlas.core.report import RunReport
 
 from .widgets import hint_label
 
@@ -69,7 +69,14 @@ class TrainingPanel(QWidget):
         self._losses: list[float] = []
         self._stage_started = time.monotonic()
         layout = QVBoxLayout(self)
+        layout.addWidget(self._build_presets())
+        self._build_advanced(layout)
+        layout.addLayout(self._build_buttons())
+        self._build_progress(layout)
+        self._build_verdict(layout)
+        self._update_buttons()
 
+    def _build_presets(self) -> QGroupBox:
         presets = QGroupBox("How long may PhotoAtlas learn your photos?")
         row = QHBoxLayout(presets)
         self.preset_group = QButtonGroup(self)
@@ -79,8 +86,9 @@ class TrainingPanel(QWidget):
             self.preset_group.addButton(button, i)
             row.addWidget(button)
         self.preset_group.button(0).setChecked(True)
-        layout.addWidget(presets)
+        return presets
 
+    def _build_advanced(self, layout: QVBoxLayout) -> None:
         # "Advanced" is a disclosure button: its settings apply only while it is open.
         self.advanced = QToolButton()
         self.advanced.setText("Advanced settings")
@@ -130,6 +138,7 @@ class TrainingPanel(QWidget):
         layout.addWidget(self.advanced)
         layout.addWidget(self.advanced_box)
 
+    def _build_buttons(self) -> QHBoxLayout:
         buttons = QHBoxLayout()
         self.start_button = QPushButton("Start training")
         self.start_button.setDefault(True)
@@ -139,11 +148,12 @@ class TrainingPanel(QWidget):
         buttons.addWidget(self.start_button)
         buttons.addWidget(self.cancel_button)
         buttons.addWidget(self.resume_button)
-        layout.addLayout(buttons)
         self.start_button.clicked.connect(lambda: self._start(self.config()))
         self.resume_button.clicked.connect(lambda: self._start(self._last_config))
         self.cancel_button.clicked.connect(self.cancel_requested)
+        return buttons
 
+    def _build_progress(self, layout: QVBoxLayout) -> None:
         self.stage = QLabel("Ready")
         self.bar = QProgressBar()
         self.bar.setRange(0, 1000)
@@ -164,6 +174,7 @@ class TrainingPanel(QWidget):
         layout.addWidget(self.plot, 1)
         self.plot.hide()  # an empty 0-1 grid says nothing: shown with the first loss
 
+    def _build_verdict(self, layout: QVBoxLayout) -> None:
         self.verdict = QLabel("")
         self.verdict.setWordWrap(True)
         layout.addWidget(self.verdict)
@@ -185,7 +196,6 @@ class TrainingPanel(QWidget):
         self.log.setMaximumBlockCount(2000)
         self.log.setMinimumHeight(80)
         layout.addWidget(self.log, 1)
-        self._update_buttons()
 
     # configuration ------------------------------------------------------------------------
     def _advanced_toggled(self, on: bool) -> None:

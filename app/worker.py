@@ -15,9 +15,9 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from photoatlas.core.decode import DecodeError
 from photoatlas.core.jobs import Cancelled, CancelToken, Progress, ProgressCallback
-from photoatlas.core.library import LibraryError
+from photoatlas.core.library.decode import DecodeError
+from photoatlas.core.storage import LibraryError
 
 Job = Callable[[CancelToken, ProgressCallback], Any]
 # At most this many progress events per second per stage reach the GUI.

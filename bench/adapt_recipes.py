@@ -11,11 +11,11 @@
         [--seed S]          # the head's initialisation and the batches' order (default 0)
 
 A recipe adapts one of the two similarities, as `photoatlas index` does:
-- "kind" recipes train the map's adapter (core.adapter.train_adapter on the bank's training
-  photos) and are checked as the map's embedding is (core.pipeline._judge, "kind");
-- "scene" recipes make the scene descriptor (core.scene): the library-centred start
+- "kind" recipes train the map's adapter (core.learn.adapter.train_adapter on the bank's training
+  photos) and are checked as the map's embedding is (core.learn.check.judge, "kind");
+- "scene" recipes make the scene descriptor (core.learn.scene): the library-centred start
   embedding, and with training the own-views map on the centred bank, checked as `index`
-  checks it (core.pipeline._judge_scene).
+  checks it (core.learn.check.judge_scene).
 Printed per set and recipe: leave-one-out 1-NN accuracy and mean average precision of the
 photo's own folder (both from folder names, which PhotoAtlas never reads) of the vectors
 the recipe makes, and the check's decision; "shown" gives the figures of what `index` then
@@ -38,7 +38,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.knn_quality import labels_from_paths, mean_average_precision  # noqa: E402
-from photoatlas.core.search import knn_accuracy  # noqa: E402
+from photoatlas.core.atlas.search import knn_accuracy  # noqa: E402
 
 # Every recipe states its positives: a change of the default must not change a row.
 _NEIGHBOURS = {"neighbor_positives": 1.0}  # neighbours, p 1, k 20: the kind default
@@ -59,16 +59,21 @@ RECIPES: dict[str, tuple[str, dict | None]] = {
 
 
 def features(folder: Path, out: Path, precision: str, bank_photos: int | None) -> None:
-    from photoatlas.core.adapter import BANK_BATCH, _encode, _view_fn, split_sample
-    from photoatlas.core.augment import AugmentConfig
-    from photoatlas.core.batches import encode_rows
-    from photoatlas.core.cache import CachedRows, decode_pending
-    from photoatlas.core.device import place_model
-    from photoatlas.core.embed import embed_pixels
-    from photoatlas.core.library import Library
-    from photoatlas.core.model import build_model
-    from photoatlas.core.quality import CHECK_AUGMENT, INSTANCE_AUGMENT
-    from photoatlas.core.scan import scan_folders
+    from photoatlas.core.encode.augment import AugmentConfig
+    from photoatlas.core.encode.batches import encode_rows
+    from photoatlas.core.encode.device import place_model
+    from photoatlas.core.encode.embed import embed_pixels
+    from photoatlas.core.encode.model import build_model
+    from photoatlas.core.learn.adapter import (
+        BANK_BATCH,
+        augmented_view,
+        split_sample,
+        unit_features_of,
+    )
+    from photoatlas.core.learn.check import CHECK_AUGMENT, INSTANCE_AUGMENT
+    from photoatlas.core.library.cache import CachedRows, decode_pending
+    from photoatlas.core.library.library import Library
+    from photoatlas.core.library.scan import scan_folders
 
     with tempfile.TemporaryDirectory() as tmp, Library(Path(tmp) / "lib") as library:
         scan_folders(library.catalog, [folder])
@@ -84,8 +89,8 @@ def features(folder: Path, out: Path, precision: str, bank_photos: int | None) -
         gen = torch.Generator().manual_seed(0)
 
         def encode(rows_pixels, augment: AugmentConfig) -> np.ndarray:
-            return encode_rows(_encode(model), rows_pixels, _view_fn(224, augment, gen),
-                               placement, BANK_BATCH)
+            return encode_rows(unit_features_of(model), rows_pixels,
+                               augmented_view(224, augment, gen), placement, BANK_BATCH)
 
         check_rows, train_order = split_sample(len(ok), 0)
         bank_rows = np.sort(train_order[:bank_photos]) if bank_photos else np.arange(len(ok))
@@ -106,19 +111,18 @@ def features(folder: Path, out: Path, precision: str, bank_photos: int | None) -
 
 def run_recipe(data: dict, name: str, similarity: str, changes: dict | None,
                bank_photos: int | None = None, seed: int = 0) -> dict:
-    from photoatlas.core.adapter import (
+    from photoatlas.core.encode.embed import adapt_embeddings
+    from photoatlas.core.encode.model import build_model
+    from photoatlas.core.learn.adapter import (
         Bank,
         bank_neighbors,
         centred_bank,
         split_sample,
         train_adapter,
     )
-    from photoatlas.core.config import TrainConfig
-    from photoatlas.core.embed import adapt_embeddings
-    from photoatlas.core.model import build_model
-    from photoatlas.core.pipeline import _adapted_views, _judge, _judge_scene
-    from photoatlas.core.quality import CheckViews
-    from photoatlas.core.scene import SceneSpace
+    from photoatlas.core.learn.check import CheckViews, adapted_views, judge, judge_scene
+    from photoatlas.core.learn.config import TrainConfig
+    from photoatlas.core.learn.scene import SceneSpace
 
     start, labels = data["start"], labels_from_paths(data["paths"])
     space = SceneSpace.of_library(start)
@@ -155,11 +159,11 @@ def run_recipe(data: dict, name: str, similarity: str, changes: dict | None,
             seconds = time.monotonic() - t0
         if similarity == "kind":
             vectors = adapt_embeddings(model, start)
-            check = _judge(views, _adapted_views(model, views), start, vectors, check_rows)
+            check = judge(views, adapted_views(model, views), start, vectors, check_rows)
         else:
             vectors = space.with_weight(model.adapter.weight.detach().float().numpy()
                                         ).describe(start)
-            check, _ = _judge_scene(views, model, space, start, check_rows)
+            check, _ = judge_scene(views, model, space, start, check_rows)
         shown = vectors if check.kept == "adapted" else untrained
         out = {"bank_photos": len(train_rows),
                "check": (f"{check.kept}: agreement {check.before.neighbor_agreement:.3f}->"

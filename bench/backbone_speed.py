@@ -6,8 +6,9 @@ to EfficientNet-Lite0 at 224 px measured in the same rounds.
 
 Every variant encodes the same uint8 photos (224 px squares, as the library caches them; the
 resize is included) in float32 on two engines: eager torch channels_last (what
-core.embed.embed_pixels runs for a few photos) and ONNX Runtime fp32 (core.inference, what it
-runs from 1,000 photos; the export, once per weights and resolution, is not timed). Rounds
+core.encode.embed.embed_pixels runs for a few photos) and ONNX Runtime fp32
+(core.encode.inference, what it runs from 1,000 photos; the export, once per weights and
+resolution, is not timed). Rounds
 interleave the variants; ms/photo is the median over rounds, and each ratio is taken within
 a round against Lite0 224 px on the same engine, then the median.
 """
@@ -29,9 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from photoatlas.core.augment import resize_batch  # noqa: E402
-from photoatlas.core.inference import FastEncoder  # noqa: E402
-from photoatlas.core.model import build_encoder  # noqa: E402
+from photoatlas.core.encode.augment import resize_batch  # noqa: E402
+from photoatlas.core.encode.inference import FastEncoder  # noqa: E402
+from photoatlas.core.encode.model import build_encoder  # noqa: E402
 
 VARIANTS = (("efficientnet_lite0", 224), ("efficientnet_lite2", 224), ("efficientnet_lite2", 260))
 ENGINES = ("eager", "onnx-fp32")
@@ -41,9 +42,9 @@ Encode = Callable[[torch.Tensor], np.ndarray]
 
 def sample_pixels(folder: Path, count: int) -> np.ndarray:
     """uint8 (count, 3, 224, 224) of photos spread over the folder's sorted list."""
-    from photoatlas.core.decode import load_rgb, square_pixels
-    from photoatlas.core.library import CACHE_SIZE
-    from photoatlas.core.scan import ScanProblems, iter_photo_files
+    from photoatlas.core.library.decode import load_rgb, square_pixels
+    from photoatlas.core.library.library import CACHE_SIZE
+    from photoatlas.core.library.scan import ScanProblems, iter_photo_files
 
     paths = sorted(p for p, _, _ in iter_photo_files(folder, ScanProblems()))
     picked = paths[:: max(1, len(paths) // count)][:count]

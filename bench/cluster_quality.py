@@ -5,7 +5,7 @@ parent folder name of each photo is its category, which PhotoAtlas itself never 
     python bench/cluster_quality.py SET.npz [...] [--seed 0] [--sheets FOLDER]
 
 For each set: the 2-D map layout once (core.atlas.layout, as build_atlas), then each variant's
-clustering (core.atlas.cluster) on it, in turn. Prints per set and variant: clusters, NMI and
+clustering (core.atlas.layout.cluster) on it, in turn. Prints per set and variant: clusters, NMI and
 ARI against the categories (noise counted as one more label), share of photos left as noise,
 the largest cluster's share, seconds (layout + clustering, a second UMAP included where the
 variant clusters in more dimensions), that time's ratio to the first variant's, and the
@@ -26,8 +26,8 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from photoatlas.core.atlas import cluster, layout  # noqa: E402
-from photoatlas.core.config import MapConfig  # noqa: E402
+from photoatlas.core.atlas.config import MapConfig  # noqa: E402
+from photoatlas.core.atlas.layout import cluster, layout  # noqa: E402
 
 # The first is the baseline of the time ratios: the clustering before noise_reach (HDBSCAN
 # eom on the 2-D map, clusters over 25 % of the photos split, noise left as noise).

@@ -3,7 +3,7 @@
 
     python bench/cluster_sizes.py --library LIB [--sizes 100 300 1000] [--seeds 0 1]
 
-Maps random subsets of the library's embeddings with core.atlas.build_atlas and prints, for
+Maps random subsets of the library's embeddings with core.atlas.layout.build_atlas and prints, for
 each, min_cluster_size, the number of clusters, their sizes, the noise fraction and the
 adjusted Rand index against the categories; first the library's own map.
 """
@@ -19,9 +19,9 @@ from sklearn.metrics import adjusted_rand_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from photoatlas.core.atlas import build_atlas, default_min_cluster_size  # noqa: E402
-from photoatlas.core.config import MapConfig  # noqa: E402
-from photoatlas.core.library import Library  # noqa: E402
+from photoatlas.core.atlas.config import MapConfig  # noqa: E402
+from photoatlas.core.atlas.layout import build_atlas, default_min_cluster_size  # noqa: E402
+from photoatlas.core.library.library import Library  # noqa: E402
 
 
 def show(name: str, clusters: np.ndarray, labels: np.ndarray) -> None:

@@ -14,7 +14,7 @@ each file, alternating which goes first, and prints the median seconds per forma
 ratio (base / branch). The base cannot read RAW (its scan skips them; its Pillow reads a DNG's
 256 px TIFF thumbnail), so RAW rows compare against LibRaw's full demosaic instead.
 
-``--scaling`` times the pixel cache's per-photo work (core.cache: load_rgb, square crop,
+``--scaling`` times the pixel cache's per-photo work (core.library.cache: load_rgb, square crop,
 thumbnail) over JPEG and HEIC photos with a pool of 1 thread, 2 threads and 2 processes,
 interleaved, and prints photos per second: whether threads scale on 2 cores. As a machine
 shared with other work gives no core to spare, it also prints the share of that work's time
@@ -50,9 +50,9 @@ sys.path.insert(0, str(ROOT / "tests" / "core"))  # the DNG writer the tests use
 
 from _dng import write_dng  # noqa: E402
 
-from photoatlas.core.cache import THUMBNAIL_SIZE  # noqa: E402
-from photoatlas.core.decode import load_rgb, square_pixels, thumbnail  # noqa: E402
-from photoatlas.core.library import CACHE_SIZE  # noqa: E402
+from photoatlas.core.library.cache import THUMBNAIL_SIZE  # noqa: E402
+from photoatlas.core.library.decode import load_rgb, square_pixels, thumbnail  # noqa: E402
+from photoatlas.core.library.library import CACHE_SIZE  # noqa: E402
 
 SOURCES = ROOT.parent.parent / "shared" / "data" / "paris-dev"
 if not SOURCES.is_dir():  # a worktree under /work/wt/<name>
@@ -162,7 +162,7 @@ def speed(files: dict[str, list[Path]], reps: int, base: str) -> list[dict]:
 
 
 def _cache_work(path: Path) -> int:
-    """What core.cache._decode_one does for one photo, less the thumbnail's JPEG save."""
+    """What core.library.cache._decode_one does for one photo, less the thumbnail's JPEG save."""
     image = load_rgb(path, CACHE_SIZE)
     square_pixels(image, CACHE_SIZE)
     thumbnail(image, THUMBNAIL_SIZE)

@@ -9,8 +9,8 @@ Makes (once) one folder of ``--photos`` distinct photos drawn from paris-dev (ma
 one landmark by different people: the false-pair stress test), flickr-dev and imagenette-dev,
 plus one edited copy of ``--per-kind`` of them for each of 8 kinds, all under random names;
 indexes the folder into a library without training (the pretrained encoder, as the tests
-do) and runs core.duplicates.find_duplicates on it, timed. Then the peers that are installed:
-imagededup PHash and czkawka's Python bindings (both from PyPI, in the venv given by
+do) and runs core.organize.duplicates.find_duplicates on it, timed. Then the peers that are
+installed: imagededup PHash and czkawka's Python bindings (both from PyPI, in the venv given by
 --peers-venv: imagededup pulls its own torch), findimagedupes (Debian). Each tool at its
 default setting; its groups are turned into pairs (every pair inside a group). A copy
 counts as found when it is paired with its original; a false pair is any pair that is not
@@ -119,9 +119,10 @@ def make_bench(out: Path, n_photos: int, per_kind: int, seed: int, mix: str) -> 
 def index_untrained(folder: Path, library_dir: Path) -> None:
     """The first map of ``index --map-only --precision fp32`` (the pretrained encoder, no
     training), its encoder saved with the run as ``index`` saves it."""
-    from photoatlas.core.config import MapConfig, TrainConfig
-    from photoatlas.core.library import Library
-    from photoatlas.core.pipeline import index_library
+    from photoatlas.core.atlas.config import MapConfig
+    from photoatlas.core.learn.config import TrainConfig
+    from photoatlas.core.library.library import Library
+    from photoatlas.core.pipeline.index import index_library
 
     with Library(library_dir) as library:
         index_library(library, [folder], TrainConfig(precision="fp32"), MapConfig(),
@@ -136,8 +137,8 @@ _PHOTOATLAS = """
 import json, sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])  # its core/ folder, imported as a top-level package
-import core.duplicates as d
-from core.library import Library
+import core.organize.duplicates as d
+from core.library.library import Library
 with Library(Path(sys.argv[2]), create=False) as library:
     name = getattr(d, "QUARTER_TURNS_NAME", None)
     if name:

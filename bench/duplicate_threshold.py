@@ -9,7 +9,7 @@ moving a little between two shots), embeds them with the library's encoder exact
 index does, and prints the cosine similarity of each copy to its original against the
 similarity of each photo to its nearest *other* photo of the same category (folder name,
 measurement only).
-Then the second stage, core.duplicates.pixel_match on the thumbnails: for each copy and its
+Then the second stage, core.organize.duplicates.pixel_match on the thumbnails: for each copy and its
 original, and for a sample of the pairs of distinct library photos that find_duplicates
 would compare (nearest neighbours above the candidate cosine; the stage must reject them).
 """
@@ -27,14 +27,14 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from photoatlas.core.cache import THUMBNAIL_SIZE  # noqa: E402
-from photoatlas.core.decode import load_rgb, square_pixels, thumbnail  # noqa: E402
-from photoatlas.core.device import pick_device  # noqa: E402
-from photoatlas.core.duplicates import DuplicateConfig, grey_thumbnail, pixel_match  # noqa: E402
-from photoatlas.core.embed import embed_pixels  # noqa: E402
-from photoatlas.core.library import CACHE_SIZE, Library  # noqa: E402
-from photoatlas.core.pipeline import run_encoder  # noqa: E402
-from photoatlas.core.search import NeighborIndex  # noqa: E402
+from photoatlas.core.atlas.search import NeighborIndex  # noqa: E402
+from photoatlas.core.encode.device import pick_device  # noqa: E402
+from photoatlas.core.encode.embed import embed_pixels  # noqa: E402
+from photoatlas.core.encode.encoder_files import run_encoder  # noqa: E402
+from photoatlas.core.library.cache import THUMBNAIL_SIZE  # noqa: E402
+from photoatlas.core.library.decode import load_rgb, square_pixels, thumbnail  # noqa: E402
+from photoatlas.core.library.library import CACHE_SIZE, Library  # noqa: E402
+from photoatlas.core.organize.duplicates import DuplicateConfig, grey_thumbnail, pixel_match  # noqa: E402
 
 PERCENTILES = (0, 1, 5, 50, 95, 99, 100)
 

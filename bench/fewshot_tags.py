@@ -3,7 +3,7 @@
     python bench/fewshot_tags.py --library LIB [--shots 5] [--repeats 5]
 
 For each category and repeat: tag ``--shots`` random photos of it, score every photo with
-core.tags.probe_scores (what ``photoatlas suggest`` runs), and measure precision and recall
+core.organize.tags.probe_scores (what ``photoatlas suggest`` runs), and measure precision and recall
 of the category among the untagged photos at several confidence thresholds; also the
 average precision of the probe against ranking by cosine to the tagged photos' mean.
 """
@@ -19,8 +19,8 @@ from sklearn.metrics import average_precision_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from photoatlas.core.library import Library  # noqa: E402
-from photoatlas.core.tags import DEFAULT_MIN_CONFIDENCE, probe_scores  # noqa: E402
+from photoatlas.core.library.library import Library  # noqa: E402
+from photoatlas.core.organize.tags import DEFAULT_MIN_CONFIDENCE, probe_scores  # noqa: E402
 
 THRESHOLDS = (0.3, 0.5, 0.7, 0.9)
 

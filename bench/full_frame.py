@@ -30,12 +30,12 @@ from PIL import Image, ImageDraw, ImageOps
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.knn_quality import labels_from_paths, mean_average_precision  # noqa: E402
-from photoatlas.core.batches import encode_rows  # noqa: E402
-from photoatlas.core.decode import load_rgb, square_pixels  # noqa: E402
-from photoatlas.core.device import place_model  # noqa: E402
-from photoatlas.core.model import build_model  # noqa: E402
-from photoatlas.core.scan import IMAGE_EXTENSIONS  # noqa: E402
-from photoatlas.core.search import knn_accuracy  # noqa: E402
+from photoatlas.core.atlas.search import knn_accuracy  # noqa: E402
+from photoatlas.core.encode.batches import encode_rows  # noqa: E402
+from photoatlas.core.encode.device import place_model  # noqa: E402
+from photoatlas.core.encode.model import build_model  # noqa: E402
+from photoatlas.core.library.decode import load_rgb, square_pixels  # noqa: E402
+from photoatlas.core.library.scan import IMAGE_EXTENSIONS  # noqa: E402
 
 SIDE = 224  # the encoder's resolution for square inputs
 GREY = (124, 116, 104)  # ImageNet's mean colour: padding that looks like nothing

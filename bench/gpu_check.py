@@ -6,13 +6,14 @@ copy, each with a short fixed time budget.
     python bench/gpu_check.py --device cpu --tiny [--synthetic]    # seconds (make test)
 
 Every figure comes from the code `photoatlas index` runs, not a reimplementation:
-- train pairs/s: ``core.train.train`` on the library's uint8 pixel cache (views made on the
+- train pairs/s: ``core.learn.train.train`` on the library's uint8 pixel cache (views made on the
   device), ResNet-18 from scratch at 128 px and EfficientNet-Lite0 pixel fine-tuning of its
   last stages at 224 px (the ``--no-adapter`` defaults of the device), warm-up steps left out;
-- embed photos/s: ``core.embed.embed_pixels`` of the starting encoder at 224 px from the
+- embed photos/s: ``core.encode.embed.embed_pixels`` of the starting encoder at 224 px from the
   pixel cache (cache rows -> device -> resize -> encoder -> unit rows on the host);
-- 1-NN before/after: scan + decode (``core.pipeline.prepare``), the starting encoder's
-  embeddings (``core.features.start_embeddings``), then ``core.pipeline.adapt_start`` (the
+- 1-NN before/after: scan + decode (``core.pipeline.run.prepare``), the starting encoder's
+  embeddings (``core.encode.features.start_embeddings``), then
+  ``core.pipeline.adapt.adapt_start`` (the
   adaptation and the label-free check of ``index``) with each recipe's config; "after" is
   the adapted encoder's embeddings whether or not the check keeps them (its verdict is in
   the table). The map (UMAP) is not laid out: it is not what is measured. 1-NN is the
@@ -47,27 +48,23 @@ sys.path.insert(0, str(REPO))
 
 from bench.knn_quality import labels_from_paths  # noqa: E402
 from bench.make_lowres import write_lowres  # noqa: E402
-from photoatlas.core.config import MapConfig, TrainConfig  # noqa: E402
-from photoatlas.core.device import (  # noqa: E402
+from photoatlas.core.atlas.config import MapConfig  # noqa: E402
+from photoatlas.core.atlas.search import knn_accuracy  # noqa: E402
+from photoatlas.core.encode.device import (  # noqa: E402
     autocast_dtype,
     cpu_has_native_bf16,
     describe_device,
     pick_device,
 )
-from photoatlas.core.embed import embed_pixels  # noqa: E402
-from photoatlas.core.features import start_embeddings  # noqa: E402
+from photoatlas.core.encode.embed import embed_pixels  # noqa: E402
+from photoatlas.core.encode.features import start_embeddings  # noqa: E402
+from photoatlas.core.encode.model import build_model  # noqa: E402
 from photoatlas.core.jobs import CancelToken, Progress, no_progress  # noqa: E402
-from photoatlas.core.library import CACHE_SIZE, Library  # noqa: E402
-from photoatlas.core.model import build_model  # noqa: E402
-from photoatlas.core.pipeline import (  # noqa: E402
-    Prepared,
-    StageTimer,
-    adapt_start,
-    begin_run,
-    prepare,
-)
-from photoatlas.core.search import knn_accuracy  # noqa: E402
-from photoatlas.core.train import train  # noqa: E402
+from photoatlas.core.learn.config import TrainConfig  # noqa: E402
+from photoatlas.core.learn.train import train  # noqa: E402
+from photoatlas.core.library.library import CACHE_SIZE, Library  # noqa: E402
+from photoatlas.core.pipeline.adapt import adapt_start  # noqa: E402
+from photoatlas.core.pipeline.run import Prepared, StageTimer, begin_run, prepare  # noqa: E402
 
 # Where the shared data sits: beside the repository (X/main and X/shared), or inside a copy
 # of it (the device machine receives the checkout's shared/ folder).
@@ -182,7 +179,7 @@ def _finite(x: float) -> float:
 
 def train_rate(pixels: np.ndarray, cfg: TrainConfig, seconds: float, run_dir: Path
                ) -> dict:
-    """Pairs/s of ``core.train.train`` with ``cfg`` for ``seconds``, the first fifth of the
+    """Pairs/s of ``core.learn.train.train`` with ``cfg`` for ``seconds``, the first fifth of the
     steps (at least one: allocation, cuDNN's algorithm search) left out."""
     stamps: list[tuple[int, float]] = []
 

@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.knn_quality import labels_from_paths  # noqa: E402
-from photoatlas.core.search import knn_accuracy  # noqa: E402
+from photoatlas.core.atlas.search import knn_accuracy  # noqa: E402
 
 
 def run_arm(folder: Path, library: Path, epochs: int, beta: float, seed: int,

@@ -4,7 +4,7 @@
     python bench/inference_speed.py --isa-probe   # eager fp32 with and without the AVX2 cap
 
 Every variant embeds the same uint8 photos (resize included) in interleaved rounds; speeds
-are photos/s and ratios against eager float32 channels_last (what core.embed.embed_pixels
+are photos/s and ratios against eager float32 channels_last (what core.encode.embed.embed_pixels
 runs on a CPU without bf16) in the same round. Quality: leave-one-out k-NN top-1 on every
 photo of the folder (labels from folder names, measurement only), features cached in --work.
 The pretrained EfficientNet-Lite0 is measured (the default start encoder).
@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from photoatlas.core.inference import FastEncoder, weights_digest  # noqa: E402
-from photoatlas.core.search import knn_accuracy  # noqa: E402
+from photoatlas.core.atlas.search import knn_accuracy  # noqa: E402
+from photoatlas.core.encode.inference import FastEncoder, weights_digest  # noqa: E402
 
 BASELINE = "eager fp32 channels_last"
 DATA = Path("/work/shared/data/imagenette-dev")
@@ -39,9 +39,9 @@ DIGEST = ""  # of the measured encoder's weights: names the cached features
 
 def load_pixels(folder: Path, work: Path) -> tuple[np.ndarray, np.ndarray]:
     """uint8 (N, 3, 224, 224) of every photo, decoded as the library's pixel cache is."""
-    from photoatlas.core.decode import load_rgb, square_pixels
-    from photoatlas.core.library import CACHE_SIZE
-    from photoatlas.core.scan import ScanProblems, iter_photo_files
+    from photoatlas.core.library.decode import load_rgb, square_pixels
+    from photoatlas.core.library.library import CACHE_SIZE
+    from photoatlas.core.library.scan import ScanProblems, iter_photo_files
 
     cached = work / f"pixels-{folder.name}.npz"
     if cached.is_file():
@@ -55,13 +55,13 @@ def load_pixels(folder: Path, work: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def encoder():
-    from photoatlas.core.model import build_encoder
+    from photoatlas.core.encode.model import build_encoder
 
     return build_encoder("efficientnet_lite0", pretrained=True, resolution=224).eval()
 
 
 def eager(resolution: int, channels_last: bool) -> Embed:
-    from photoatlas.core.augment import resize_batch
+    from photoatlas.core.encode.augment import resize_batch
 
     enc = encoder()
     layout = torch.channels_last if channels_last else torch.contiguous_format
@@ -75,7 +75,7 @@ def eager(resolution: int, channels_last: bool) -> Embed:
 
 def compiled(resolution: int) -> Embed:
     """torch.compile (inductor) of the channels_last encoder: compiled on its first call."""
-    from photoatlas.core.augment import resize_batch
+    from photoatlas.core.encode.augment import resize_batch
 
     enc = encoder().to(memory_format=torch.channels_last)
     fn = torch.compile(enc.features)

@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from photoatlas.core.search import knn_accuracy, knn_hits  # noqa: E402
+from photoatlas.core.atlas.search import knn_accuracy, knn_hits  # noqa: E402
 
 
 def labels_from_paths(paths: np.ndarray) -> np.ndarray:
@@ -65,17 +65,17 @@ def untrained_embeddings(folder: Path, backbone: str, resolution: int, raw: bool
                          precision: str
                          ) -> tuple[np.ndarray, np.ndarray]:
     """The pretrained encoder's embeddings of the photos' cache rows: read back from the
-    library's compressed store (core.rowstore), or with ``raw`` the rows as decoded."""
+    library's compressed store (core.library.rowstore), or with ``raw`` the rows as decoded."""
     import tempfile
 
     import torch
 
-    from photoatlas.core.decode import load_rgb, square_pixels
-    from photoatlas.core.embed import embed_pixels
-    from photoatlas.core.library import CACHE_SIZE
-    from photoatlas.core.model import build_model
-    from photoatlas.core.rowstore import JpegRowStore
-    from photoatlas.core.scan import ScanProblems, iter_photo_files
+    from photoatlas.core.encode.embed import embed_pixels
+    from photoatlas.core.encode.model import build_model
+    from photoatlas.core.library.decode import load_rgb, square_pixels
+    from photoatlas.core.library.library import CACHE_SIZE
+    from photoatlas.core.library.rowstore import JpegRowStore
+    from photoatlas.core.library.scan import ScanProblems, iter_photo_files
 
     paths = np.array(sorted(p for p, _, _ in iter_photo_files(folder, ScanProblems())))
     pixels = np.stack([square_pixels(load_rgb(p, CACHE_SIZE), CACHE_SIZE) for p in paths])
@@ -97,11 +97,12 @@ def trained_embeddings(library_dir: Path, resolution: int | None
     trained at."""
     import torch
 
-    from photoatlas.core.cache import CachedRows
-    from photoatlas.core.embed import embed_pixels
-    from photoatlas.core.library import Library
-    from photoatlas.core.model import build_model
-    from photoatlas.core.runs import CHECKPOINT_NAME, ENCODER_NAME, load_encoder
+    from photoatlas.core.encode.embed import embed_pixels
+    from photoatlas.core.encode.encoder_files import load_encoder
+    from photoatlas.core.encode.model import build_model
+    from photoatlas.core.library.cache import CachedRows
+    from photoatlas.core.library.library import Library
+    from photoatlas.core.library.runs import CHECKPOINT_NAME, ENCODER_NAME
 
     with Library(library_dir, create=False) as library:
         run = library.current_run()
@@ -161,7 +162,7 @@ def main() -> None:
     elif args.trained:
         paths, embeddings = trained_embeddings(args.trained, args.resolution)
     elif args.library:
-        from photoatlas.core.library import Library
+        from photoatlas.core.library.library import Library
 
         with Library(args.library, create=False) as library:
             run = library.current_run()

@@ -227,7 +227,7 @@ def generate(out: Path, count: int, size: tuple[int, int], workers: int,
 
 
 # --- run: the real index in a child process ---------------------------------------------
-# tqdm's bar for a stage starts with the stage's name padded to 7 (core.cli.TqdmProgress).
+# tqdm's bar for a stage starts with the stage's name padded to 7 (core.cli.commands.TqdmProgress).
 _BAR = re.compile(r"^\s*([a-z]+):")
 STAGE_ORDER = ("scan", "decode", "embed", "map", "views", "adapt", "check")
 # Stages sized to the time budget, not to the photos: a per-photo cost means nothing there.
@@ -447,8 +447,8 @@ def map_twice(count: int) -> None:
     first call pays what a new process pays once (numba caches loaded, functions compiled)."""
     import numpy as np
 
-    from photoatlas.core.atlas import build_atlas
-    from photoatlas.core.config import MapConfig
+    from photoatlas.core.atlas.config import MapConfig
+    from photoatlas.core.atlas.layout import build_atlas
 
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(20, 1280))

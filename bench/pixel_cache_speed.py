@@ -24,16 +24,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from photoatlas.core.adapter import _encode  # noqa: E402
-from photoatlas.core.augment import AugmentConfig, resize_batch, simclr_view  # noqa: E402
-from photoatlas.core.batches import encode_rows, rows_to_device  # noqa: E402
-from photoatlas.core.cache import CachedRows, PixelCache  # noqa: E402
-from photoatlas.core.decode import load_rgb, square_pixels  # noqa: E402
-from photoatlas.core.device import pick_device, place_model  # noqa: E402
-from photoatlas.core.library import CACHE_SIZE  # noqa: E402
-from photoatlas.core.model import build_model  # noqa: E402
-from photoatlas.core.rowstore import JpegRowStore  # noqa: E402
-from photoatlas.core.scan import ScanProblems, iter_photo_files  # noqa: E402
+from photoatlas.core.encode.augment import AugmentConfig, resize_batch, simclr_view  # noqa: E402
+from photoatlas.core.encode.batches import encode_rows, rows_to_device  # noqa: E402
+from photoatlas.core.encode.device import pick_device, place_model  # noqa: E402
+from photoatlas.core.encode.model import build_model  # noqa: E402
+from photoatlas.core.learn.adapter import unit_features_of  # noqa: E402
+from photoatlas.core.library.cache import CachedRows, PixelCache  # noqa: E402
+from photoatlas.core.library.decode import load_rgb, square_pixels  # noqa: E402
+from photoatlas.core.library.library import CACHE_SIZE  # noqa: E402
+from photoatlas.core.library.rowstore import JpegRowStore  # noqa: E402
+from photoatlas.core.library.scan import ScanProblems, iter_photo_files  # noqa: E402
 
 
 def _seconds(fn, repeats: int) -> tuple[float, float]:
@@ -80,7 +80,7 @@ def measure(folder: Path, photos: int, device: torch.device, precision: str, bat
             out[f"{name}_read_cpu_ms_per_batch"] = round(1e3 * cpu / len(batches), 2)
             for view_name, view in views.items():
                 def encode(view=view, source=source) -> None:
-                    encode_rows(_encode(model), CachedRows(source, order), view, placement,
+                    encode_rows(unit_features_of(model), CachedRows(source, order), view, placement,
                                 batch)
 
                 wall, cpu = _seconds(encode, repeats)

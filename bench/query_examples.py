@@ -5,8 +5,8 @@
 For each category A, the confusable category B is the one whose mean embedding is closest.
 Each repeat picks positives from A and negatives from B, ranks all other photos, and
 measures the average precision of A and how many of the top 20 are from B, for: positives
-alone, the mean of positives minus w times the mean of negatives (core.query.example_scores)
-at several w, and a linear probe (core.tags.probe_scores with the negatives).
+alone, the mean of positives minus w times the mean of negatives (core.atlas.query.example_scores)
+at several w, and a linear probe (core.organize.tags.probe_scores with the negatives).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from sklearn.metrics import average_precision_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from photoatlas.core.library import Library  # noqa: E402
-from photoatlas.core.query import example_scores  # noqa: E402
-from photoatlas.core.tags import probe_scores  # noqa: E402
+from photoatlas.core.atlas.query import example_scores  # noqa: E402
+from photoatlas.core.library.library import Library  # noqa: E402
+from photoatlas.core.organize.tags import probe_scores  # noqa: E402
 
 WEIGHTS = (0.25, 0.5, 1.0)
 TOP = 20

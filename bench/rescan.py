@@ -35,9 +35,9 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from photoatlas.core.cache import PixelCache, decode_pending  # noqa: E402
-from photoatlas.core.catalog import Catalog  # noqa: E402
-from photoatlas.core.scan import ScanProblems, iter_photo_files, scan_folders  # noqa: E402
+from photoatlas.core.library.cache import PixelCache, decode_pending  # noqa: E402
+from photoatlas.core.library.catalog import Catalog  # noqa: E402
+from photoatlas.core.library.scan import ScanProblems, iter_photo_files, scan_folders  # noqa: E402
 
 FOLDERS = 100
 

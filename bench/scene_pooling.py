@@ -5,7 +5,7 @@
 Every photo through EfficientNet-Lite0 once per input; for two feature maps (the head's
 1280 channels and the last stage's 320) and three poolings (average, GeM p=3, R-MAC with
 three levels of regions), at one scale and at two (the input and 1/sqrt(2) of it or sqrt(2)
-of it), each raw and centred on the set's mean (core.scene). Inputs: the pixel cache's
+of it), each raw and centred on the set's mean (core.learn.scene). Inputs: the pixel cache's
 224 px centre square, and with --full-frame the whole frame at that long side (sides
 multiples of 32). Printed: leave-one-out mAP and 1-NN of the folder (PhotoAtlas never
 reads folder names) and the encoder time per photo (float32, this process's threads).
@@ -26,7 +26,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.knn_quality import labels_from_paths, mean_average_precision  # noqa: E402
-from photoatlas.core.search import knn_accuracy  # noqa: E402
+from photoatlas.core.atlas.search import knn_accuracy  # noqa: E402
 
 
 def gem(fmap: torch.Tensor, p: float = 3.0) -> torch.Tensor:
@@ -67,7 +67,7 @@ def pooled(encoder: torch.nn.Module, image: torch.Tensor) -> dict[tuple[str, str
 
 
 def frame(path: Path, long_side: int | None) -> np.ndarray:
-    from photoatlas.core.decode import load_rgb, square_pixels
+    from photoatlas.core.library.decode import load_rgb, square_pixels
 
     if long_side is None:
         return square_pixels(load_rgb(path, 224), 224)
@@ -82,8 +82,8 @@ def unit(x: np.ndarray) -> np.ndarray:
 
 
 def measure(folder: Path, long_side: int | None, second_scale: float) -> list[dict]:
-    from photoatlas.core.model import build_encoder
-    from photoatlas.core.scan import ScanProblems, iter_photo_files
+    from photoatlas.core.encode.model import build_encoder
+    from photoatlas.core.library.scan import ScanProblems, iter_photo_files
 
     paths = np.array(sorted(p for p, _, _ in iter_photo_files(folder, ScanProblems())))
     labels = labels_from_paths(paths)

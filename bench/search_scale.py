@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from photoatlas.core.search import NeighborIndex  # noqa: E402
+from photoatlas.core.atlas.search import NeighborIndex  # noqa: E402
 
 K = 10
 

@@ -28,14 +28,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from photoatlas.core.cache import CachedRows, decode_pending  # noqa: E402
-from photoatlas.core.config import TrainConfig  # noqa: E402
-from photoatlas.core.device import autocast_dtype, pick_device, uses_channels_last  # noqa: E402
-from photoatlas.core.library import Library  # noqa: E402
-from photoatlas.core.loss import NTXentLoss  # noqa: E402
-from photoatlas.core.model import build_model  # noqa: E402
-from photoatlas.core.scan import scan_folders  # noqa: E402
-from photoatlas.core.train import train  # noqa: E402
+from photoatlas.core.encode.device import autocast_dtype, pick_device, uses_channels_last  # noqa: E402
+from photoatlas.core.encode.model import build_model  # noqa: E402
+from photoatlas.core.learn.config import TrainConfig  # noqa: E402
+from photoatlas.core.learn.loss import NTXentLoss  # noqa: E402
+from photoatlas.core.learn.train import train  # noqa: E402
+from photoatlas.core.library.cache import CachedRows, decode_pending  # noqa: E402
+from photoatlas.core.library.library import Library  # noqa: E402
+from photoatlas.core.library.scan import scan_folders  # noqa: E402
 
 
 class TwoViews:
@@ -104,7 +104,7 @@ def camera_size_copies(folder: Path, out: Path, size: int, count: int) -> Path:
     (4:3), in the same sub-folders."""
     from PIL import Image
 
-    from photoatlas.core.scan import ScanProblems, iter_photo_files
+    from photoatlas.core.library.scan import ScanProblems, iter_photo_files
 
     for path, _, _ in sorted(iter_photo_files(folder, ScanProblems()))[:count]:
         target = out / Path(path).relative_to(folder).with_suffix(".jpg")

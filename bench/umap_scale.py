@@ -6,7 +6,7 @@
 Run one variant per process: numba compiles umap-learn's functions once per process, so a
 warm-up layout of 5,000 points (not timed) comes first. "atlas" is core.atlas.layout,
 the map's UMAP (umap-learn's own NN-descent neighbour search); "ivf-knn" hands UMAP a
-neighbour graph from core.search (FAISS IVF, 8 cells probed) instead. Quality: kNN
+neighbour graph from core.atlas.search (FAISS IVF, 8 cells probed) instead. Quality: kNN
 preservation (the share of a sampled point's 10 nearest neighbours in the embedding space,
 exact cosine, that are among its 10 nearest on the map), cluster agreement (the share of
 its 10 map neighbours from its own generated cluster) and, up to 10,000 points, sklearn's
@@ -28,9 +28,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.search_scale import clustered_embeddings  # noqa: E402
-from photoatlas.core.atlas import layout  # noqa: E402
-from photoatlas.core.config import MapConfig  # noqa: E402
-from photoatlas.core.search import NeighborIndex  # noqa: E402
+from photoatlas.core.atlas.config import MapConfig  # noqa: E402
+from photoatlas.core.atlas.layout import layout  # noqa: E402
+from photoatlas.core.atlas.search import NeighborIndex  # noqa: E402
 
 
 def neighbour_graph(embeddings: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -44,7 +44,7 @@ def neighbour_graph(embeddings: np.ndarray, k: int) -> tuple[np.ndarray, np.ndar
 
 
 def ivf_knn(embeddings: np.ndarray, cfg: MapConfig) -> np.ndarray:
-    """The map's UMAP settings with a neighbour graph from core.search."""
+    """The map's UMAP settings with a neighbour graph from core.atlas.search."""
     import umap
 
     reducer = umap.UMAP(n_neighbors=cfg.n_neighbors, min_dist=cfg.min_dist, metric="cosine",

@@ -31,11 +31,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from photoatlas.core import word_search  # noqa: E402
-from photoatlas.core.concepts import TOP_K, class_scores, read_concepts  # noqa: E402
-from photoatlas.core.library import Library  # noqa: E402
-from photoatlas.core.search import NeighborIndex  # noqa: E402
-from photoatlas.core.vocabulary import vocabulary  # noqa: E402
+from photoatlas.core.atlas.search import NeighborIndex  # noqa: E402
+from photoatlas.core.encode.concepts import TOP_K, class_scores, read_concepts  # noqa: E402
+from photoatlas.core.library.library import Library  # noqa: E402
+from photoatlas.core.organize import word_search  # noqa: E402
+from photoatlas.core.organize.vocabulary import vocabulary  # noqa: E402
 
 # word -> the folders of the set whose photos it should find.
 IMAGENETTE = {
@@ -116,8 +116,8 @@ def cost(library_dir: Path, repeats: int = 5) -> None:
     (the library's own class scores are left alone)."""
     import tempfile
 
-    from photoatlas.core.model import build_encoder
-    from photoatlas.core.runs import save_npz_atomic
+    from photoatlas.core.encode.model import build_encoder
+    from photoatlas.core.storage import save_npz_atomic
 
     with Library(library_dir, create=False) as library:
         run = library.current_run()

@@ -1,4 +1,5 @@
-"""Progress events and cooperative cancellation shared by every long job."""
+"""Progress events and cooperative cancellation shared by every long job.
+"""
 
 from __future__ import annotations
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import pkgutil
 import subprocess
@@ -27,13 +28,15 @@ def _run_fresh(code: str) -> list[str]:
 
 
 def _core_modules() -> list[str]:
-    return sorted(f"photoatlas.core.{m.name}"
-                  for m in pkgutil.iter_modules([str(REPO_ROOT / "core")]))
+    return sorted(m.name for m in pkgutil.walk_packages([str(REPO_ROOT / "core")],
+                                                        prefix="photoatlas.core.")
+                  if not m.name.endswith("__main__"))
 
 
 def test_core_modules_discovered():
     modules = _core_modules()
-    for expected in ("loss", "model", "cli", "scan", "train"):
+    for expected in ("learn.loss", "encode.model", "cli.commands", "library.scan",
+                     "learn.train", "atlas.layout", "organize.duplicates", "pipeline.index"):
         assert f"photoatlas.core.{expected}" in modules
 
 
@@ -46,8 +49,8 @@ def test_core_imports_no_qt():
 def test_headless_cli_path_imports_no_qt():
     code = (
         "import photoatlas.app.__main__\n"
-        "import photoatlas.core.cli\n"
-        "parser = photoatlas.core.cli.build_parser()\n"
+        "import photoatlas.core.cli.commands\n"
+        "parser = photoatlas.core.cli.commands.build_parser()\n"
         "args = parser.parse_args(['index', '/tmp/photos', '--epochs', '1'])\n"
         "assert args.command == 'index'\n"
         "try:\n"
@@ -64,12 +67,12 @@ def test_only_the_catalog_speaks_sql():
     for its connection or writes a table of its own."""
     offenders = []
     for folder in ("core", "app"):
-        for path in sorted((REPO_ROOT / folder).glob("*.py")):
+        for path in sorted((REPO_ROOT / folder).rglob("*.py")):
             if path.name == "catalog.py":
                 continue
             text = path.read_text(encoding="utf-8")
             if ".conn." in text or "catalog.conn" in text or "CREATE TABLE" in text:
-                offenders.append(f"{folder}/{path.name}")
+                offenders.append(str(path.relative_to(REPO_ROOT)))
     assert offenders == []
 
 
@@ -78,8 +81,37 @@ def test_every_cli_command_reaches_the_cli_without_the_window():
     import argparse
 
     from photoatlas.app.__main__ import HEADLESS_COMMANDS
-    from photoatlas.core.cli import build_parser
+    from photoatlas.core.cli.commands import build_parser
 
     subparsers = next(a for a in build_parser()._actions
                       if isinstance(a, argparse._SubParsersAction))
     assert set(subparsers.choices) <= HEADLESS_COMMANDS
+
+
+def test_no_import_cycle_between_modules():
+    """Every module of the package imports only modules that never import it back, directly
+    or through others, lazy imports inside functions included (grimp's graph)."""
+    import grimp
+
+    graph = grimp.build_graph("photoatlas")
+    modules = sorted(m for m in graph.modules if m.startswith("photoatlas."))
+    cycles = []
+    for module in modules:
+        for imported in graph.find_modules_directly_imported_by(module):
+            if imported != module and graph.chain_exists(imported, module):
+                cycles.append(f"{module} -> {imported}")
+    assert cycles == []
+
+
+def test_no_function_is_a_chapter():
+    """Functions in core/ and app/ fit on a screen or two: none over 100 lines."""
+    long = []
+    for folder in ("core", "app"):
+        for path in sorted((REPO_ROOT / folder).rglob("*.py")):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            for node in ast.walk(tree):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    lines = node.end_lineno - node.lineno + 1
+                    if lines > 100:
+                        long.append(f"{path.relative_to(REPO_ROOT)}:{node.name} ({lines})")
+    assert long == []

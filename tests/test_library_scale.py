@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from photoatlas.core.cache import content_hash
-from photoatlas.core.decode import load_rgb
+from photoatlas.core.library.cache import content_hash
+from photoatlas.core.library.decode import load_rgb
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench" / "library_scale.py"

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from PySide6.QtCore import QSettings
 
-from photoatlas.core.config import TrainConfig
+from photoatlas.core.learn.config import TrainConfig
 
 FAMILIES = ((220, 40, 40), (40, 200, 60), (40, 70, 230), (235, 220, 60))
 PER_FAMILY = 10

@@ -12,10 +12,10 @@ import pytest
 
 from photoatlas.app import commands
 from photoatlas.app.session import Session
-from photoatlas.core.config import TrainConfig
+from photoatlas.core.atlas.query import rank_by_examples
 from photoatlas.core.jobs import CancelToken
-from photoatlas.core.library import Library
-from photoatlas.core.query import rank_by_examples
+from photoatlas.core.learn.config import TrainConfig
+from photoatlas.core.library.library import Library
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core"))
 from _run_with_clusters import library_with_clusters  # noqa: E402

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from photoatlas.app.main_window import MainWindow
 from photoatlas.core.jobs import Progress
-from photoatlas.core.library import Library
+from photoatlas.core.library.library import Library
 
 N_PHOTOS = 41  # conftest's family_photos
 

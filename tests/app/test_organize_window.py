@@ -13,7 +13,7 @@ from PIL import Image
 
 from photoatlas.app.main_window import MainWindow
 from photoatlas.app.organize_actions import make_albums, write_xmp
-from photoatlas.core.xmp import sidecar_path
+from photoatlas.core.organize.xmp import sidecar_path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core"))
 from _run_with_clusters import library_with_clusters  # noqa: E402

@@ -12,10 +12,10 @@ from PySide6.QtCore import Qt
 
 from photoatlas.app.gallery import ROW_ROLE
 from photoatlas.app.main_window import MainWindow
-from photoatlas.core.cache import CachedRows
-from photoatlas.core.features import start_embeddings
-from photoatlas.core.library import CACHE_SIZE, Library
-from photoatlas.core.model import build_model
+from photoatlas.core.encode.features import start_embeddings
+from photoatlas.core.encode.model import build_model
+from photoatlas.core.library.cache import CachedRows
+from photoatlas.core.library.library import CACHE_SIZE, Library
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core"))
 from _untrained_index import small_class_library  # noqa: E402

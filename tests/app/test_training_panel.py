@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from photoatlas.app.training_panel import TrainingPanel, format_seconds
-from photoatlas.core.config import TrainConfig
 from photoatlas.core.jobs import Progress
+from photoatlas.core.learn.config import TrainConfig
 
 
 def test_presets_and_advanced_settings_make_the_config(qtbot) -> None:

@@ -18,8 +18,8 @@ from photoatlas.app.similar_panel import MIN_CELL, SimilarGrid
 from photoatlas.app.thumbnails import ThumbnailStore
 from photoatlas.app.training_panel import TrainingPanel
 from photoatlas.app.worker import Worker
-from photoatlas.core.config import TrainConfig
 from photoatlas.core.jobs import Progress
+from photoatlas.core.learn.config import TrainConfig
 
 
 def visible_boxes(window) -> list[QMessageBox]:

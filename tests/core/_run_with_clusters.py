@@ -10,10 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from photoatlas.core.cache import decode_pending
-from photoatlas.core.library import Library
-from photoatlas.core.runs import ATLAS_NAME, AtlasArrays, RunReport, save_atlas, write_report
-from photoatlas.core.scan import scan_folders
+from photoatlas.core.library.cache import decode_pending
+from photoatlas.core.library.library import Library
+from photoatlas.core.library.runs import ATLAS_NAME, AtlasArrays, save_atlas, write_report
+from photoatlas.core.library.scan import scan_folders
+from photoatlas.core.report import RunReport
 
 
 def library_with_clusters(folder: Path, library_dir: Path, clusters: Callable[[str], int],

@@ -13,20 +13,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from photoatlas.core.cache import CachedRows, decode_pending
-from photoatlas.core.embed import embed_pixels
-from photoatlas.core.library import CACHE_SIZE, Library
-from photoatlas.core.model import build_model
-from photoatlas.core.runs import (
+from photoatlas.core.encode.embed import embed_pixels
+from photoatlas.core.encode.encoder_files import save_encoder
+from photoatlas.core.encode.model import build_model
+from photoatlas.core.library.cache import CachedRows, decode_pending
+from photoatlas.core.library.library import CACHE_SIZE, Library
+from photoatlas.core.library.runs import (
     ATLAS_NAME,
     ENCODER_NAME,
     AtlasArrays,
-    RunReport,
     save_atlas,
-    save_encoder,
     write_report,
 )
-from photoatlas.core.scan import scan_folders
+from photoatlas.core.library.scan import scan_folders
+from photoatlas.core.report import RunReport
 
 
 def index_untrained(folder: Path, library_dir: Path,

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from _run_with_clusters import library_with_clusters
 
-from photoatlas.core import albums as albums_module
-from photoatlas.core.albums import MANIFEST_NAME, make_albums, safe_folder_name
-from photoatlas.core.cli import main as cli_main
-from photoatlas.core.describe import set_cluster_name
-from photoatlas.core.library import Library
-from photoatlas.core.tags import set_tag
+from photoatlas.core.cli.commands import main as cli_main
+from photoatlas.core.library.library import Library
+from photoatlas.core.organize import albums as albums_module
+from photoatlas.core.organize.albums import MANIFEST_NAME, make_albums, safe_folder_name
+from photoatlas.core.organize.describe import set_cluster_name
+from photoatlas.core.organize.tags import set_tag
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from photoatlas.core.atlas import build_atlas, cluster, join_noise
-from photoatlas.core.config import MapConfig
+from photoatlas.core.atlas.config import MapConfig
+from photoatlas.core.atlas.layout import build_atlas, cluster, join_noise
 from photoatlas.core.jobs import Cancelled, CancelToken
 
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-import photoatlas.core.augment as augment
-from photoatlas.core.augment import (
+import photoatlas.core.encode.augment as augment
+from photoatlas.core.encode.augment import (
     _RGB2YIQ,
     AugmentConfig,
     color_jitter,

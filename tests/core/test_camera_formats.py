@@ -12,10 +12,10 @@ import pytest
 from _dng import write_dng
 from PIL import Image
 
-from photoatlas.core.cache import PixelCache, decode_pending
-from photoatlas.core.catalog import Catalog
-from photoatlas.core.decode import DecodeError, load_rgb
-from photoatlas.core.scan import scan_folders
+from photoatlas.core.library.cache import PixelCache, decode_pending
+from photoatlas.core.library.catalog import Catalog
+from photoatlas.core.library.decode import DecodeError, load_rgb
+from photoatlas.core.library.scan import scan_folders
 
 # Quadrant colours of the upright test picture: top-left, top-right, bottom-left, bottom-right.
 _COLOURS = [(220, 30, 30), (30, 200, 30), (30, 30, 220), (235, 235, 235)]

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from photoatlas.core.cli import main as cli_main
-from photoatlas.core.compare import other_encoder_map
-from photoatlas.core.library import Library
-from photoatlas.core.runs import OTHER_ATLAS_NAME
+from photoatlas.core.cli.commands import main as cli_main
+from photoatlas.core.library.library import Library
+from photoatlas.core.library.runs import OTHER_ATLAS_NAME
+from photoatlas.core.pipeline.compare import other_encoder_map
 
 CLASSES = ("n01440764", "n03888257")
 

@@ -20,7 +20,7 @@ import pytest
 import torch
 from PIL import Image
 
-from photoatlas.core.library import CATALOG_NAME, Library
+from photoatlas.core.library.library import CATALOG_NAME, Library
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 
@@ -110,7 +110,7 @@ def _checkpoint_step(library: Path) -> int:
 # The CLI's index, killing itself (SIGKILL) at the first or last progress event of a stage.
 _KILL_IN_STAGE = """
 import os, signal, sys
-import photoatlas.core.cli as cli
+import photoatlas.core.cli.commands as cli
 stage, when = sys.argv[1:3]
 show = cli.TqdmProgress.__call__
 def call(self, event):
@@ -184,9 +184,9 @@ def test_kills_at_random_points_then_a_run_finishes(tmp_path: Path) -> None:
 _SCAN_AND_DECODE = """
 import sys
 from pathlib import Path
-from photoatlas.core.cache import decode_pending
-from photoatlas.core.library import Library
-from photoatlas.core.scan import scan_folders
+from photoatlas.core.library.cache import decode_pending
+from photoatlas.core.library.library import Library
+from photoatlas.core.library.scan import scan_folders
 def report(event):
     print(f"decoded {event.done} of {event.total}", file=sys.stderr, flush=True)
 with Library(Path(sys.argv[1])) as library:

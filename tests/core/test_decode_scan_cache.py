@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from photoatlas.core.cache import CachedRows, PixelCache, decode_pending
-from photoatlas.core.catalog import Catalog
-from photoatlas.core.decode import DecodeError, load_rgb, square_pixels, thumbnail
 from photoatlas.core.jobs import Cancelled, CancelToken
-from photoatlas.core.library import CACHE_SIZE, Library
-from photoatlas.core.rowstore import encode_row
-from photoatlas.core.scan import scan_folders
+from photoatlas.core.library.cache import CachedRows, PixelCache, decode_pending
+from photoatlas.core.library.catalog import Catalog
+from photoatlas.core.library.decode import DecodeError, load_rgb, square_pixels, thumbnail
+from photoatlas.core.library.library import CACHE_SIZE, Library
+from photoatlas.core.library.rowstore import encode_row
+from photoatlas.core.library.scan import scan_folders
 
 # load_rgb ----------------------------------------------------------------------------------
 

@@ -12,16 +12,16 @@ import pytest
 from _untrained_index import index_untrained
 from PIL import Image
 
-from photoatlas.core.cli import main as cli_main
-from photoatlas.core.describe import (
+from photoatlas.core.cli.commands import main as cli_main
+from photoatlas.core.library.exif import PhotoExif
+from photoatlas.core.library.library import Library
+from photoatlas.core.organize.describe import (
     cluster_names,
     describe_arrays,
     describe_clusters,
     distinct_names,
     set_cluster_name,
 )
-from photoatlas.core.exif import PhotoExif
-from photoatlas.core.library import Library
 
 CLASSES = ("n01440764", "n03888257")
 T0 = datetime(2023, 7, 14, 9, 30, 0)

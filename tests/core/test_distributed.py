@@ -13,12 +13,12 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
-from photoatlas.core.config import TrainConfig
-from photoatlas.core.decode import load_rgb, square_pixels
-from photoatlas.core.loss import NTXentLoss
-from photoatlas.core.model import build_model
-from photoatlas.core.runs import CHECKPOINT_NAME
-from photoatlas.core.train import train
+from photoatlas.core.encode.model import build_model
+from photoatlas.core.learn.config import TrainConfig
+from photoatlas.core.learn.loss import NTXentLoss
+from photoatlas.core.learn.train import train
+from photoatlas.core.library.decode import load_rgb, square_pixels
+from photoatlas.core.library.runs import CHECKPOINT_NAME
 
 WORLD = 2
 

@@ -15,9 +15,12 @@ from _scenes import camera_exif, scene
 from _untrained_index import index_untrained
 from PIL import Image, ImageEnhance, ImageFilter
 
-from photoatlas.core.align import aligned_match
-from photoatlas.core.cli import main as cli_main
-from photoatlas.core.duplicates import (
+from photoatlas.core.cli.commands import main as cli_main
+from photoatlas.core.jobs import Cancelled, CancelToken, Progress
+from photoatlas.core.library.exif import PhotoExif, exif_for_images, read_exif
+from photoatlas.core.library.library import Library
+from photoatlas.core.organize.align import aligned_match
+from photoatlas.core.organize.duplicates import (
     QUARTER_TURNS_NAME,
     DuplicateConfig,
     UnionFind,
@@ -27,9 +30,6 @@ from photoatlas.core.duplicates import (
     reopen,
     sharpness,
 )
-from photoatlas.core.exif import PhotoExif, exif_for_images, read_exif
-from photoatlas.core.jobs import Cancelled, CancelToken, Progress
-from photoatlas.core.library import Library
 
 T0 = datetime(2024, 5, 1, 10, 0, 0)
 # Two photos of the Invalides by different people from nearly the same spot (paris-dev):

@@ -13,9 +13,9 @@ import pytest
 from _run_with_clusters import library_with_clusters
 from PIL import Image
 
-from photoatlas.core.cli import main as cli_main
-from photoatlas.core.events import library_events, split_by_gap
-from photoatlas.core.library import Library
+from photoatlas.core.cli.commands import main as cli_main
+from photoatlas.core.library.library import Library
+from photoatlas.core.organize.events import library_events, split_by_gap
 
 HOUR = 3600.0
 

@@ -12,15 +12,15 @@ import numpy as np
 import pytest
 import torch
 
-from photoatlas.core.augment import AugmentConfig, simclr_pair
-from photoatlas.core.batches import encode_rows, rows_to_device
-from photoatlas.core.cache import CachedRows
-from photoatlas.core.config import TrainConfig
-from photoatlas.core.device import place_model, to_device
-from photoatlas.core.embed import embed_pixels
-from photoatlas.core.model import build_model
-from photoatlas.core.rowstore import JpegRowStore
-from photoatlas.core.train import train
+from photoatlas.core.encode.augment import AugmentConfig, simclr_pair
+from photoatlas.core.encode.batches import encode_rows, rows_to_device
+from photoatlas.core.encode.device import place_model, to_device
+from photoatlas.core.encode.embed import embed_pixels
+from photoatlas.core.encode.model import build_model
+from photoatlas.core.learn.config import TrainConfig
+from photoatlas.core.learn.train import train
+from photoatlas.core.library.cache import CachedRows
+from photoatlas.core.library.rowstore import JpegRowStore
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -53,7 +53,7 @@ def test_rows_reach_the_device_unchanged(device: torch.device):
 
 @pytest.mark.parametrize("device", _devices(), ids=str)
 def test_compressed_rows_reach_the_device_as_decoded(device: torch.device, tmp_path: Path):
-    """JPEG rows (core.rowstore) decode straight into the (pinned) batch: the same bytes
+    """JPEG rows (core.library.rowstore) decode straight into the (pinned) batch: the same bytes
     as decoding them on the host."""
     store = JpegRowStore.at(tmp_path, 32)
     store.append(list(_pixels(20)))

@@ -10,12 +10,17 @@ import numpy as np
 import pytest
 import torch
 
-from photoatlas.core import inference
-from photoatlas.core.augment import resize_batch
-from photoatlas.core.decode import load_rgb, square_pixels
-from photoatlas.core.inference import FastEncoder, cpu_encoder, uses_fast_cpu_path, weights_digest
-from photoatlas.core.model import build_encoder
-from photoatlas.core.search import NeighborIndex
+from photoatlas.core.atlas.search import NeighborIndex
+from photoatlas.core.encode import inference
+from photoatlas.core.encode.augment import resize_batch
+from photoatlas.core.encode.inference import (
+    FastEncoder,
+    cpu_encoder,
+    uses_fast_cpu_path,
+    weights_digest,
+)
+from photoatlas.core.encode.model import build_encoder
+from photoatlas.core.library.decode import load_rgb, square_pixels
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("onnxruntime")
@@ -140,8 +145,8 @@ def test_fast_path_only_for_float32_cpu():
 
 
 def test_embed_pixels_fast_matches_embed_pixels_with_adapter(pixels, cache_dir, monkeypatch):
-    from photoatlas.core.embed import embed_pixels
-    from photoatlas.core.model import build_model
+    from photoatlas.core.encode.embed import embed_pixels
+    from photoatlas.core.encode.model import build_model
 
     monkeypatch.setattr(inference, "default_cache_dir", lambda: cache_dir)
     model = build_model("efficientnet_lite0", pretrained=True, resolution=160, adapter=True)

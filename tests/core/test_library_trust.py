@@ -22,16 +22,19 @@ import pytest
 import torch
 from PIL import Image
 
-import photoatlas.core.scan as scan_module
-from photoatlas.core.cache import decode_pending
-from photoatlas.core.catalog import SCHEMA_VERSION, Catalog
-from photoatlas.core.cli import main as cli_main
-from photoatlas.core.config import MapConfig, TrainConfig
-from photoatlas.core.decode import DecodeError, load_rgb
+import photoatlas.core.library.scan as scan_module
+from photoatlas.core.atlas.config import MapConfig
+from photoatlas.core.cli.commands import main as cli_main
 from photoatlas.core.jobs import Cancelled, CancelToken
-from photoatlas.core.library import LOCK_NAME, Library, LibraryError
-from photoatlas.core.pipeline import index_library, place_new, update_library
-from photoatlas.core.scan import scan_folders
+from photoatlas.core.learn.config import TrainConfig
+from photoatlas.core.library.cache import decode_pending
+from photoatlas.core.library.catalog import SCHEMA_VERSION, Catalog
+from photoatlas.core.library.decode import DecodeError, load_rgb
+from photoatlas.core.library.library import LOCK_NAME, Library
+from photoatlas.core.library.scan import scan_folders
+from photoatlas.core.pipeline.index import index_library
+from photoatlas.core.pipeline.update import place_new, update_library
+from photoatlas.core.storage import LibraryError
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = TrainConfig(pretrained=False, backbone="resnet18_half", resolution=32, batch_size=8,
@@ -119,7 +122,7 @@ def test_sixteen_bit_and_cmyk_tiff_and_float(tmp_path: Path) -> None:
 
 _PEAK_MEMORY = """
 import resource, sys
-from photoatlas.core.decode import DecodeError, load_rgb
+from photoatlas.core.library.decode import DecodeError, load_rgb
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 try:
     print(load_rgb(sys.argv[1], 224).size)
@@ -340,18 +343,18 @@ def test_permission_denied_is_a_reason_even_when_tests_run_as_root(
         make_image, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """chmod 000 does not stop root, so the operating system's refusal is simulated here;
     the corpus test above covers the real one when not run as root."""
-    import photoatlas.core.cache
-    import photoatlas.core.decode
+    import photoatlas.core.library.cache
+    import photoatlas.core.library.decode
 
     photo = make_image("photos/locked.jpg")
 
     def refuse(*args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied", str(photo))
 
-    monkeypatch.setattr(photoatlas.core.decode.Image, "open", refuse)
+    monkeypatch.setattr(photoatlas.core.library.decode.Image, "open", refuse)
     with pytest.raises(DecodeError, match="^permission denied$"):
         load_rgb(photo, 8)
-    monkeypatch.setattr(photoatlas.core.cache, "content_hash", refuse)
+    monkeypatch.setattr(photoatlas.core.library.cache, "content_hash", refuse)
     with Library(tmp_path / "library") as library:
         scan_folders(library.catalog, [photo.parent])
         result = decode_pending(library.catalog, library.pixels, library.thumb_dir, workers=1)
@@ -602,7 +605,7 @@ def test_a_catalog_that_is_not_ours_is_refused_and_left_alone(tmp_path: Path) ->
 
 # the lock ------------------------------------------------------------------------------------
 
-_HOLD = ("import sys, time\nfrom photoatlas.core.library import Library\n"
+_HOLD = ("import sys, time\nfrom photoatlas.core.library.library import Library\n"
          "library = Library(sys.argv[1])\nprint('ready', flush=True)\ntime.sleep(60)\n")
 
 
@@ -625,8 +628,8 @@ def test_a_second_process_is_refused_and_a_dead_holder_releases(tmp_path: Path) 
             assert same_process.catalog.counts() == {}
         assert library.catalog.counts() == {}
     # Released on close: another process can take it now.
-    check = subprocess.run([sys.executable, "-c", "import sys\nfrom photoatlas.core.library "
-                            "import Library\nLibrary(sys.argv[1]).close()", str(root)],
+    check = subprocess.run([sys.executable, "-c", "import sys\nfrom photoatlas.core.library."
+                            "library import Library\nLibrary(sys.argv[1]).close()", str(root)],
                            cwd=REPO)
     assert check.returncode == 0
 

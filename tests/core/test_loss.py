@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from photoatlas.core.loss import InfoNCELoss, NTXentLoss, PairObjective, TripletLoss
+from photoatlas.core.learn.loss import InfoNCELoss, NTXentLoss, PairObjective, TripletLoss
 
 
 def _cos(u: torch.Tensor, v: torch.Tensor) -> float:

@@ -12,7 +12,7 @@ import torchvision
 from PIL import Image
 from torch import nn
 
-from photoatlas.core.model import (
+from photoatlas.core.encode.model import (
     BACKBONES,
     EfficientNetLite0,
     EfficientNetLite2,
@@ -260,8 +260,8 @@ def test_freeze_stages_resnet_requires_grad():
 
 
 def test_lite2_is_an_index_choice_with_the_lite_trunk():
-    from photoatlas.core.cli import build_parser
-    from photoatlas.core.config import TrainConfig
+    from photoatlas.core.cli.commands import build_parser
+    from photoatlas.core.learn.config import TrainConfig
 
     args = build_parser().parse_args(["index", "p", "--backbone", "efficientnet_lite2"])
     assert args.backbone == "efficientnet_lite2"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from photoatlas.core.jobs import Cancelled, CancelToken
-from photoatlas.core.organize import copy_photos, write_paths_csv
+from photoatlas.core.organize.copy_out import copy_photos, write_paths_csv
 
 
 def digest(path: Path) -> tuple[str, int]:

@@ -10,12 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from photoatlas.core.cache import CachedRows
-from photoatlas.core.cli import main as cli_main
-from photoatlas.core.config import MapConfig, TrainConfig
+from photoatlas.core.atlas.config import MapConfig
+from photoatlas.core.cli.commands import main as cli_main
 from photoatlas.core.jobs import Cancelled, CancelToken, Progress
-from photoatlas.core.library import Library, LibraryError
-from photoatlas.core.pipeline import index_library, similar_to_file
+from photoatlas.core.learn.config import TrainConfig
+from photoatlas.core.library.cache import CachedRows
+from photoatlas.core.library.library import Library
+from photoatlas.core.pipeline.index import index_library
+from photoatlas.core.pipeline.similar import similar_to_file
+from photoatlas.core.storage import LibraryError
 
 CLASSES = ("n01440764", "n03888257", "n03417042")
 TINY = dict(resolution=64, batch_size=8, epochs=1, device="cpu", seed=0)
@@ -106,7 +109,7 @@ def test_similar_in_library_and_outside_file(indexed: tuple[Path, dict], photos:
         outside = sorted((photo_dir / CLASSES[2]).iterdir())[20]
         matches = similar_to_file(library, outside, 3)
         assert sum(Path(p).parent.name == CLASSES[2] for p, _ in matches) >= 2
-        # Both similarities answer, each from its own vectors (core.scene).
+        # Both similarities answer, each from its own vectors (core.learn.scene).
         run = library.current_run()
         assert run.scene is not None and run.scene.shape == run.embeddings.shape
         assert not np.allclose(run.scene, run.embeddings)
@@ -183,14 +186,16 @@ def test_kept_adapter_maps_the_adapter_applied_to_the_start_embeddings(
         photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No second encoder pass: the kept embeddings are the adapter applied to the
     starting embeddings, which equal what a pass with the adapted encoder gives."""
-    import photoatlas.core.features as features
-    import photoatlas.core.pipeline as pipeline
-    from photoatlas.core.embed import embed_pixels
-    from photoatlas.core.quality import Decision
+    import photoatlas.core.encode.features as features
+    import photoatlas.core.learn.check as check
+    import photoatlas.core.pipeline.adapt as adapt
+    from photoatlas.core.encode.embed import embed_pixels
+    from photoatlas.core.encode.encoder_files import run_encoder
+    from photoatlas.core.learn.check import Decision
 
     passes: list[int] = []
-    monkeypatch.setattr(pipeline, "decide_kind", lambda *a: Decision("adapted", ()))
-    monkeypatch.setattr(pipeline, "embed_pixels", lambda *a, **k: pytest.fail("second pass"))
+    monkeypatch.setattr(check, "decide_kind", lambda *a: Decision("adapted", ()))
+    monkeypatch.setattr(adapt, "embed_pixels", lambda *a, **k: pytest.fail("second pass"))
     real = features.encoder_features  # the start pass (embeddings and class scores)
     monkeypatch.setattr(features, "encoder_features",
                         lambda model, pixels, *a, **k: passes.append(len(pixels))
@@ -199,7 +204,7 @@ def test_kept_adapter_maps_the_adapter_applied_to_the_start_embeddings(
     with Library(tmp_path / "lib") as library:
         report = index_library(library, [photos], cfg, MapConfig())
         run = library.current_run()
-        model, resolution = pipeline.run_encoder(library, run.run_id, torch.device("cpu"))
+        model, resolution = run_encoder(library, run.run_id, torch.device("cpu"))
         again = embed_pixels(model, CachedRows(library.pixels.array(), run.cache_rows),
                              resolution, torch.device("cpu"), precision="fp32")
     assert passes == [24] and report.kept == "adapted" and model.adapter is not None
@@ -211,10 +216,10 @@ def test_kept_adapter_maps_the_adapter_applied_to_the_start_embeddings(
 
 def test_refused_adapter_leaves_the_starting_map(photos: Path, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    import photoatlas.core.pipeline as pipeline
-    from photoatlas.core.quality import Decision
+    import photoatlas.core.learn.check as check
+    from photoatlas.core.learn.check import Decision
 
-    monkeypatch.setattr(pipeline, "decide_kind", lambda *a: Decision("start", ("agreement",)))
+    monkeypatch.setattr(check, "decide_kind", lambda *a: Decision("start", ("agreement",)))
     with Library(tmp_path / "lib") as library:
         index_library(library, [photos], TrainConfig(**TINY), MapConfig(), adapt=False)
         first = library.current_run()
@@ -249,11 +254,13 @@ def test_finished_runs_keep_only_what_is_read_again(photos: Path, tmp_path: Path
     """Once a run finishes: its bank goes, its training state is cut to the trained weights
     when the start was kept (the other map is made from them); earlier finished runs keep
     their report only; a cancelled run that can resume on these photos keeps everything."""
-    import photoatlas.core.pipeline as pipeline
-    from photoatlas.core.compare import other_encoder_map
-    from photoatlas.core.quality import Decision
+    import photoatlas.core.learn.check as check
+    from photoatlas.core.encode.embed import embed_pixels
+    from photoatlas.core.encode.encoder_files import run_encoder
+    from photoatlas.core.learn.check import Decision
+    from photoatlas.core.pipeline.compare import other_encoder_map
 
-    monkeypatch.setattr(pipeline, "decide_kind", lambda *a: Decision("start", ("agreement",)))
+    monkeypatch.setattr(check, "decide_kind", lambda *a: Decision("start", ("agreement",)))
     token = CancelToken()
 
     def cancel_in_adapt(event: Progress) -> None:
@@ -284,10 +291,10 @@ def test_finished_runs_keep_only_what_is_read_again(photos: Path, tmp_path: Path
         # The starting encoder is the installed one: named, not copied.
         assert torch.load(tmp_path / "lib" / "runs" / "3" / "encoder.pt",
                           weights_only=True)["encoder"] is None
-        model, _ = pipeline.run_encoder(library, 3, torch.device("cpu"))
+        model, _ = run_encoder(library, 3, torch.device("cpu"))
         run = library.current_run()
-        again = pipeline.embed_pixels(model, CachedRows(library.pixels.array(), run.cache_rows),
-                                      224, torch.device("cpu"))
+        again = embed_pixels(model, CachedRows(library.pixels.array(), run.cache_rows),
+                             224, torch.device("cpu"))
         assert np.allclose(run.embeddings, again, atol=1e-4)
 
 

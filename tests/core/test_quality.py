@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from photoatlas.core.quality import (
+from photoatlas.core.learn.check import (
     Decision,
     PhotoMeasures,
     alignment,
@@ -92,7 +92,7 @@ def test_each_similarity_is_kept_only_where_it_wins():
 
 
 def test_the_verdict_says_per_similarity_what_changed_in_words() -> None:
-    from photoatlas.core.runs import CheckResult, Measures, RunReport
+    from photoatlas.core.report import CheckResult, Measures, RunReport
 
     before, after = Measures(0.64, 0.5, -2.0, 0.83), Measures(0.73, 0.4, -2.1, 0.845)
     kind = CheckResult("adapted", after, before, 0.7, 0, 6, (), 200, "kind")

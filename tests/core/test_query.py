@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from _untrained_index import small_class_library
 
-from photoatlas.core.cli import main as cli_main
-from photoatlas.core.library import Library
-from photoatlas.core.query import example_scores, query_by_examples
+from photoatlas.core.atlas.query import example_scores, query_by_examples
+from photoatlas.core.cli.commands import main as cli_main
+from photoatlas.core.library.library import Library
 
 CLASSES = ("n01440764", "n03888257", "n03394916")  # tench, parachute, French horn
 PER_CLASS = 6

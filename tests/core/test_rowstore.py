@@ -1,4 +1,4 @@
-"""The compressed pixel cache (core.rowstore): rows round-trip within JPEG's error, a killed
+"""The compressed pixel cache (core.library.rowstore): rows round-trip within JPEG's error, a killed
 append loses nothing already stored, readers never write, and libraries with the raw cache
 of earlier versions are read as they are and converted when next written."""
 
@@ -11,13 +11,13 @@ import pytest
 import torch
 from _untrained_index import index_untrained
 
-from photoatlas.core.batches import rows_to_device
-from photoatlas.core.cache import CachedRows, PixelCache
-from photoatlas.core.decode import load_rgb, square_pixels
+from photoatlas.core.encode.batches import rows_to_device
 from photoatlas.core.jobs import Cancelled, CancelToken
-from photoatlas.core.library import CACHE_SIZE, Library
-from photoatlas.core.pipeline import update_library
-from photoatlas.core.rowstore import JpegRows, JpegRowStore, compress_legacy, open_pixels
+from photoatlas.core.library.cache import CachedRows, PixelCache
+from photoatlas.core.library.decode import load_rgb, square_pixels
+from photoatlas.core.library.library import CACHE_SIZE, Library
+from photoatlas.core.library.rowstore import JpegRows, JpegRowStore, compress_legacy, open_pixels
+from photoatlas.core.pipeline.update import update_library
 
 
 def _photo_rows(count: int, size: int, seed: int = 0) -> list[np.ndarray]:

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from photoatlas.core.model import build_model
-from photoatlas.core.runs import RunFileError, load_encoder, save_encoder
+from photoatlas.core.encode.encoder_files import load_encoder, save_encoder
+from photoatlas.core.encode.model import build_model
+from photoatlas.core.storage import RunFileError
 
 
 def test_an_unchanged_pretrained_encoder_is_stored_by_fingerprint(tmp_path: Path) -> None:

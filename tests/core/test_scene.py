@@ -9,7 +9,7 @@ import pytest
 import torch
 from _require import require
 
-from photoatlas.core.scene import SceneSpace, load_scene_space, save_scene_space, unit_rows
+from photoatlas.core.learn.scene import SceneSpace, load_scene_space, save_scene_space, unit_rows
 
 PARIS_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "paris-dev"
 
@@ -51,9 +51,9 @@ def test_a_learnt_map_applies_after_centring_and_the_space_round_trips(tmp_path:
 def test_scene_descriptor_finds_another_photographers_shot_of_the_same_landmark() -> None:
     """paris-dev: four photos of each landmark by different people; the scene descriptor's
     nearest photo is of the same landmark ahead of the other landmarks."""
-    from photoatlas.core.decode import load_rgb, square_pixels
-    from photoatlas.core.embed import embed_pixels
-    from photoatlas.core.model import build_model
+    from photoatlas.core.encode.embed import embed_pixels
+    from photoatlas.core.encode.model import build_model
+    from photoatlas.core.library.decode import load_rgb, square_pixels
 
     require(PARIS_DIR.is_dir(), f"photo folder {PARIS_DIR}")
     landmarks = sorted(p for p in PARIS_DIR.iterdir() if p.is_dir())

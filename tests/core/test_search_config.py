@@ -7,11 +7,12 @@ import dataclasses
 import numpy as np
 import pytest
 
-from photoatlas.core.augment import AugmentConfig
-from photoatlas.core.config import MapConfig, TrainConfig
-from photoatlas.core.device import autocast_dtype, uses_channels_last
-from photoatlas.core.search import NeighborIndex, knn_accuracy
-from photoatlas.core.train import lr_factor
+from photoatlas.core.atlas.config import MapConfig
+from photoatlas.core.atlas.search import NeighborIndex, knn_accuracy
+from photoatlas.core.encode.augment import AugmentConfig
+from photoatlas.core.encode.device import autocast_dtype, uses_channels_last
+from photoatlas.core.learn.config import TrainConfig
+from photoatlas.core.learn.train import lr_factor
 
 
 def _unit(n: int, d: int, seed: int = 0) -> np.ndarray:
@@ -223,7 +224,7 @@ def test_lr_factor_monotone_without_warmup():
 
 
 def test_hard_negative_beta_reaches_the_cli_config():
-    from photoatlas.core.cli import build_parser
+    from photoatlas.core.cli.commands import build_parser
 
     args = build_parser().parse_args(["index", "photos", "--hard-negative-beta", "0.5"])
     assert args.hard_negative_beta == 0.5
@@ -236,7 +237,7 @@ def test_hard_negative_beta_reaches_the_cli_config():
 def test_cpu_autocast_only_with_hardware_bf16(monkeypatch):
     import torch
 
-    import photoatlas.core.device as train_module
+    import photoatlas.core.encode.device as train_module
 
     cpu = torch.device("cpu")
     monkeypatch.setattr(train_module, "cpu_has_native_bf16", lambda: True)
@@ -248,7 +249,7 @@ def test_cpu_autocast_only_with_hardware_bf16(monkeypatch):
 
 
 def test_precision_reaches_the_cli_config():
-    from photoatlas.core.cli import build_parser
+    from photoatlas.core.cli.commands import build_parser
 
     assert build_parser().parse_args(["index", "p", "--precision", "fp32"]).precision == "fp32"
     assert build_parser().parse_args(["index", "p"]).precision == TrainConfig().precision

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from photoatlas.core.search import EXACT_LIMIT, NeighborIndex, ivf_cells
+from photoatlas.core.atlas.search import EXACT_LIMIT, NeighborIndex, ivf_cells
 
 
 def _clustered(n: int, d: int, seed: int, clusters: int = 40) -> np.ndarray:

@@ -11,11 +11,11 @@ import pytest
 from _scenes import scene
 from _untrained_index import index_untrained, small_class_library
 
-from photoatlas.core.cache import decode_pending
-from photoatlas.core.cli import main as cli_main
-from photoatlas.core.library import Library
-from photoatlas.core.scan import scan_folders
-from photoatlas.core.tags import (
+from photoatlas.core.cli.commands import main as cli_main
+from photoatlas.core.library.cache import decode_pending
+from photoatlas.core.library.library import Library
+from photoatlas.core.library.scan import scan_folders
+from photoatlas.core.organize.tags import (
     list_tags,
     probe_scores,
     remove_tag,

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from photoatlas.core.adapter import Bank, BankPairs, train_adapter
-from photoatlas.core.config import TrainConfig
+from photoatlas.core.encode.model import build_model
 from photoatlas.core.jobs import CancelToken, no_progress
-from photoatlas.core.model import build_model
-from photoatlas.core.quality import CheckViews
-from photoatlas.core.train import Budget, Checkpointer, PixelViews, Schedule, fit, train
+from photoatlas.core.learn.adapter import Bank, BankPairs, train_adapter
+from photoatlas.core.learn.check import CheckViews
+from photoatlas.core.learn.config import TrainConfig
+from photoatlas.core.learn.train import Budget, Checkpointer, PixelViews, Schedule, fit, train
 
 
 def _pixels(n: int = 16, size: int = 32) -> np.ndarray:
@@ -97,8 +97,8 @@ def _fresh_model(size: int = 16) -> torch.nn.Module:
 
 def _held_out_loss(model, pixels: np.ndarray, cfg: TrainConfig) -> float:
     """NT-Xent of the model (eval mode) on fixed augmented views of ``pixels``."""
-    from photoatlas.core.augment import simclr_pair
-    from photoatlas.core.loss import NTXentLoss
+    from photoatlas.core.encode.augment import simclr_pair
+    from photoatlas.core.learn.loss import NTXentLoss
 
     views = simclr_pair(torch.from_numpy(pixels), cfg.resolution, cfg.augment,
                         torch.Generator().manual_seed(123))

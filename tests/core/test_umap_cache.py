@@ -9,7 +9,7 @@ import sys
 def test_pynndescent_is_warmed_only_for_a_map_that_uses_it() -> None:
     # A fresh interpreter: whether pynndescent is compiled is per process.
     code = """
-from photoatlas.core import umap_cache
+from photoatlas.core.atlas import umap_cache
 thread = umap_cache.warm_up_in_background(0)  # umap-learn, if this machine has no cache yet
 if thread is not None:
     thread.join()

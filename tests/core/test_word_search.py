@@ -11,15 +11,15 @@ import pytest
 import torch
 from _untrained_index import small_class_library
 
-from photoatlas.core.cache import CachedRows
-from photoatlas.core.cli import main as cli_main
-from photoatlas.core.concepts import TOP_K, class_scores, read_concepts
-from photoatlas.core.embed import encoder_features
-from photoatlas.core.features import start_embeddings
-from photoatlas.core.library import CACHE_SIZE, Library
-from photoatlas.core.model import build_model
-from photoatlas.core.vocabulary import vocabulary
-from photoatlas.core.word_search import (
+from photoatlas.core.cli.commands import main as cli_main
+from photoatlas.core.encode.concepts import TOP_K, class_scores, read_concepts
+from photoatlas.core.encode.embed import encoder_features
+from photoatlas.core.encode.features import start_embeddings
+from photoatlas.core.encode.model import build_model
+from photoatlas.core.library.cache import CachedRows
+from photoatlas.core.library.library import CACHE_SIZE, Library
+from photoatlas.core.organize.vocabulary import vocabulary
+from photoatlas.core.organize.word_search import (
     concept_scores,
     rank_by_words,
     read_query,
@@ -83,8 +83,8 @@ def test_neighbours_of_the_best_hits_rise_with_them() -> None:
 
 
 def test_the_inverted_class_scores_give_the_same_scores_and_nprobe_is_per_query() -> None:
-    from photoatlas.core.search import NeighborIndex
-    from photoatlas.core.word_search import ConceptIndex
+    from photoatlas.core.atlas.search import NeighborIndex
+    from photoatlas.core.organize.word_search import ConceptIndex
 
     rng = np.random.default_rng(1)
     ids = rng.integers(0, 1000, (500, TOP_K))
@@ -158,9 +158,9 @@ def test_an_unknown_word_says_what_is_known(library, capsys) -> None:
 def test_clusters_are_named_by_what_they_show_when_folders_do_not_tell() -> None:
     from dataclasses import replace
 
-    from photoatlas.core.cluster_concepts import distinctive_concepts
-    from photoatlas.core.describe import describe_arrays, distinct_names
-    from photoatlas.core.exif import PhotoExif
+    from photoatlas.core.library.exif import PhotoExif
+    from photoatlas.core.organize.cluster_concepts import distinctive_concepts
+    from photoatlas.core.organize.describe import describe_arrays, distinct_names
 
     vocab = vocabulary()
     shore, sandbar, church, palace = (vocab.match(w).classes[0] for w in
@@ -189,7 +189,7 @@ def test_clusters_are_named_by_what_they_show_when_folders_do_not_tell() -> None
 
 
 def test_auto_keywords_are_opt_in_and_marked(library, capsys) -> None:
-    from photoatlas.core.xmp import library_keywords, sidecar_path
+    from photoatlas.core.organize.xmp import library_keywords, sidecar_path
 
     library_dir, photos, _ = library
     with Library(library_dir, create=False) as lib:
@@ -209,7 +209,7 @@ def test_auto_keywords_are_opt_in_and_marked(library, capsys) -> None:
 def test_photos_added_by_update_are_found_by_words(library, photo_dir: Path) -> None:
     import shutil
 
-    from photoatlas.core.pipeline import update_library
+    from photoatlas.core.pipeline.update import update_library
 
     library_dir, photos, _ = library
     root = photos[DOG][0].parents[1]

@@ -12,11 +12,11 @@ import pytest
 from _require import require
 from _run_with_clusters import library_with_clusters
 
-from photoatlas.core.cli import main as cli_main
-from photoatlas.core.describe import set_cluster_name
-from photoatlas.core.library import Library
-from photoatlas.core.tags import remove_tag, set_tag
-from photoatlas.core.xmp import sidecar_path, write_library_sidecars
+from photoatlas.core.cli.commands import main as cli_main
+from photoatlas.core.library.library import Library
+from photoatlas.core.organize.describe import set_cluster_name
+from photoatlas.core.organize.tags import remove_tag, set_tag
+from photoatlas.core.organize.xmp import sidecar_path, write_library_sidecars
 
 EXIFTOOL = shutil.which("exiftool")
 
