@@ -18,6 +18,7 @@ from photoatlas.core.atlas.search import NeighborIndex
 from photoatlas.core.jobs import CancelToken, ProgressCallback
 from photoatlas.core.learn.config import TrainConfig
 from photoatlas.core.library.library import Library
+from photoatlas.core.pipeline.run import MapPublished, ignore_map
 
 T = TypeVar("T")
 Job = Callable[[CancelToken, ProgressCallback], T]
@@ -32,10 +33,11 @@ def map_config(seed: int) -> MapConfig:
     return MapConfig(seed=seed, own_process_from=MAP_OWN_PROCESS_FROM)
 
 
-def rescan(root: Path, folders: Sequence[Path], cfg: TrainConfig, has_map: bool) -> Job[bool]:
+def rescan(root: Path, folders: Sequence[Path], cfg: TrainConfig, has_map: bool,
+           map_published: MapPublished = ignore_map) -> Job[bool]:
     """Read new, changed, moved and removed photos. With a map, embed the new ones and place
-    them on it; without one, draw the starting encoder's map (no training). Returns whether
-    the current map changed."""
+    them on it; without one, draw the starting encoder's map (no training; each map it makes
+    current is told to ``map_published``). Returns whether the current map changed."""
 
     def job(cancel: CancelToken, progress: ProgressCallback) -> bool:
         from photoatlas.core.pipeline.index import index_library
@@ -43,23 +45,26 @@ def rescan(root: Path, folders: Sequence[Path], cfg: TrainConfig, has_map: bool)
 
         with Library(root) as library:
             if has_map:
-                return update_library(library, cancel, progress)["map_changed"]
+                return update_library(library, cancel, progress).map_changed
             index_library(library, folders, cfg, map_config(cfg.seed), cancel, progress,
-                          adapt=False)
+                          adapt=False, map_published=map_published)
             return True
 
     return job
 
 
-def train(root: Path, folders: Sequence[Path], cfg: TrainConfig) -> Job[Any]:
-    """The whole index: scan, the start map, adaptation, the check; returns the run report."""
+def train(root: Path, folders: Sequence[Path], cfg: TrainConfig,
+          map_published: MapPublished = ignore_map) -> Job[Any]:
+    """The whole index: scan, the start map, adaptation, the check; returns the run report.
+    Each map it makes current (a partial one, the start's, the adapted one) is told to
+    ``map_published`` from the job's thread."""
 
     def job(cancel: CancelToken, progress: ProgressCallback):
         from photoatlas.core.pipeline.index import index_library
 
         with Library(root) as library:
             return index_library(library, folders, cfg, map_config(cfg.seed), cancel,
-                                 progress)
+                                 progress, map_published=map_published)
 
     return job
 

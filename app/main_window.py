@@ -431,10 +431,9 @@ class MainWindow(QMainWindow):
                                          "next training) reads the new folders", 8000)
             return None
         job = commands.rescan(root, folders, self._start_map_config(),
-                              has_map=self.session.data is not None)
-        worker = self.run_job(job, "rescan", on_result=self._after_rescan)
-        worker.progress.connect(self._map_ready)
-        return worker
+                              has_map=self.session.data is not None,
+                              map_published=self.session.map_published.emit)
+        return self.run_job(job, "rescan", on_result=self._after_rescan)
 
     def _start_map_config(self) -> TrainConfig:
         """The training panel's settings for the starting map (so a later training reuses
@@ -478,11 +477,11 @@ class MainWindow(QMainWindow):
             self.show_error("Nothing to train on", "Add a folder of photos first: "
                             "File → Add folder… (Ctrl+O), or drop it on the window.")
             return None
-        worker = Worker(commands.train(root, folders, cfg), "training")
+        worker = Worker(commands.train(root, folders, cfg, self.session.map_published.emit),
+                        "training")
         self.training = worker
         self.training_panel.run_started(cfg)
         connect_worker(self.training_panel, worker, self._training_done)
-        worker.progress.connect(self._map_ready)
         worker.errored.connect(lambda message, _tb: self.show_error("Training stopped", message))
         worker.finished.connect(lambda: self._training_finished(worker))
         self._launch(worker)
@@ -496,14 +495,8 @@ class MainWindow(QMainWindow):
     def _training_done(self, report: RunReport) -> None:
         self.session.reload_map()
         self.statusBar().showMessage(
-            f"Mapped {report.images['embedded']} photos into {report.clusters} clusters",
+            f"Mapped {report.images.embedded} photos into {report.clusters} clusters",
             10000)
-
-    def _map_ready(self, event: Progress) -> None:
-        """A job wrote a new current map (the starting encoder's, a partial one, the
-        adapted one): show it at once."""
-        if event.stage == "map" and event.values.get("map_ready"):
-            self.session.reload_map()
 
     def _training_finished(self, worker: Worker) -> None:
         if self.training is worker:  # not a newer run, when a retired one ends late

@@ -13,13 +13,6 @@ from .map_view import MapView
 from .session import Session
 from .worker import Worker
 
-# What a job's stage means to someone waiting for the map.
-STAGES = {
-    "scan": "Looking for photos", "decode": "Reading your photos",
-    "embed": "Looking at your photos", "map": "Laying out the map",
-    "views": "Preparing the training views", "adapt": "Learning your photos",
-    "train": "Learning your photos", "check": "Checking whether training helped",
-}
 # Jobs that lead to the first map, most telling first.
 _MAP_JOBS = ("training", "rescan")
 
@@ -38,7 +31,7 @@ def empty_map_text(has_library: bool, folders: int,
         head = "Making your map…"
         if event is None:
             return f"{head}\n\nStarting."
-        words = STAGES.get(event.stage, event.stage.capitalize())
+        words = event.stage.label
         detail = f"{words}: {event.message}" if event.message else words
         if event.total > 0:
             detail += f" ({round(100 * event.fraction)}%)"

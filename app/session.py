@@ -95,6 +95,9 @@ class Session(QObject):
     events_changed = Signal()  # the grouping by time changed (capture times known, new gap)
     colors_changed = Signal()  # another colour mode
     similar_by_changed = Signal(str)  # "scene" or "kind": what "similar" answers with
+    # A job made a new map current (its RunReport): emitted from the job's thread, delivered
+    # on the GUI thread, where the map is read again at once.
+    map_published = Signal(object)
 
     def __init__(self) -> None:
         super().__init__()
@@ -117,6 +120,7 @@ class Session(QObject):
         self._indexes: dict[str, NeighborIndex] = {}
         self._concepts: tuple[RunArtifacts, ConceptIndex] | None = None
         self._ranked = np.zeros(0, np.int64)  # the last word search's rows, best first
+        self.map_published.connect(lambda _report: self.reload_map())
 
     # library ------------------------------------------------------------------------------
     def open_library(self, root: Path) -> None:

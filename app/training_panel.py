@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 
 from photoatlas.core.encode.device import available_devices
 from photoatlas.core.encode.model import BACKBONES, PRETRAINED_BACKBONES
-from photoatlas.core.jobs import Progress
+from photoatlas.core.jobs import Progress, Stage
 from photoatlas.core.learn.config import TrainConfig
 from photoatlas.core.report import RunReport
 
@@ -37,10 +37,6 @@ from .widgets import hint_label
 
 # (label, training minutes): what a user picks without knowing anything about SimCLR.
 PRESETS = (("Quick", 5.0), ("Balanced", 15.0), ("Thorough", 45.0))
-STAGE_NAMES = {"scan": "Scanning folders", "decode": "Reading photos", "train": "Training",
-               "check": "Checking the result", "embed": "Embedding photos",
-               "map": "Drawing the map", "views": "Encoding augmented views",
-               "adapt": "Adapting to your photos"}
 
 
 def format_seconds(seconds: float | None) -> str:
@@ -244,17 +240,16 @@ class TrainingPanel(QWidget):
         self._update_buttons()
 
     def show_progress(self, event: Progress) -> None:
-        name = STAGE_NAMES.get(event.stage, event.stage.capitalize())
-        fraction = event.values.get("fraction", event.fraction) if event.stage == "train" \
-            else event.fraction
-        self.stage.setText(name)
+        fraction = event.values.get("fraction", event.fraction) \
+            if event.stage is Stage.TRAIN else event.fraction
+        self.stage.setText(event.stage.label)
         self.bar.setValue(int(1000 * fraction))
         parts = [event.message] if event.message else []
         if "images_per_s" in event.values:
             parts.append(f"{event.values['images_per_s']:.0f} images/s")
         parts.append(f"{format_seconds(event.eta_s)} left")
         self.detail.setText("  ·  ".join(parts))
-        if event.stage in ("train", "adapt") and "loss" in event.values:
+        if event.stage in (Stage.TRAIN, Stage.ADAPT) and "loss" in event.values:
             self._steps.append(event.done)
             self._losses.append(float(event.values["loss"]))
             self._draw_loss()
@@ -273,16 +268,15 @@ class TrainingPanel(QWidget):
 
     def show_last_run(self, report: RunReport) -> None:
         """Summarise a finished run (the one the map shows) without touching the log."""
-        line = (f"Last run: {report.images.get('embedded', 0)} photos embedded · "
+        line = (f"Last run: {report.images.embedded} photos embedded · "
                 f"{report.clusters} clusters")
-        if "epochs" in report.training:
-            line += (f" · {report.training['epochs']} epochs at "
-                     f"{report.training['images_per_s']:.0f} images/s")
+        if report.training is not None:
+            line += (f" · {report.training.epochs} epochs at "
+                     f"{report.training.images_per_s:.0f} images/s")
         self.detail.setText(line)
         text = report.verdict()
-        cuts = report.adaptation.get("cut", [])
-        if cuts:
-            text += "\nCut to fit the time budget: " + "; ".join(cuts) + "."
+        if report.cut:
+            text += "\nCut to fit the time budget: " + "; ".join(report.cut) + "."
         self._set_verdict(text, report.details())
 
     def _set_verdict(self, text: str, details: str) -> None:
@@ -301,10 +295,10 @@ class TrainingPanel(QWidget):
                         f"{report.device}")
         if report.check is not None:
             self.append_log(report.verdict())
-        for cut in report.adaptation.get("cut", []):
+        for cut in report.cut:
             self.append_log(f"cut to fit the budget: {cut}")
-        for item in report.images.get("failed_files", [])[:50]:
-            self.append_log(f"skipped {item['path']}: {item['reason']}")
+        for item in report.images.failed_files[:50]:
+            self.append_log(f"skipped {item.path}: {item.reason}")
         self._update_buttons()
 
     def run_cancelled(self) -> None:

@@ -257,11 +257,10 @@ def recipe_rows(library: Library, prep: Prepared, set_name: str, device: torch.d
         rows.append({"set": set_name, "recipe": name, "photos": len(prep.paths),
                      "before": round(before, 4), "after": round(after, 4),
                      "change": round(after - before, 4), "kept": kind.kept,
-                     "check": kind.verdict(), "steps": training.get("steps"),
-                     "epochs": training.get("epochs"),
-                     "train_pairs_per_s": training.get("images_per_s"),
-                     "bank_photos": out.adaptation.get("bank_photos"),
-                     "views": out.adaptation.get("views"),
+                     "check": kind.verdict(), "steps": training.steps,
+                     "epochs": training.epochs, "train_pairs_per_s": training.images_per_s,
+                     "bank_photos": out.adaptation and out.adaptation.bank_photos,
+                     "views": out.adaptation and out.adaptation.views,
                      "budget_s": budgets.recipe_s, "seconds": round(seconds, 1)})
         log(f"{set_name}: {name}: 1-NN {before:.3f} -> {after:.3f} "
             f"({kind.kept} kept) in {seconds:.1f} s")

@@ -390,7 +390,7 @@ def summarize(report: dict, watch: _Watch, count: int, wall: float, maxrss: int,
     stages = {name: {"s": s, "ms_per_photo": round(1000 * s / photos, 2),
                      "photos_per_s": round(photos / s, 1) if s > 0 else None}
               for name, s in seconds.items()}
-    adaptation = report.get("adaptation", {})
+    adaptation = report.get("adaptation") or {}
     training_s = sum(report["stage_seconds"].get(k, 0.0) for k in ("views", "adapt", "check"))
     done_t, map_t = watch.states.get("done", {}).get("t"), first.get("t")
     return {
@@ -410,7 +410,8 @@ def summarize(report: dict, watch: _Watch, count: int, wall: float, maxrss: int,
                      "bank_photos_wanted": adaptation.get("bank_photos_wanted"),
                      "epochs": adaptation.get("epochs"), "cut": adaptation.get("cut"),
                      "kept": (report.get("check") or {}).get("kept")},
-        "embed_photos_per_s": adaptation.get("photos_per_s"),
+        "embed_photos_per_s": report.get("embedding", {}).get("photos_per_s",
+                                                              adaptation.get("photos_per_s")),
         "peak_rss_bytes": maxrss,
         "peak_rss_by_stage_bytes": watch.peak_by_stage,
         "library_bytes": sum(library_bytes.values()),

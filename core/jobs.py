@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 
 
 class Cancelled(Exception):
@@ -32,11 +33,51 @@ class CancelToken:
             raise Cancelled()
 
 
+class Stage(str, Enum):
+    """A step of a long job, as progress events name it (a str, so it prints and compares as
+    its value); ``label`` is what it means to someone waiting."""
+
+    SCAN = "scan"
+    DECODE = "decode"
+    EMBED = "embed"
+    MAP = "map"
+    VIEWS = "views"
+    ADAPT = "adapt"
+    TRAIN = "train"
+    CHECK = "check"
+    COMPARE = "compare"
+    DUPLICATES = "duplicates"
+    ALBUMS = "albums"
+    COPY = "copy"
+    XMP = "xmp"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+    @property
+    def label(self) -> str:
+        return _STAGE_LABELS[self]
+
+
+_STAGE_LABELS = {
+    Stage.SCAN: "Looking for photos", Stage.DECODE: "Reading your photos",
+    Stage.EMBED: "Looking at your photos", Stage.MAP: "Laying out the map",
+    Stage.VIEWS: "Preparing the training views", Stage.ADAPT: "Learning your photos",
+    Stage.TRAIN: "Learning your photos", Stage.CHECK: "Checking whether training helped",
+    Stage.COMPARE: "Drawing the other encoder's map", Stage.DUPLICATES: "Looking for duplicates",
+    Stage.ALBUMS: "Making albums", Stage.COPY: "Copying photos",
+    Stage.XMP: "Writing sidecar files",
+}
+
+
 @dataclass(frozen=True)
 class Progress:
     """One progress event of a stage: `done` of `total` units, plus stage-specific values."""
 
-    stage: str
+    stage: Stage
     done: int
     total: int
     message: str = ""
@@ -70,7 +111,7 @@ class EtaClock:
         return self.elapsed() / done * max(0, total - done)
 
 
-def part_of(progress: ProgressCallback, stage: str, index: int, count: int, message: str,
+def part_of(progress: ProgressCallback, stage: Stage, index: int, count: int, message: str,
             clock: EtaClock) -> ProgressCallback:
     """A callback reporting a sub-task's events as part ``index`` of ``count`` equal parts of
     ``stage`` (one bar for a stage made of several steps), with the stage's ETA."""

@@ -4,7 +4,7 @@ CLI and the window, and each check's measures and decision in words.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 # ... and keep at least this much of the start's neighbourhoods (an encoder that lost 0.10 of
@@ -110,35 +110,152 @@ class CheckResult:
                    similarity=data.get("similarity", "kind"))
 
 
+def _section(cls, data: dict | None):
+    """A section from its JSON: known fields only (reports of older versions lack some or
+    carry others), defaults for the rest; None for a missing section."""
+    if not data:
+        return None
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True)
+class FailedFile:
+    """A photo or folder that could not be read, and why (in words)."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class PhotoCounts:
+    """What a run or an update found in the folders and did with it."""
+
+    found: int = 0
+    new_or_changed: int = 0
+    moved: int = 0  # found again elsewhere by content (not decoded again)
+    missing: int = 0
+    embedded: int = 0  # photos on the map
+    failed: int = 0
+    failed_files: tuple[FailedFile, ...] = ()
+    content_unchanged: int = 0  # an update: rewritten files with the same pixels
+    added_to_map: int = 0  # an update: photos placed on the existing map
+    removed_from_map: int = 0  # an update: photos gone from the folders
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> PhotoCounts:
+        counts = _section(cls, data) or cls()
+        return replace(counts, failed_files=tuple(
+            FailedFile(**f) if isinstance(f, dict) else f for f in counts.failed_files))
+
+
+@dataclass(frozen=True)
+class Embedding:
+    """The map's vectors: the resolution the encoder saw, their width, the pass's speed."""
+
+    resolution: int = 224
+    dim: int = 0
+    photos_per_s: float | None = None  # the starting encoder's pass (None when cached)
+
+
+@dataclass(frozen=True)
+class Training:
+    """One training loop's figures (pixel training, or the "same kind" adapter)."""
+
+    steps: int = 0
+    epochs: float = 0.0
+    images_per_s: float = 0.0
+    resumed_from_step: int = 0
+    first_loss: float | None = None
+    last_loss: float | None = None
+
+
+@dataclass(frozen=True)
+class Adaptation:
+    """The default adaptation's figures: the bank of views, both adapters' epochs, the budget
+    and what was cut to keep it."""
+
+    bank_photos: int = 0
+    bank_photos_wanted: int = 0
+    views: int = 0
+    check_photos: int = 0
+    bank_seconds: float = 0.0
+    bank_resumed: bool = False
+    epochs: float = 0.0  # the "same kind" adapter
+    scene_epochs: float = 0.0  # the "same scene" map
+    epoch_cap: float = 0.0
+    budget_s: float | None = None
+    seconds: float = 0.0
+    cut: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """Training under torchrun: the processes' figures."""
+
+    processes: int
+    steps: int
+    epochs: float
+    seconds: float
+    images_per_s: float
+    cancelled: bool = False
+
+
+@dataclass(frozen=True)
+class Update:
+    """What an update (a rescan placed on the current map) did."""
+
+    run: int
+    stage_seconds: dict[str, float]
+    images: PhotoCounts
+    map_changed: bool
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Update:
+        return cls(int(data.get("run", 0)), dict(data.get("stage_seconds", {})),
+                   PhotoCounts.from_dict(data.get("images")), bool(data.get("map_changed")))
+
+
 @dataclass(frozen=True)
 class RunReport:
     """What a run did, as written to report.json and shown by the CLI and the window.
 
-    ``state`` is "map" while only the starting encoder's map exists (adaptation may still
-    run) and "done" at the end. ``images``, ``training`` and ``adaptation`` are plain dicts
-    of counts and figures (their keys are listed in core/pipeline.py)."""
+    ``state`` is "partial" for a large library's first photos, "map" while only the starting
+    encoder's map exists (adaptation may still run) and "done" at the end. ``config`` is the
+    run's TrainConfig (``TrainConfig.to_dict``)."""
 
     run: int
     state: str
     device: str
     config: dict[str, Any]
     stage_seconds: dict[str, float]
-    images: dict[str, Any]
+    images: PhotoCounts
     clusters: int
-    embedding: dict[str, Any]
-    training: dict[str, Any] = field(default_factory=dict)
-    adaptation: dict[str, Any] = field(default_factory=dict)
+    embedding: Embedding
+    training: Training | None = None
+    adaptation: Adaptation | None = None
     check: CheckResult | None = None  # the map's "same kind" embedding
     scene_check: CheckResult | None = None  # the "same scene" descriptor (core.learn.scene)
-    distributed: dict[str, Any] | None = None
-    last_update: dict[str, Any] | None = None
+    distributed: Distributed | None = None
+    last_update: Update | None = None
 
     @property
     def kept(self) -> str:
         """Which encoder the map uses: "start", "adapted", or "start" while pending."""
         if self.check is not None:
             return self.check.kept
-        return "start" if self.config.get("pretrained", True) else "adapted"
+        return "start" if self.pretrained else "adapted"
+
+    @property
+    def backbone(self) -> str:
+        return self.config.get("backbone", "efficientnet_lite0")
+
+    @property
+    def pretrained(self) -> bool:
+        return bool(self.config.get("pretrained", True))
 
     @property
     def precision(self) -> str:
@@ -149,6 +266,11 @@ class RunReport:
     def seed(self) -> int:
         return int(self.config.get("seed", 0))
 
+    @property
+    def cut(self) -> tuple[str, ...]:
+        """What the run cut to keep its time budget, in words."""
+        return () if self.adaptation is None else self.adaptation.cut
+
     def verdict(self) -> str:
         """What training changed, a sentence per similarity ("" before any check)."""
         return " ".join(c.verdict() for c in (self.check, self.scene_check) if c is not None)
@@ -157,7 +279,7 @@ class RunReport:
         return "\n".join(c.details() for c in (self.check, self.scene_check) if c is not None)
 
     def to_dict(self) -> dict:
-        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data = asdict(self)
         for name in ("check", "scene_check"):
             check = getattr(self, name)
             data[name] = None if check is None else check.to_dict()
@@ -165,18 +287,22 @@ class RunReport:
 
     @classmethod
     def from_dict(cls, data: dict) -> RunReport:
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
-        values.setdefault("state", "done")
-        values.setdefault("device", "")
-        values.setdefault("config", {})
-        values.setdefault("stage_seconds", {})
-        values.setdefault("images", {})
-        values.setdefault("clusters", 0)
-        values.setdefault("embedding", {})
-        values.setdefault("run", 0)
         # Reports written before the check had a kept field (or with an empty check).
-        for name in ("check", "scene_check"):
-            check = data.get(name)
-            values[name] = CheckResult.from_dict(check) if check else None
-        return cls(**values)
+        checks = {name: CheckResult.from_dict(data[name]) if data.get(name) else None
+                  for name in ("check", "scene_check")}
+        last_update = data.get("last_update")
+        return cls(
+            run=int(data.get("run", 0)), state=data.get("state", "done"),
+            device=data.get("device", ""), config=dict(data.get("config", {})),
+            stage_seconds=dict(data.get("stage_seconds", {})),
+            images=PhotoCounts.from_dict(data.get("images")),
+            clusters=int(data.get("clusters", 0)),
+            embedding=_section(Embedding, data.get("embedding")) or Embedding(),
+            training=_section(Training, data.get("training")),
+            adaptation=_with_cut(_section(Adaptation, data.get("adaptation"))),
+            distributed=_section(Distributed, data.get("distributed")),
+            last_update=Update.from_dict(last_update) if last_update else None, **checks)
+
+
+def _with_cut(adaptation: Adaptation | None) -> Adaptation | None:
+    return None if adaptation is None else replace(adaptation, cut=tuple(adaptation.cut))

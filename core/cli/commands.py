@@ -17,7 +17,7 @@ from photoatlas.core.learn.config import DEVICES, OPTIMIZERS, PRECISIONS, TrainC
 from photoatlas.core.learn.loss import OBJECTIVES
 from photoatlas.core.library.decode import DecodeError
 from photoatlas.core.library.library import Library, default_library_dir
-from photoatlas.core.report import SIMILARITIES
+from photoatlas.core.report import SIMILARITIES, FailedFile
 from photoatlas.core.storage import LibraryError, save_npz_atomic
 
 
@@ -164,17 +164,17 @@ def _index(args: argparse.Namespace) -> int:
     images = report.images
     # Under torchrun the pipeline resumes a finished training: its figures are the processes'.
     training = report.distributed or report.training
-    line = (f"{images['embedded']} photos embedded, {images['failed']} could not be read; "
+    line = (f"{images.embedded} photos embedded, {images.failed} could not be read; "
             f"{report.clusters} clusters; device {report.device}")
     if training:
-        line += f"; {training['epochs']} epochs at {training['images_per_s']} images/s"
+        line += f"; {training.epochs} epochs at {training.images_per_s} images/s"
     print(line)
-    _print_failed(images["failed_files"])
-    for cut in report.adaptation.get("cut", []):
+    _print_failed(images.failed_files)
+    for cut in report.cut:
         print(f"  cut to fit the budget: {cut}")
     if report.check is not None:
         print(report.verdict())
-    elif report.config.get("pretrained"):
+    elif report.pretrained:
         print("Map of the starting encoder written (not adapted).")
     return 0
 
@@ -188,13 +188,13 @@ def _update(args: argparse.Namespace) -> int:
             report = update_library(library, CancelToken(), progress, args.device)
         finally:
             progress.close()
-    _write_report(args.report, report)
-    images = report["images"]
-    print(f"{images['new_or_changed']} new or changed, {images['moved']} moved or renamed, "
-          f"{images['missing']} missing; {images['added_to_map']} added to the map, "
-          f"{images['removed_from_map']} removed; {images['embedded']} photos on the map, "
-          f"{images['failed']} could not be read")
-    _print_failed(images["failed_files"])
+    _write_report(args.report, report.to_dict())
+    images = report.images
+    print(f"{images.new_or_changed} new or changed, {images.moved} moved or renamed, "
+          f"{images.missing} missing; {images.added_to_map} added to the map, "
+          f"{images.removed_from_map} removed; {images.embedded} photos on the map, "
+          f"{images.failed} could not be read")
+    _print_failed(images.failed_files)
     return 0
 
 
@@ -204,9 +204,9 @@ def _write_report(path: Path | None, report: dict) -> None:
         path.write_text(json.dumps(report, indent=2))
 
 
-def _print_failed(failed: list[dict]) -> None:
+def _print_failed(failed: Sequence[FailedFile]) -> None:
     for item in failed:
-        print(f"  skipped {item['path']}: {item['reason']}")
+        print(f"  skipped {item.path}: {item.reason}")
 
 
 def _export(args: argparse.Namespace) -> int:

@@ -16,7 +16,14 @@ import numpy as np
 import torch
 
 from photoatlas.core.encode.device import DeferredReads, Placement
-from photoatlas.core.jobs import CancelToken, EtaClock, Progress, ProgressCallback, no_progress
+from photoatlas.core.jobs import (
+    CancelToken,
+    EtaClock,
+    Progress,
+    ProgressCallback,
+    Stage,
+    no_progress,
+)
 
 # (uint8 rows (B, 3, S, S) on the device) -> float images (B, 3, R, R) in [0, 1].
 ViewFn = Callable[[torch.Tensor], torch.Tensor]
@@ -57,7 +64,7 @@ def encode_rows(
     batch_size: int = 64,
     cancel: CancelToken | None = None,
     progress: ProgressCallback = no_progress,
-    stage: str = "embed",
+    stage: Stage = Stage.EMBED,
     what: str = "photos",
 ) -> np.ndarray:
     """``encode(view(rows))`` for every row of uint8 ``pixels`` (N, 3, S, S), batch by

@@ -16,7 +16,7 @@ from photoatlas.core.encode.inference import (
     uses_fast_cpu_path,
 )
 from photoatlas.core.encode.model import SimCLRModel
-from photoatlas.core.jobs import CancelToken, ProgressCallback, no_progress
+from photoatlas.core.jobs import CancelToken, ProgressCallback, Stage, no_progress
 
 
 def embed_pixels(
@@ -27,7 +27,7 @@ def embed_pixels(
     batch_size: int = 64,
     cancel: CancelToken | None = None,
     progress: ProgressCallback = no_progress,
-    stage: str = "embed",
+    stage: Stage = Stage.EMBED,
     precision: str = "auto",
     fast_cpu: bool | None = None,
 ) -> np.ndarray:
@@ -50,7 +50,7 @@ def encoder_features(
     batch_size: int = 64,
     cancel: CancelToken | None = None,
     progress: ProgressCallback = no_progress,
-    stage: str = "embed",
+    stage: Stage = Stage.EMBED,
     precision: str = "auto",
     fast_cpu: bool | None = None,
 ) -> np.ndarray:

@@ -26,7 +26,14 @@ from photoatlas.core.encode.device import autocast_dtype
 from photoatlas.core.encode.embed import encoder_features
 from photoatlas.core.encode.inference import FAST_PATH_MIN_PHOTOS, unit_features
 from photoatlas.core.encode.model import SimCLRModel
-from photoatlas.core.jobs import CancelToken, EtaClock, Progress, ProgressCallback, no_progress
+from photoatlas.core.jobs import (
+    CancelToken,
+    EtaClock,
+    Progress,
+    ProgressCallback,
+    Stage,
+    no_progress,
+)
 from photoatlas.core.library.cache import CachedRows
 from photoatlas.core.library.library import CACHE_SIZE, Library
 from photoatlas.core.storage import save_npz_atomic
@@ -89,11 +96,11 @@ def start_embeddings(
 
         def relay(event: Progress, done_before: int = done_before) -> None:
             done = done_before + event.done
-            progress(Progress("embed", done, len(missing), f"{done}/{len(missing)} photos",
+            progress(Progress(Stage.EMBED, done, len(missing), f"{done}/{len(missing)} photos",
                               eta_s=clock.eta(done, len(missing))))
 
         raw = encoder_features(model, CachedRows(pixels.cache, wanted[part]), CACHE_SIZE,
-                               device, cancel=cancel, progress=relay, stage="embed",
+                               device, cancel=cancel, progress=relay, stage=Stage.EMBED,
                                precision=precision,
                                fast_cpu=len(missing) >= FAST_PATH_MIN_PHOTOS)
         out[part] = unit_features(model, raw)

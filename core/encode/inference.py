@@ -24,7 +24,7 @@ from photoatlas.core.encode.augment import resize_batch
 from photoatlas.core.encode.batches import encode_rows
 from photoatlas.core.encode.device import Placement, autocast_dtype
 from photoatlas.core.encode.model import SimCLRModel
-from photoatlas.core.jobs import CancelToken, ProgressCallback, no_progress
+from photoatlas.core.jobs import CancelToken, ProgressCallback, Stage, no_progress
 from photoatlas.core.storage import atomic_file
 
 log = logging.getLogger(__name__)
@@ -261,7 +261,7 @@ def cpu_encoder(encoder: nn.Module, resolution: int, engine: str = "onnx-fp32",
 @torch.no_grad()
 def encoder_features_fast(encoder: nn.Module, pixels: np.ndarray, resolution: int,
                           batch_size: int = 64, cancel: CancelToken | None = None,
-                          progress: ProgressCallback = no_progress, stage: str = "embed"
+                          progress: ProgressCallback = no_progress, stage: Stage = Stage.EMBED
                           ) -> np.ndarray:
     """The encoder's pooled features of uint8 ``pixels`` (N, 3, S, S) on a CPU in float32
     terms, run by ``cpu_encoder``: (N, D) float32, not normalised."""

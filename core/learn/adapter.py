@@ -25,7 +25,14 @@ from photoatlas.core.encode.augment import AugmentConfig, simclr_view
 from photoatlas.core.encode.batches import EncodeFn, encode_rows
 from photoatlas.core.encode.device import Placement
 from photoatlas.core.encode.model import SimCLRModel
-from photoatlas.core.jobs import CancelToken, EtaClock, Progress, ProgressCallback, no_progress
+from photoatlas.core.jobs import (
+    CancelToken,
+    EtaClock,
+    Progress,
+    ProgressCallback,
+    Stage,
+    no_progress,
+)
 from photoatlas.core.learn.check import CHECK_AUGMENT, INSTANCE_AUGMENT, CheckViews
 from photoatlas.core.learn.config import TrainConfig
 from photoatlas.core.learn.loss import PairObjective
@@ -98,7 +105,7 @@ def unit_features_of(model: SimCLRModel) -> Callable[[torch.Tensor], torch.Tenso
 
 def encode_check_views(encode: EncodeFn, pixels: np.ndarray, resolution: int,
                        placement: Placement, gen: torch.Generator,
-                       cancel: CancelToken | None = None, stage: str = "views") -> CheckViews:
+                       cancel: CancelToken | None = None, stage: Stage = Stage.VIEWS) -> CheckViews:
     """The check's three views of uint8 ``pixels`` (N, 3, S, S) through ``encode``: two mild
     ones (augmentation agreement) and a strong one (instance recall), drawn from ``gen`` in
     that order, so a generator seeded alike gives every encoder the same views."""
@@ -131,7 +138,7 @@ def build_bank(model: SimCLRModel, pixels: np.ndarray, resolution: int, cfg: Tra
         return encode_rows(unit_features_of(model), rows_pixels,
                            augmented_view(resolution, augment, gen), placement, BANK_BATCH, cancel)
 
-    progress(Progress("views", 0, cap, "views of the check's sample"))
+    progress(Progress(Stage.VIEWS, 0, cap, "views of the check's sample"))
     check = encode_check_views(unit_features_of(model), check_pixels, resolution, placement, gen,
                                cancel)
     chunks: list[torch.Tensor] = []
@@ -144,7 +151,7 @@ def build_bank(model: SimCLRModel, pixels: np.ndarray, resolution: int, cfg: Tra
         chunks.append(torch.stack([torch.from_numpy(encode(chunk, cfg.augment))
                                    for _ in range(views)], 1).to(torch.bfloat16))
         done += len(rows)
-        progress(Progress("views", done, cap, f"{views} augmented views of {done}/{cap} photos",
+        progress(Progress(Stage.VIEWS, done, cap, f"{views} augmented views of {done}/{cap} photos",
                           eta_s=clock.eta(done, cap)))
     # Training photos are encoded in a random order, so a bank cut by the deadline is a
     # random sample; rows within a chunk were sorted (cache reads in order).
@@ -311,7 +318,7 @@ def train_adapter(model: SimCLRModel, bank: Bank, neighbors: np.ndarray | None,
     result = fit(_adapter_step(model, objective, optimizer, cfg.identity_pull), source,
                  optimizer, Schedule(cfg.lr, cfg.warmup_fraction),
                  Budget(epochs * source.steps_per_epoch, budget_s), checkpointer,
-                 cancel or CancelToken(), progress, stage="adapt",
+                 cancel or CancelToken(), progress, stage=Stage.ADAPT,
                  checkpoint_every_s=cfg.checkpoint_every_s)
     model.eval()
     return result

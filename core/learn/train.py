@@ -26,7 +26,7 @@ from photoatlas.core.encode.augment import simclr_pair
 from photoatlas.core.encode.batches import rows_to_device
 from photoatlas.core.encode.device import DeferredReads, Placement, pick_device, place_model
 from photoatlas.core.encode.model import SimCLRModel
-from photoatlas.core.jobs import CancelToken, Progress, ProgressCallback, no_progress
+from photoatlas.core.jobs import CancelToken, Progress, ProgressCallback, Stage, no_progress
 from photoatlas.core.learn.config import TrainConfig
 from photoatlas.core.learn.loss import PairObjective
 from photoatlas.core.library.runs import CHECKPOINT_NAME
@@ -214,7 +214,7 @@ def alone(fraction: float, cancelled: bool) -> tuple[float, bool]:
 
 def fit(train_step: StepFn, source: BatchSource, optimizer: torch.optim.Optimizer,
         schedule: Schedule, budget: Budget, checkpointer: Checkpointer, cancel: CancelToken,
-        progress: ProgressCallback, *, stage: str, checkpoint_every_s: float,
+        progress: ProgressCallback, *, stage: Stage, checkpoint_every_s: float,
         device: torch.device = CPU, agree: Agreement = alone) -> TrainResult:
     """Train from ``checkpointer``'s checkpoint (when there is one) until ``budget`` is
     spent or ``cancel`` is set; checkpoints every ``checkpoint_every_s`` seconds and on
@@ -471,7 +471,7 @@ def train(
     with Prefetched(source) as batches:
         result = fit(_pixel_step(forward, objective, optimizer, placement, world), batches,
                      optimizer, Schedule(cfg.lr, cfg.warmup_fraction), budget, checkpointer,
-                     cancel or CancelToken(), progress, stage="train",
+                     cancel or CancelToken(), progress, stage=Stage.TRAIN,
                      checkpoint_every_s=cfg.checkpoint_every_s, device=device,
                      agree=_agreement(world, device))
     if world > 1:

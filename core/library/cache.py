@@ -14,7 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from photoatlas.core.jobs import CancelToken, EtaClock, Progress, ProgressCallback, no_progress
+from photoatlas.core.jobs import (
+    CancelToken,
+    EtaClock,
+    Progress,
+    ProgressCallback,
+    Stage,
+    no_progress,
+)
 from photoatlas.core.library.catalog import Catalog, ImageRow
 from photoatlas.core.library.decode import (
     DecodeError,
@@ -189,7 +196,7 @@ def decode_pending(
             result.decoded += len(good)
             result.failed += [(row.path, err) for row, err in bad]
             done = start + len(chunk)
-            progress(Progress("decode", done, len(pending), f"{done}/{len(pending)} photos",
+            progress(Progress(Stage.DECODE, done, len(pending), f"{done}/{len(pending)} photos",
                               {"failed": len(result.failed), "moved": result.moved},
                               clock.eta(done, len(pending))))
     return result

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from photoatlas.core.jobs import CancelToken, Progress, ProgressCallback, no_progress
+from photoatlas.core.jobs import CancelToken, Progress, ProgressCallback, Stage, no_progress
 from photoatlas.core.library.cache import PixelCache, append_lock
 
 JPEG_QUALITY = 90  # docs/scale.md: 1-NN and mAP of the embeddings within noise of raw rows
@@ -236,7 +236,7 @@ def compress_legacy(folder: Path, size: int, cancel: CancelToken | None = None,
                 cancel.check()
                 partial.append(list(legacy[start:start + _COMPRESS_CHUNK]))
                 done = min(len(legacy), start + _COMPRESS_CHUNK)
-                progress(Progress("decode", done, len(legacy),
+                progress(Progress(Stage.DECODE, done, len(legacy),
                                   f"compressing the pixel cache: {done}/{len(legacy)} photos"))
         except BaseException:
             for path in (partial.path, partial.index_path):

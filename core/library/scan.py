@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from photoatlas.core.jobs import CancelToken, Progress, ProgressCallback, no_progress
+from photoatlas.core.jobs import CancelToken, Progress, ProgressCallback, Stage, no_progress
 from photoatlas.core.library.catalog import Catalog
 from photoatlas.core.library.decode import RAW_EXTENSIONS
 
@@ -144,7 +144,8 @@ def scan_folders(
                 changed.append((path, size, mtime))
             if len(seen) % 1000 == 0:
                 cancel.check()
-                progress(Progress("scan", index, len(folders), f"{len(seen)} files in {folder}"))
+                progress(Progress(Stage.SCAN, index, len(folders),
+                                  f"{len(seen)} files in {folder}"))
         catalog.upsert_files(folder_id, changed)
         catalog.record_unreadable(folder_id, problems.files)
         catalog.set_folder_problems(folder, problems.folders)
@@ -155,5 +156,5 @@ def scan_folders(
         result.missing += len(missing)
         result.found += len(seen)
         result.unreadable += problems.files + problems.folders
-        progress(Progress("scan", index + 1, len(folders), f"{len(seen)} photos in {folder}"))
+        progress(Progress(Stage.SCAN, index + 1, len(folders), f"{len(seen)} photos in {folder}"))
     return result

@@ -21,7 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from photoatlas.core.jobs import CancelToken, EtaClock, Progress, ProgressCallback, no_progress
+from photoatlas.core.jobs import (
+    CancelToken,
+    EtaClock,
+    Progress,
+    ProgressCallback,
+    Stage,
+    no_progress,
+)
 from photoatlas.core.library.library import Library
 from photoatlas.core.organize.copy_out import candidate_names, create_exclusive
 
@@ -233,7 +240,7 @@ class _AlbumWriter:
                     self.cancel.check()
                     self._place(title, folder, source, ours.pop(source, None))
                     done += 1
-                    progress(Progress("albums", done, total, f"{done}/{total} photos",
+                    progress(Progress(Stage.ALBUMS, done, total, f"{done}/{total} photos",
                                       eta_s=clock.eta(done, total)))
                 for rel in ours.values():  # ours, no longer in this album
                     self._retire(rel)

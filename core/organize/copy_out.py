@@ -13,7 +13,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from photoatlas.core.jobs import CancelToken, EtaClock, Progress, ProgressCallback, no_progress
+from photoatlas.core.jobs import (
+    CancelToken,
+    EtaClock,
+    Progress,
+    ProgressCallback,
+    Stage,
+    no_progress,
+)
 
 _MAX_NAME_TRIES = 10_000
 
@@ -86,7 +93,7 @@ def copy_photos(
             if destination is not None:
                 destination.unlink(missing_ok=True)  # a partial copy of ours, never an original
             report.failed.append((str(source), exc.strerror or str(exc)))
-        progress(Progress("copy", done, len(paths), f"{done}/{len(paths)} photos",
+        progress(Progress(Stage.COPY, done, len(paths), f"{done}/{len(paths)} photos",
                           eta_s=clock.eta(done, len(paths))))
     return report
 

@@ -85,7 +85,7 @@ def describe_clusters(library: Library, per_cluster: int = 9) -> list[ClusterDes
     known = [rows[int(i)] for i in run.image_ids if int(i) in rows]
     by_id = exif_for_images(library.catalog, known)
     exif = [by_id.get(int(i), PhotoExif()) for i in run.image_ids]
-    backbone = run.report.config.get("backbone", "efficientnet_lite0")
+    backbone = run.report.backbone
     ids, scores, has = read_concepts(library, backbone).aligned(run.cache_rows)
     return describe_arrays(run.embeddings, run.cluster, run.image_ids, list(map(str, run.paths)),
                            exif, cluster_names(library, run.run_id), per_cluster,

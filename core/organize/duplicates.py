@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image
 
 from photoatlas.core.atlas.search import NeighborIndex
-from photoatlas.core.jobs import CancelToken, Progress, ProgressCallback, no_progress
+from photoatlas.core.jobs import CancelToken, Progress, ProgressCallback, Stage, no_progress
 from photoatlas.core.library.cache import THUMBNAIL_SIZE, content_hash
 from photoatlas.core.library.catalog import Catalog, DuplicateDecision
 from photoatlas.core.library.decode import RAW_EXTENSIONS
@@ -461,7 +461,7 @@ def _copy_sets(catalog: Catalog, facts: Sequence[PhotoFacts], embeddings: np.nda
     for i, (a, b) in enumerate(pairs):
         cancel.check()
         if i % 100 == 0:
-            progress(Progress("duplicates", i * n // len(pairs), n,
+            progress(Progress(Stage.DUPLICATES, i * n // len(pairs), n,
                               f"{compared} pairs compared"))
         ra, rb = copies.find(a), copies.find(b)
         if ra == rb or (None not in (moment[ra], moment[rb]) and moment[ra] != moment[rb]):
@@ -526,7 +526,7 @@ def find_duplicates_in(
                                          photos, config, cancel, progress,
                                          [t[shots] for t in turned_embeddings])
     bursts = _burst_sets(shot_embeddings, shot_exif, copies, config)
-    progress(Progress("duplicates", len(shots), len(shots), f"{compared} pairs compared"))
+    progress(Progress(Stage.DUPLICATES, len(shots), len(shots), f"{compared} pairs compared"))
     groups = [_group("burst", [shot_facts[m] for m in members]) for members in bursts.groups()]
     for members in copies.groups():
         same_bytes = all(exact.find(m) == exact.find(members[0]) for m in members)

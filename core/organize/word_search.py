@@ -180,7 +180,7 @@ def search_library(library: Library, words: Sequence[str], limit: int = 500,
     unknown: ``query`` says which, and what is known)."""
     query = read_query(words)
     run = library.current_run()
-    backbone = run.report.config.get("backbone", "efficientnet_lite0")
+    backbone = run.report.backbone
     ids, scores, has = read_concepts(library, backbone).aligned(run.cache_rows)
     if not query.ok:
         empty = np.zeros(0)

@@ -26,7 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
-from photoatlas.core.jobs import CancelToken, EtaClock, Progress, ProgressCallback, no_progress
+from photoatlas.core.jobs import (
+    CancelToken,
+    EtaClock,
+    Progress,
+    ProgressCallback,
+    Stage,
+    no_progress,
+)
 from photoatlas.core.library.library import Library
 from photoatlas.core.storage import LibraryError
 
@@ -258,7 +265,7 @@ def _confident_concepts(library: Library, run) -> dict[str, tuple[str, ...]]:
     from photoatlas.core.organize.vocabulary import vocabulary
 
     vocab = vocabulary()
-    backbone = run.report.config.get("backbone", "efficientnet_lite0")
+    backbone = run.report.backbone
     ids, scores, _ = read_concepts(library, backbone).aligned(run.cache_rows)
     out = {}
     for r in np.flatnonzero(scores[:, 0] >= AUTO_MIN):
@@ -292,6 +299,6 @@ def write_library_sidecars(library: Library, dry_run: bool = False,
         except (OSError, XmpError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             report.failed.append((str(sidecar_path(photo)), reason))
-        progress(Progress("xmp", done, len(photos), f"{done}/{len(photos)} photos",
+        progress(Progress(Stage.XMP, done, len(photos), f"{done}/{len(photos)} photos",
                           eta_s=clock.eta(done, len(photos))))
     return report

@@ -15,7 +15,7 @@ from photoatlas.core.atlas.search import NeighborIndex
 from photoatlas.core.encode.device import place_model
 from photoatlas.core.encode.embed import adapt_embeddings, embed_pixels
 from photoatlas.core.encode.model import SimCLRModel
-from photoatlas.core.jobs import Cancelled, Progress, ProgressCallback
+from photoatlas.core.jobs import Cancelled, Progress, ProgressCallback, Stage
 from photoatlas.core.learn.adapter import (
     BANK_SHARE,
     bank_neighbors,
@@ -40,7 +40,7 @@ from photoatlas.core.library.runs import (
     SCENE_CHECKPOINT_NAME,
 )
 from photoatlas.core.pipeline.run import Checks, IndexRun
-from photoatlas.core.report import CheckResult
+from photoatlas.core.report import Adaptation, CheckResult, Training
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,8 @@ class Adapted:
 
     model: SimCLRModel  # the adapted "same kind" encoder
     checks: Checks
-    training: dict
-    adaptation: dict
+    training: Training
+    adaptation: Adaptation | None
     embeddings: np.ndarray  # (N, D) the adapted encoder's embeddings, kept or not
     scene: SceneSpace  # the scene space, with its learnt map only where the check kept it
 
@@ -63,17 +63,15 @@ def adapt_start(run: IndexRun, start_model: SimCLRModel, start: np.ndarray) -> A
         return _adapt_on_bank(run, start_model, start)
     model, check, training, adapted = _fine_tune(run, start_model, start)
     base = adapted if check.kept == "adapted" else start
-    return Adapted(model, Checks(check, None), training, {}, adapted,
+    return Adapted(model, Checks(check, None), training, None, adapted,
                    SceneSpace.of_library(base))
 
 
 
 
-def training_summary(result: TrainResult) -> dict:
-    return {"steps": result.steps, "epochs": round(result.epochs, 3),
-            "images_per_s": round(result.images_per_s, 2),
-            "resumed_from_step": result.resumed_from_step,
-            "first_loss": result.first_loss, "last_loss": result.last_loss}
+def training_summary(result: TrainResult) -> Training:
+    return Training(result.steps, round(result.epochs, 3), round(result.images_per_s, 2),
+                    result.resumed_from_step, result.first_loss, result.last_loss)
 
 
 def _adapt_on_bank(run: IndexRun, start_model: SimCLRModel, start: np.ndarray) -> Adapted:
@@ -90,7 +88,7 @@ def _adapt_on_bank(run: IndexRun, start_model: SimCLRModel, start: np.ndarray) -
     bank = load_bank(run.dir, len(start), cfg.seed)
     resumed_bank = bank is not None
     if bank is None:
-        with run.timer.stage("views"):
+        with run.timer.stage(Stage.VIEWS):
             placement = place_model(model, run.device, cfg.precision)
             deadline = None if budget_s is None else began + BANK_SHARE * budget_s
             bank = build_bank(model, run.prep.pixels, CACHE_SIZE, cfg, placement,
@@ -100,7 +98,7 @@ def _adapt_on_bank(run: IndexRun, start_model: SimCLRModel, start: np.ndarray) -
     steps_s = None if budget_s is None else max(budget_s - spent, 0.1 * budget_s) / 2
     neighbors = None if cfg.neighbor_positives == 0 else bank_neighbors(
         start, bank.train_rows, cfg.neighbor_k, cfg.mutual_neighbors)
-    with run.timer.stage("adapt"):
+    with run.timer.stage(Stage.ADAPT):
         result = train_adapter(model, bank, neighbors, cfg, run.dir, steps_s, run.cancel,
                                _labelled(run.progress, "same kind", 0))
     if result.cancelled:
@@ -108,7 +106,7 @@ def _adapt_on_bank(run: IndexRun, start_model: SimCLRModel, start: np.ndarray) -
     space = SceneSpace.of_library(start)
     scene_model = copy.deepcopy(start_model)
     scene_model.add_adapter()
-    with run.timer.stage("adapt"):
+    with run.timer.stage(Stage.ADAPT):
         scene_result = train_adapter(scene_model, centred_bank(bank, space), None,
                                      replace(cfg, neighbor_positives=0.0), run.dir, steps_s,
                                      run.cancel,
@@ -116,7 +114,7 @@ def _adapt_on_bank(run: IndexRun, start_model: SimCLRModel, start: np.ndarray) -
                                      SCENE_CHECKPOINT_NAME)
     if scene_result.cancelled:
         raise Cancelled()
-    with run.timer.stage("check"):
+    with run.timer.stage(Stage.CHECK):
         adapted = adapt_embeddings(model, start)
         kind = judge(bank.check, adapted_views(model, bank.check), start, adapted,
                       bank.check_rows)
@@ -130,13 +128,13 @@ def _adapt_on_bank(run: IndexRun, start_model: SimCLRModel, start: np.ndarray) -
     for what, trained in (("adapter", result), ("scene", scene_result)):
         if trained.epochs < cap - 1e-6:
             cut.append(f"{trained.epochs:.1f} of {cap} {what} epochs (the budget ran out)")
-    adaptation = {"bank_photos": int(len(bank.train_rows)),
-                  "bank_photos_wanted": bank.wanted_photos, "views": bank.views,
-                  "check_photos": int(len(bank.check_rows)),
-                  "bank_seconds": round(bank.seconds, 2), "bank_resumed": resumed_bank,
-                  "epochs": round(result.epochs, 2), "scene_epochs": round(scene_result.epochs, 2),
-                  "epoch_cap": cap, "budget_s": budget_s,
-                  "seconds": round(time.monotonic() - began, 2), "cut": cut}
+    adaptation = Adaptation(
+        bank_photos=int(len(bank.train_rows)), bank_photos_wanted=bank.wanted_photos,
+        views=bank.views, check_photos=int(len(bank.check_rows)),
+        bank_seconds=round(bank.seconds, 2), bank_resumed=resumed_bank,
+        epochs=round(result.epochs, 2), scene_epochs=round(scene_result.epochs, 2),
+        epoch_cap=cap, budget_s=budget_s, seconds=round(time.monotonic() - began, 2),
+        cut=tuple(cut))
     return Adapted(model, Checks(kind, scene), training_summary(result), adaptation, adapted,
                    scene_space)
 
@@ -159,11 +157,11 @@ def pixel_check_views(model: SimCLRModel, pixels: np.ndarray, resolution: int,
     placement = place_model(model.eval(), run.device, run.cfg.precision)
     gen = torch.Generator().manual_seed(run.cfg.seed)
     return encode_check_views(model.embed, pixels, resolution, placement, gen, run.cancel,
-                              stage="check")
+                              stage=Stage.CHECK)
 
 
 def _fine_tune(run: IndexRun, start_model: SimCLRModel, start: np.ndarray
-               ) -> tuple[SimCLRModel, CheckResult, dict, np.ndarray]:
+               ) -> tuple[SimCLRModel, CheckResult, Training, np.ndarray]:
     """Pixel fine-tuning of the last stages (adapter off), then the check by encoder passes
     over the sample and the whole library."""
     cfg = run.cfg
@@ -172,17 +170,17 @@ def _fine_tune(run: IndexRun, start_model: SimCLRModel, start: np.ndarray
     if cfg.neighbor_positives > 0:
         neighbors, _ = NeighborIndex(start).query(start, min(cfg.neighbor_k, len(start) - 1),
                                                   exclude_self=True)
-    with run.timer.stage("train"):
+    with run.timer.stage(Stage.TRAIN):
         result = train(model, run.prep.pixels, cfg, run.dir, run.cancel, run.progress,
                        neighbors)
     if result.cancelled:
         raise Cancelled()
     rows, _ = split_sample(len(start), cfg.seed)
     sample = run.prep.pixels[rows]
-    with run.timer.stage("check"):
+    with run.timer.stage(Stage.CHECK):
         before = pixel_check_views(start_model, sample, CACHE_SIZE, run)
         after = pixel_check_views(model, sample, cfg.resolution, run)
-    with run.timer.stage("embed"):
+    with run.timer.stage(Stage.EMBED):
         adapted = embed_pixels(model, run.prep.pixels, cfg.resolution, run.device,
                                cancel=run.cancel, progress=run.progress,
                                precision=cfg.precision)

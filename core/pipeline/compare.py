@@ -26,6 +26,7 @@ from photoatlas.core.jobs import (
     EtaClock,
     Progress,
     ProgressCallback,
+    Stage,
     no_progress,
     part_of,
 )
@@ -98,11 +99,11 @@ def other_encoder_map(library: Library, cancel: CancelToken | None = None,
     clock = EtaClock()
     which, embeddings = _other_embeddings(
         library, run, pick_device(device), cancel,
-        part_of(progress, "compare", 0, 2, "embedding with the other encoder", clock))
+        part_of(progress, Stage.COMPARE, 0, 2, "embedding with the other encoder", clock))
     cancel.check()
-    progress_map = part_of(progress, "compare", 1, 2, "laying out its map", clock)
+    progress_map = part_of(progress, Stage.COMPARE, 1, 2, "laying out its map", clock)
     atlas = build_atlas(embeddings, map_cfg or MapConfig(seed=run.report.seed), cancel)
-    progress_map(Progress("compare", 1, 1))
+    progress_map(Progress(Stage.COMPARE, 1, 1))
     save_npz_atomic(cached, encoder=np.array(which), image_ids=run.image_ids,
                     embeddings=embeddings, xy=atlas.xy, cluster=atlas.cluster)
     return OtherMap(which, embeddings, atlas.xy, atlas.cluster)

@@ -22,7 +22,7 @@ from photoatlas.core.library.library import Library
 from photoatlas.core.library.rowstore import reopen_pixels
 from photoatlas.core.pipeline.index import index_library
 from photoatlas.core.pipeline.run import StageTimer, prepare, run_key
-from photoatlas.core.report import RunReport
+from photoatlas.core.report import Distributed, RunReport
 
 
 def launched_by_torchrun() -> bool:
@@ -98,8 +98,6 @@ def index_distributed(
         report = index_library(library, folders, train_cfg, map_cfg, cancel, progress)
     finally:
         library.close()
-    return replace(report, distributed={"processes": world, "steps": result.steps,
-                                        "epochs": round(result.epochs, 3),
-                                        "seconds": round(result.seconds, 2),
-                                        "images_per_s": round(result.images_per_s, 2),
-                                        "cancelled": result.cancelled})
+    return replace(report, distributed=Distributed(
+        world, result.steps, round(result.epochs, 3), round(result.seconds, 2),
+        round(result.images_per_s, 2), result.cancelled))

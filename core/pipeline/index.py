@@ -18,7 +18,7 @@ from photoatlas.core.encode.device import pick_device
 from photoatlas.core.encode.embed import embed_pixels
 from photoatlas.core.encode.features import start_embeddings
 from photoatlas.core.encode.model import build_model
-from photoatlas.core.jobs import Cancelled, CancelToken, ProgressCallback, no_progress
+from photoatlas.core.jobs import Cancelled, CancelToken, ProgressCallback, Stage, no_progress
 from photoatlas.core.learn.adapter import split_sample
 from photoatlas.core.learn.check import measures
 from photoatlas.core.learn.config import TrainConfig
@@ -34,8 +34,10 @@ from photoatlas.core.pipeline.run import (
     PARTIAL_MAP_PHOTOS,
     Checks,
     IndexRun,
+    MapPublished,
     StageTimer,
     begin_run,
+    ignore_map,
     prepare,
     run_key,
     subset,
@@ -52,12 +54,14 @@ def index_library(
     cancel: CancelToken | None = None,
     progress: ProgressCallback = no_progress,
     adapt: bool = True,
+    map_published: MapPublished = ignore_map,
 ) -> RunReport:
     """Run every stage on ``folders`` into ``library`` and return the run's report.
 
     With a pretrained start the map of the starting encoder is written (and made current)
-    as soon as the photos are embedded; ``adapt=False`` stops there. Adaptation follows and
-    replaces that map only when the label-free check keeps the adapted encoder.
+    as soon as the photos are embedded (``map_published`` is told, from this thread);
+    ``adapt=False`` stops there. Adaptation follows and replaces that map only when the
+    label-free check keeps the adapted encoder.
     A killed or cancelled run resumes on the next call with the same config and photos.
     Raises Cancelled when cancelled (after saving what it has).
     """
@@ -66,7 +70,7 @@ def index_library(
     prep = prepare(library, folders, cancel, progress, timer)
     device = pick_device(train_cfg.device)
     cfg = train_cfg.resolved(device.type)
-    run = begin_run(library, prep, cfg, device, map_cfg, timer, cancel, progress)
+    run = begin_run(library, prep, cfg, device, map_cfg, timer, cancel, progress, map_published)
     if not cfg.pretrained:
         report = _from_scratch(run)
     else:
@@ -96,26 +100,26 @@ def _pretrained(run: IndexRun, adapt: bool) -> RunReport:
         shown_partial = True
         rows = np.flatnonzero(done)
         part = IndexRun(run.library, run.run_id, cfg, subset(prep, rows), run.device,
-                    run.map_cfg, StageTimer(), run.cancel, run.progress)
+                    run.map_cfg, StageTimer(), run.cancel, run.progress, run.map_published)
         space = SceneSpace.of_library(embeddings[rows])
         atlas = part.layout(embeddings[rows], f"first {len(rows)} photos",
                             space.describe(embeddings[rows]))
-        part.publish(atlas, start_model, CACHE_SIZE, "partial", space, None, {}, {})
+        part.publish(atlas, start_model, CACHE_SIZE, "partial", space, None)
 
-    with run.timer.stage("embed"):
+    with run.timer.stage(Stage.EMBED):
         start, rate = start_embeddings(run.library, start_model, cfg.backbone, prep.pixels,
                                        run.device, cfg.precision, run.cancel, run.progress,
                                        partial_map)
     space = SceneSpace.of_library(start)
     start_scene = space.describe(start)
     start_atlas = run.layout(start, "starting encoder", start_scene)
-    speed = {"photos_per_s": None if rate is None else round(rate, 2)}
-    report = run.publish(start_atlas, start_model, CACHE_SIZE, "map", space, None, {}, speed)
+    speed = None if rate is None else round(rate, 2)
+    report = run.publish(start_atlas, start_model, CACHE_SIZE, "map", space, None,
+                         photos_per_s=speed)
     if not adapt or cfg.minutes == 0 or cfg.epochs == 0:
         return report
     result = adapt_start(run, start_model, start)
-    checks, training = result.checks, result.training
-    adaptation = {**result.adaptation, **speed}
+    checks, training, adaptation = result.checks, result.training, result.adaptation
     kept = checks.kind.kept == "adapted"
     # The scene space describes the kept encoder's own (adapter-less) embeddings: the
     # start's, unless fine-tuning changed the encoder itself.
@@ -129,9 +133,9 @@ def _pretrained(run: IndexRun, adapt: bool) -> RunReport:
                         image_ids=start_atlas.image_ids, embeddings=start_atlas.embeddings,
                         xy=start_atlas.xy, cluster=start_atlas.cluster)
         return run.publish(atlas, result.model, resolution, "done", result.scene, checks,
-                           training, adaptation)
+                           training, adaptation, speed)
     return run.publish(replace(start_atlas, scene=scene), start_model, CACHE_SIZE, "done",
-                       result.scene, checks, training, adaptation)
+                       result.scene, checks, training, adaptation, speed)
 
 
 def _from_scratch(run: IndexRun) -> RunReport:
@@ -141,20 +145,20 @@ def _from_scratch(run: IndexRun) -> RunReport:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         model = build_model(cfg.backbone, False, cfg.resolution)
-    with run.timer.stage("train"):
+    with run.timer.stage(Stage.TRAIN):
         result = train(model, run.prep.pixels, cfg, run.dir, run.cancel, run.progress)
     if result.cancelled:
         raise Cancelled()
-    with run.timer.stage("embed"):
+    with run.timer.stage(Stage.EMBED):
         embeddings = embed_pixels(model, run.prep.pixels, cfg.resolution, run.device,
                                   cancel=run.cancel, progress=run.progress,
                                   precision=cfg.precision)
     rows, _ = split_sample(len(embeddings), cfg.seed)
-    with run.timer.stage("check"):
+    with run.timer.stage(Stage.CHECK):
         after, _ = measures(pixel_check_views(model, run.prep.pixels[rows], cfg.resolution,
                                                run), embeddings, rows)
     space = SceneSpace.of_library(embeddings)
     atlas = run.layout(embeddings, "trained encoder", space.describe(embeddings))
     return run.publish(atlas, model, cfg.resolution, "done", space,
                        Checks(CheckResult("adapted", after=after, sample=len(rows)), None),
-                       training_summary(result), {})
+                       training_summary(result))

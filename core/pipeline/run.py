@@ -5,7 +5,7 @@ progress and cancellation, shared by the run's stages (core.pipeline.index, .ada
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +18,7 @@ from photoatlas.core.atlas.layout import build_atlas
 from photoatlas.core.encode.device import describe_device
 from photoatlas.core.encode.encoder_files import save_encoder
 from photoatlas.core.encode.model import SimCLRModel
-from photoatlas.core.jobs import CancelToken, Progress, ProgressCallback
+from photoatlas.core.jobs import CancelToken, Progress, ProgressCallback, Stage
 from photoatlas.core.learn.config import TrainConfig
 from photoatlas.core.learn.scene import SceneSpace, save_scene_space
 from photoatlas.core.library.cache import CachedRows, DecodeResult, decode_pending
@@ -32,7 +32,15 @@ from photoatlas.core.library.runs import (
     write_report,
 )
 from photoatlas.core.library.scan import ScanResult, scan_folders
-from photoatlas.core.report import CheckResult, RunReport
+from photoatlas.core.report import (
+    Adaptation,
+    CheckResult,
+    Embedding,
+    FailedFile,
+    PhotoCounts,
+    RunReport,
+    Training,
+)
 
 # Libraries at least this large show a partial map once this many photos are embedded.
 PARTIAL_MAP_FROM = 3000
@@ -43,15 +51,28 @@ PARTIAL_MAP_PHOTOS = 1000
 
 @dataclass
 class StageTimer:
+    """Seconds spent in each stage, summed over its visits (keyed by the stage's value, as
+    the report stores them)."""
+
     seconds: dict[str, float] = field(default_factory=dict)
 
     @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
+    def stage(self, stage: Stage) -> Iterator[None]:
         t0 = time.monotonic()
         try:
             yield
         finally:
-            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.monotonic() - t0, 2)
+            key = stage.value
+            self.seconds[key] = round(self.seconds.get(key, 0.0) + time.monotonic() - t0, 2)
+
+
+# Told each time a run makes a map current (a large library's partial map, the start's map,
+# the final one), from the job's thread: the window shows it at once.
+MapPublished = Callable[[RunReport], None]
+
+
+def ignore_map(_report: RunReport) -> None:
+    """Default: nobody is waiting for the map."""
 
 
 @dataclass(frozen=True)
@@ -63,16 +84,16 @@ class Prepared:
     pixels: CachedRows  # (N, 3, S, S) uint8 rows of the pixel cache
     scan: ScanResult
     decoded: DecodeResult
-    failed: list[dict]  # {"path", "reason"} of every photo and folder that could not be read
+    failed: tuple[FailedFile, ...]  # every photo and folder that could not be read
 
 
 def prepare(library: Library, folders: list[Path], cancel: CancelToken,
             progress: ProgressCallback, timer: StageTimer, at_least: int = 2) -> Prepared:
     """Scan ``folders`` into the catalog and decode what is new: the first steps of every
     index, in one process or under torchrun (rank 0)."""
-    with timer.stage("scan"):
+    with timer.stage(Stage.SCAN):
         scan = scan_folders(library.catalog, folders, cancel, progress)
-    with timer.stage("decode"):
+    with timer.stage(Stage.DECODE):
         library.compress_pixels(cancel, progress)
         decoded = decode_pending(library.catalog, library.pixels, library.thumb_dir, cancel,
                                  progress)
@@ -105,6 +126,7 @@ class IndexRun:
     timer: StageTimer
     cancel: CancelToken
     progress: ProgressCallback
+    map_published: MapPublished = ignore_map
 
     @property
     def dir(self) -> Path:
@@ -113,15 +135,16 @@ class IndexRun:
     def layout(self, embeddings: np.ndarray, what: str, scene: np.ndarray) -> AtlasArrays:
         """The map of the (N, D) kind ``embeddings``, carrying the (N, D') ``scene``
         descriptors of the same photos."""
-        self.progress(Progress("map", 0, 1, f"laying out the map ({what})"))
-        with self.timer.stage("map"):
+        self.progress(Progress(Stage.MAP, 0, 1, f"laying out the map ({what})"))
+        with self.timer.stage(Stage.MAP):
             atlas = build_atlas(embeddings, self.map_cfg, self.cancel)
         return AtlasArrays(self.prep.image_ids, self.prep.paths, self.prep.pixels.rows,
                            embeddings, atlas.xy, atlas.cluster, atlas.representatives, scene)
 
     def publish(self, atlas: AtlasArrays, model: SimCLRModel, resolution: int,
-                state: str, scene: SceneSpace, checks: Checks | None, training: dict,
-                adaptation: dict) -> RunReport:
+                state: str, scene: SceneSpace, checks: Checks | None,
+                training: Training | None = None, adaptation: Adaptation | None = None,
+                photos_per_s: float | None = None) -> RunReport:
         """Write the map, the encoder it came from, the scene space its scene descriptors
         came from and the report, and make this run the library's current map (the window
         shows it at once)."""
@@ -133,30 +156,33 @@ class IndexRun:
         report = RunReport(
             run=self.run_id, state=state, device=describe_device(self.device),
             config=self.cfg.to_dict(), stage_seconds=dict(self.timer.seconds),
-            images={"found": scan.found, "new_or_changed": scan.new_or_changed,
-                    "moved": decoded.moved, "missing": max(0, scan.missing - decoded.moved),
-                    "embedded": int(len(atlas.embeddings)), "failed": len(self.prep.failed),
-                    "failed_files": self.prep.failed},
+            images=PhotoCounts(found=scan.found, new_or_changed=scan.new_or_changed,
+                               moved=decoded.moved,
+                               missing=max(0, scan.missing - decoded.moved),
+                               embedded=int(len(atlas.embeddings)),
+                               failed=len(self.prep.failed), failed_files=self.prep.failed),
             clusters=int(atlas.cluster.max() + 1) if len(atlas.cluster) else 0,
-            embedding={"resolution": resolution, "dim": int(atlas.embeddings.shape[1])},
+            embedding=Embedding(resolution, int(atlas.embeddings.shape[1]), photos_per_s),
             training=training, adaptation=adaptation,
             check=None if checks is None else checks.kind,
             scene_check=None if checks is None else checks.scene)
         write_report(self.dir, report)
         self.library.catalog.set_meta("current_run", str(self.run_id))
-        self.progress(Progress("map", 1, 1, f"map of {len(atlas.embeddings)} photos ready",
-                               {"map_ready": 1.0}))
+        self.progress(Progress(Stage.MAP, 1, 1, f"map of {len(atlas.embeddings)} photos ready"))
+        self.map_published(report)
         return report
 
 
 def begin_run(library: Library, prep: Prepared, cfg: TrainConfig, device: torch.device,
               map_cfg: MapConfig, timer: StageTimer, cancel: CancelToken,
-              progress: ProgressCallback) -> IndexRun:
+              progress: ProgressCallback, map_published: MapPublished = ignore_map
+              ) -> IndexRun:
     """The run of ``cfg`` (resolved) on ``prep``'s photos: the unfinished one with the same
     config and photos (to resume), else a new one."""
     key = run_key(cfg, prep.image_ids)
     run_id = library.catalog.unfinished_run(key) or library.catalog.start_run(key)
-    return IndexRun(library, run_id, cfg, prep, device, map_cfg, timer, cancel, progress)
+    return IndexRun(library, run_id, cfg, prep, device, map_cfg, timer, cancel, progress,
+                    map_published)
 
 
 def subset(prep: Prepared, rows: np.ndarray) -> Prepared:
@@ -165,13 +191,14 @@ def subset(prep: Prepared, rows: np.ndarray) -> Prepared:
                     prep.decoded, prep.failed)
 
 
-def failed_files(catalog: Catalog, unreadable: list[tuple[str, str]]) -> list[dict]:
+def failed_files(catalog: Catalog, unreadable: list[tuple[str, str]]
+                 ) -> tuple[FailedFile, ...]:
     """Every photo and folder that could not be read, with its reason: those the catalog
     keeps, plus scanned folders that were not there at all."""
     problems = catalog.problems()
     known = {p for p, _ in problems}
     problems += [(p, why) for p, why in unreadable if p not in known]
-    return [{"path": p, "reason": why} for p, why in problems]
+    return tuple(FailedFile(p, why) for p, why in problems)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from photoatlas.core.encode.device import pick_device
 from photoatlas.core.encode.embed import adapt_embeddings
 from photoatlas.core.encode.encoder_files import run_encoder
 from photoatlas.core.encode.features import embed_new_photos
-from photoatlas.core.jobs import CancelToken, Progress, ProgressCallback, no_progress
+from photoatlas.core.jobs import CancelToken, Progress, ProgressCallback, Stage, no_progress
 from photoatlas.core.learn.scene import load_scene_space
 from photoatlas.core.library.cache import CachedRows, decode_pending
 from photoatlas.core.library.library import Library
@@ -25,6 +25,7 @@ from photoatlas.core.library.runs import (
 )
 from photoatlas.core.library.scan import scan_folders
 from photoatlas.core.pipeline.run import StageTimer, failed_files
+from photoatlas.core.report import PhotoCounts, Update
 
 # A new photo lands at the weighted mean position of this many nearest mapped photos.
 PLACE_NEIGHBOURS = 10
@@ -59,7 +60,7 @@ def update_library(
     cancel: CancelToken | None = None,
     progress: ProgressCallback = no_progress,
     device: str = "auto",
-) -> dict:
+) -> Update:
     """Bring the current map up to date with the library's folders, cheaply: rescan, decode
     and embed only new or changed photos (with the current run's encoder), place them next
     to their nearest mapped neighbours, drop photos that are gone. Moved or renamed photos
@@ -71,9 +72,9 @@ def update_library(
     catalog = library.catalog
     run = library.current_run()
     folders = [Path(p) for _, p in catalog.folders()]
-    with timer.stage("scan"):
+    with timer.stage(Stage.SCAN):
         scan = scan_folders(catalog, folders, cancel, progress)
-    with timer.stage("decode"):
+    with timer.stage(Stage.DECODE):
         library.compress_pixels(cancel, progress)
         decoded = decode_pending(catalog, library.pixels, library.thumb_dir, cancel, progress)
     ok_rows = {r.id: r for r in catalog.images(status="ok")}
@@ -92,7 +93,7 @@ def update_library(
     scene = None if run.scene is None or space is None else run.scene[keep]
     if new_rows:
         cancel.check()
-        with timer.stage("embed"):
+        with timer.stage(Stage.EMBED):
             torch_device = pick_device(device)
             model, resolution = run_encoder(library, run.run_id, torch_device)
             rows = np.array([r.cache_row for r in new_rows], np.int64)
@@ -100,12 +101,12 @@ def update_library(
             # scene descriptors (through the scene space), and the word index its scores.
             base = embed_new_photos(
                 library, model.without_adapter(),
-                run.report.config.get("backbone", "efficientnet_lite0"),
+                run.report.backbone,
                 CachedRows(library.pixels.array(), rows), resolution, torch_device,
                 run.precision, cancel, progress)
             new_embeddings = adapt_embeddings(model, base)
-        progress(Progress("map", 0, 1, "placing new photos on the map"))
-        with timer.stage("map"):
+        progress(Progress(Stage.MAP, 0, 1, "placing new photos on the map"))
+        with timer.stage(Stage.MAP):
             new_xy, new_cluster = place_new(embeddings, xy, cluster, new_embeddings)
         if scene is not None:
             scene = np.concatenate([scene, space.describe(base)])
@@ -120,18 +121,12 @@ def update_library(
         save_atlas(library.run_dir(run.run_id) / ATLAS_NAME,
                    AtlasArrays(image_ids, paths, cache_rows, embeddings, xy, cluster,
                                representatives(embeddings, cluster), scene))
-    progress(Progress("map", 1, 1, f"{len(image_ids)} photos on the map"))
+    progress(Progress(Stage.MAP, 1, 1, f"{len(image_ids)} photos on the map"))
     failed = failed_files(catalog, scan.unreadable)
-    update = {
-        "run": run.run_id,
-        "stage_seconds": timer.seconds,
-        "images": {"found": scan.found, "new_or_changed": scan.new_or_changed,
-                   "moved": decoded.moved, "content_unchanged": decoded.unchanged,
-                   "missing": max(0, scan.missing - decoded.moved),
-                   "added_to_map": len(new_rows), "removed_from_map": int((~keep).sum()),
-                   "embedded": int(len(image_ids)), "failed": len(failed),
-                   "failed_files": failed},
-        "map_changed": changed,
-    }
+    update = Update(run.run_id, dict(timer.seconds), PhotoCounts(
+        found=scan.found, new_or_changed=scan.new_or_changed, moved=decoded.moved,
+        content_unchanged=decoded.unchanged, missing=max(0, scan.missing - decoded.moved),
+        added_to_map=len(new_rows), removed_from_map=int((~keep).sum()),
+        embedded=int(len(image_ids)), failed=len(failed), failed_files=failed), changed)
     write_report(library.run_dir(run.run_id), replace(run.report, last_update=update))
     return update

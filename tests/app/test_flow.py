@@ -14,6 +14,7 @@ from PySide6.QtCore import QPoint, Qt, QTimer
 from PySide6.QtWidgets import QMessageBox
 
 from photoatlas.app.main_window import MainWindow
+from photoatlas.core.jobs import Stage
 
 N_PHOTOS = 41  # the family_photos fixture: 4 families of 10 and one exact copy
 
@@ -47,7 +48,7 @@ def test_user_flow(qtbot, tmp_path: Path, settings, family_photos: Path, quick_c
 
     def tick() -> None:
         now = time.monotonic()
-        if window.training_panel.stage.text() == "Training":
+        if window.training_panel.stage.text() in (Stage.ADAPT.label, Stage.TRAIN.label):
             gaps.append(now - last[0])
         last[0] = now
 
@@ -205,7 +206,7 @@ def test_user_flow(qtbot, tmp_path: Path, settings, family_photos: Path, quick_c
     qtbot.mouseClick(panel.resume_button, Qt.MouseButton.LeftButton)
     window.training.returned.connect(resumed.append)
     qtbot.waitUntil(lambda: window.training is None, timeout=180_000)
-    assert resumed and resumed[0].training["resumed_from_step"] >= 10
+    assert resumed and resumed[0].training.resumed_from_step >= 10
     assert tree_digest(family_photos) == before
     window.close()
 

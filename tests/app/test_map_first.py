@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from photoatlas.app.main_window import MainWindow
-from photoatlas.core.jobs import Progress
 from photoatlas.core.library.library import Library
 
 N_PHOTOS = 41  # conftest's family_photos
@@ -23,13 +22,10 @@ def test_adding_a_folder_shows_its_map_before_any_training(qtbot, tmp_path: Path
     worker = window.add_folder(family_photos)
     assert worker is not None and window.training is None
 
-    def seen(event: Progress) -> None:
-        stages.append(event.stage)
-        if event.values.get("map_ready"):
-            # Connected after the window's own handler: the map is already reloaded.
-            points_when_ready.append(len(window.map.xy))
-
-    worker.progress.connect(seen)
+    worker.progress.connect(lambda event: stages.append(event.stage))
+    # Connected after the session's own handler: the map is already reloaded.
+    window.session.map_published.connect(
+        lambda _report: points_when_ready.append(len(window.map.xy)))
     qtbot.waitUntil(lambda: not window.workers, timeout=180_000)
 
     assert points_when_ready and points_when_ready[0] == N_PHOTOS, points_when_ready
@@ -38,4 +34,4 @@ def test_adding_a_folder_shows_its_map_before_any_training(qtbot, tmp_path: Path
     assert not {"views", "adapt", "train", "check"} & set(stages)  # no training stage ran
     with Library(tmp_path / "library", create=False) as library:
         run = library.current_run()
-    assert run.report.state == "map" and not run.report.training and run.report.check is None
+    assert run.report.state == "map" and run.report.training is None and run.report.check is None

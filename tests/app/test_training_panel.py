@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from photoatlas.app.training_panel import TrainingPanel, format_seconds
-from photoatlas.core.jobs import Progress
+from photoatlas.core.jobs import Progress, Stage
 from photoatlas.core.learn.config import TrainConfig
 
 
@@ -38,9 +38,9 @@ def test_progress_shows_stage_eta_speed_and_the_loss_curve(qtbot) -> None:
     panel.run_started(TrainConfig(minutes=1.0))
     assert not panel.start_button.isEnabled() and panel.cancel_button.isEnabled()
     for step in range(1, 6):
-        panel.show_progress(Progress("train", step, 0, f"epoch {step}", {
+        panel.show_progress(Progress(Stage.TRAIN, step, 0, f"epoch {step}", {
             "loss": 5.0 - step / 2, "images_per_s": 120.0, "fraction": step / 10}, 90.0))
-    assert panel.stage.text() == "Training"
+    assert panel.stage.text() == Stage.TRAIN.label
     assert panel.bar.value() == 500
     assert "120 images/s" in panel.detail.text() and "1 min 30 s left" in panel.detail.text()
     assert list(panel.raw_curve.getData()[1]) == [4.5, 4.0, 3.5, 3.0, 2.5]

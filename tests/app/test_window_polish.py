@@ -18,7 +18,7 @@ from photoatlas.app.similar_panel import MIN_CELL, SimilarGrid
 from photoatlas.app.thumbnails import ThumbnailStore
 from photoatlas.app.training_panel import TrainingPanel
 from photoatlas.app.worker import Worker
-from photoatlas.core.jobs import Progress
+from photoatlas.core.jobs import Progress, Stage
 from photoatlas.core.learn.config import TrainConfig
 
 
@@ -127,11 +127,11 @@ def test_empty_map_text_follows_the_jobs() -> None:
     assert "Add a folder" in empty_map_text(True, 0, [])
     idle = empty_map_text(True, 1, [])
     assert "Press Rescan" in idle
-    training = empty_map_text(True, 1, [("training", Progress("train", 30, 120, "step 30"))])
+    training = empty_map_text(True, 1, [("training", Progress(Stage.TRAIN, 30, 120, "step 30"))])
     assert "Learning your photos: step 30 (25%)" in training
     assert "appears here as soon as the photos are read" in training
     reading = empty_map_text(True, 1, [("describe", None),
-                                       ("rescan", Progress("decode", 5, 10, "5 of 10"))])
+                                       ("rescan", Progress(Stage.DECODE, 5, 10, "5 of 10"))])
     assert reading.startswith("Making your map…")
     assert "Reading your photos: 5 of 10 (50%)" in reading
     assert "Starting" in empty_map_text(True, 1, [("training", None)])
@@ -152,7 +152,7 @@ def test_the_window_hint_follows_a_running_training_job(qtbot, tmp_path: Path, s
     release = threading.Event()
 
     def job(cancel, progress):
-        progress(Progress("train", 3, 12, "epoch 1"))
+        progress(Progress(Stage.TRAIN, 3, 12, "epoch 1"))
         release.wait(30)
 
     worker = Worker(job, "training")
@@ -208,5 +208,5 @@ def test_the_loss_plot_is_hidden_until_training_reports_a_loss(qtbot) -> None:
     assert panel.plot.isHidden()  # no empty 0-1 grid before any training
     panel.run_started(TrainConfig(minutes=1))
     assert panel.plot.isHidden()
-    panel.show_progress(Progress("train", 3, 100, "", {"loss": 5.2}))
+    panel.show_progress(Progress(Stage.TRAIN, 3, 100, "", {"loss": 5.2}))
     assert not panel.plot.isHidden()

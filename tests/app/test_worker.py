@@ -8,7 +8,7 @@ import time
 import pytest
 
 from photoatlas.app.worker import Worker
-from photoatlas.core.jobs import Progress
+from photoatlas.core.jobs import Progress, Stage
 
 
 def run(qtbot, job) -> dict:
@@ -29,7 +29,7 @@ def run(qtbot, job) -> dict:
 def test_result_and_progress_arrive_on_the_gui_thread(qtbot) -> None:
     def job(cancel, progress):
         for i in range(3):
-            progress(Progress("work", i + 1, 3))
+            progress(Progress(Stage.DECODE, i + 1, 3))
         return 42
 
     seen = run(qtbot, job)
@@ -72,7 +72,7 @@ def test_wait_from_the_gui_thread_does_not_hang(qtbot) -> None:
 
 def test_a_retired_worker_ends_as_cancelled_and_drops_what_it_sends(qtbot) -> None:
     def job(cancel, progress):
-        progress(Progress("work", 1, 1))
+        progress(Progress(Stage.DECODE, 1, 1))
         raise ValueError("of a library no longer open")
 
     worker = Worker(job, "old")

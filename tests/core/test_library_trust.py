@@ -399,11 +399,11 @@ def test_update_keeps_moved_photos_and_places_new_ones(indexed) -> None:
         after = lib.current_run()
         assert lib.catalog.counts() == {"ok": 21, "missing": 1}
         thumbs = {p.name for p in lib.thumb_dir.iterdir()}
-    images = report["images"]
-    assert (images["moved"], images["content_unchanged"], images["missing"]) == (3, 1, 1)
-    assert images["added_to_map"] == 3  # changed p4, new.jpg, copy_of_p6
-    assert images["removed_from_map"] == 2  # deleted p5, the old pixels of p4
-    assert images["embedded"] == len(after.image_ids) == 21 and report["map_changed"]
+    images = report.images
+    assert (images.moved, images.content_unchanged, images.missing) == (3, 1, 1)
+    assert images.added_to_map == 3  # changed p4, new.jpg, copy_of_p6
+    assert images.removed_from_map == 2  # deleted p5, the old pixels of p4
+    assert images.embedded == len(after.image_ids) == 21 and report.map_changed
 
     now = {Path(p).relative_to(a.parent).as_posix(): int(i)
            for p, i in zip(after.paths, after.image_ids, strict=True)}
@@ -439,7 +439,7 @@ def test_update_keeps_moved_photos_and_places_new_ones(indexed) -> None:
     stamp = atlas.stat().st_mtime_ns
     with Library(library) as lib:
         again = update_library(lib, device="cpu")
-    assert again["images"]["new_or_changed"] == 0 and not again["map_changed"]
+    assert again.images.new_or_changed == 0 and not again.map_changed
     assert atlas.stat().st_mtime_ns == stamp
 
 

@@ -18,6 +18,7 @@ from photoatlas.core.library.cache import CachedRows
 from photoatlas.core.library.library import Library
 from photoatlas.core.pipeline.index import index_library
 from photoatlas.core.pipeline.similar import similar_to_file
+from photoatlas.core.report import Adaptation, FailedFile, PhotoCounts, RunReport, Training
 from photoatlas.core.storage import LibraryError
 
 CLASSES = ("n01440764", "n03888257", "n03417042")
@@ -48,6 +49,43 @@ def indexed(photos: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pat
                      "--report", str(report_path)])
     assert code == 0
     return library_dir, json.loads(report_path.read_text())
+
+
+def test_the_report_reads_back_as_the_same_typed_sections(indexed: tuple[Path, dict]) -> None:
+    """report.json holds typed sections: read back, they are the report that was written,
+    and each section is a dataclass, not a dict of string keys."""
+    library_dir, data = indexed
+    report = RunReport.from_dict(data)
+    assert RunReport.from_dict(json.loads(json.dumps(report.to_dict()))) == report
+    assert isinstance(report.images, PhotoCounts) and report.images.embedded == 24
+    assert isinstance(report.images.failed_files[0], FailedFile)
+    assert isinstance(report.training, Training) and report.training.steps == 2
+    assert isinstance(report.adaptation, Adaptation) and report.adaptation.bank_photos == 20
+    assert report.embedding.dim == 1280 and report.backbone == "efficientnet_lite0"
+    with Library(library_dir, create=False) as library:
+        assert library.current_run().report == report
+
+
+def test_a_report_of_an_older_version_still_reads() -> None:
+    """Sections a report of an older PhotoAtlas lacks get their defaults; keys it has that
+    this version does not know are skipped."""
+    report = RunReport.from_dict({"run": 3, "images": {"embedded": 5, "gone_key": 1},
+                                  "embedding": {"resolution": 224},
+                                  "adaptation": {"photos_per_s": 12.5}})
+    assert report.images == PhotoCounts(embedded=5) and report.training is None
+    assert report.embedding.resolution == 224 and report.cut == ()
+    assert report.state == "done" and report.kept == "start"
+
+
+def test_every_map_made_current_is_published(photos: Path, tmp_path: Path) -> None:
+    """The window hears of each map a run makes current (the start's, then the final one)
+    through map_published, with the report as it stood then."""
+    published: list[RunReport] = []
+    with Library(tmp_path / "lib") as library:
+        report = index_library(library, [photos], TrainConfig(**TINY), MapConfig(),
+                               map_published=published.append)
+    assert [r.state for r in published] == ["map", "done"]
+    assert published[-1] == report and published[0].check is None
 
 
 def test_index_reports_every_stage_and_each_bad_file(indexed: tuple[Path, dict]) -> None:
@@ -149,26 +187,25 @@ def test_cancelled_training_resumes_from_its_checkpoint(photos: Path, tmp_path: 
         # The starting encoder's map was written before training: it is the library's map.
         assert library.current_run().report.state == "map"
         report = index_library(library, [photos], cfg, MapConfig())
-    assert report.training["resumed_from_step"] == 1
-    assert report.training["steps"] == (4 if adapter else 6)
+    assert report.training.resumed_from_step == 1
+    assert report.training.steps == (4 if adapter else 6)
     if adapter:
-        assert report.adaptation["bank_resumed"]  # the views were not encoded again
+        assert report.adaptation.bank_resumed  # the views were not encoded again
 
 
 def test_the_map_comes_before_training(photos: Path, tmp_path: Path) -> None:
     """The starting encoder's map is written, and is the library's map, before any
     adaptation starts; the adapted map replaces it only at the end."""
-    seen: list[tuple[str, str | None]] = []
+    seen: list[tuple[str, str | None]] = []  # (stage, None) or ("published", current state)
     with Library(tmp_path / "lib") as library:
-        def watch(event: Progress) -> None:
-            state = None
-            if event.values.get("map_ready"):
-                state = library.current_run().report.state
-            seen.append((event.stage, state))
+        def published(_report: RunReport) -> None:
+            seen.append(("published", library.current_run().report.state))
 
-        index_library(library, [photos], TrainConfig(**TINY), MapConfig(), progress=watch)
+        index_library(library, [photos], TrainConfig(**TINY), MapConfig(),
+                      progress=lambda event: seen.append((event.stage, None)),
+                      map_published=published)
     stages = [stage for stage, _ in seen]
-    ready = [i for i, (_, state) in enumerate(seen) if state is not None]
+    ready = [i for i, (stage, _) in enumerate(seen) if stage == "published"]
     assert seen[ready[0]][1] == "map" and seen[ready[-1]][1] == "done"
     assert ready[0] < stages.index("views") < stages.index("adapt") < ready[-1]
 
@@ -230,7 +267,7 @@ def test_refused_adapter_leaves_the_starting_map(photos: Path, tmp_path: Path,
     assert report.check.reasons == ("agreement",) and report.scene_check is not None
     assert np.array_equal(run.embeddings, first.embeddings)
     assert np.array_equal(run.xy, first.xy)
-    assert report.embedding["resolution"] == 224
+    assert report.embedding.resolution == 224
 
 
 def test_library_refuses_a_folder_that_is_not_its_own(tmp_path: Path) -> None:

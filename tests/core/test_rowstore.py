@@ -137,8 +137,8 @@ def test_a_library_with_the_raw_cache_opens_and_is_converted_when_written(
         make_image("photos/new.jpg", size=(80, 80), pattern="gradient", seed=3)
         update = update_library(library, device="cpu")
         assert isinstance(library.pixels, JpegRowStore) and not legacy.exists()
-        assert update["images"]["added_to_map"] == 1
-        assert update["images"]["removed_from_map"] == 0  # the map's rows kept their number
+        assert update.images.added_to_map == 1
+        assert update.images.removed_from_map == 0  # the map's rows kept their number
         _close(library.pixels.array()[:6], raw)
     with Library(root) as library:
         assert isinstance(library.pixels, JpegRowStore) and library.pixels.rows == 7

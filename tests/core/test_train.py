@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from photoatlas.core.encode.model import build_model
-from photoatlas.core.jobs import CancelToken, no_progress
+from photoatlas.core.jobs import CancelToken, Stage, no_progress
 from photoatlas.core.learn.adapter import Bank, BankPairs, train_adapter
 from photoatlas.core.learn.check import CheckViews
 from photoatlas.core.learn.config import TrainConfig
@@ -211,4 +211,4 @@ def test_fit_stops_on_a_loss_that_is_not_finite(tmp_path: Path):
     with pytest.raises(ValueError, match="step 1 is NaN or infinite"):
         fit(lambda pairs: torch.tensor(float("nan")), source, optimizer, Schedule(0.1, 0.0),
             Budget(4, None), Checkpointer(tmp_path / "c.pt", {"layer": layer}), CancelToken(),
-            no_progress, stage="adapt", checkpoint_every_s=1e9)
+            no_progress, stage=Stage.ADAPT, checkpoint_every_s=1e9)

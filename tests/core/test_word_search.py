@@ -218,7 +218,7 @@ def test_photos_added_by_update_are_found_by_words(library, photo_dir: Path) -> 
     for src in tench:
         shutil.copy(src, root / "n01440764" / src.name)
     with Library(library_dir, create=False) as lib:
-        assert update_library(lib, device="cpu")["images"]["added_to_map"] == 2
+        assert update_library(lib, device="cpu").images.added_to_map == 2
         result = search_library(lib, ["fish"])
     assert result.unscored == 0
     assert {Path(p).name for p in result.paths[:2]} == {p.name for p in tench}
