@@ -76,7 +76,9 @@ class AlbumsDialog(QDialog):
 
 def ask_albums(window: MainWindow) -> None:
     if window.session.root is None or window.session.data is None:
-        window.show_error("No map yet", "Train on your photos first.")
+        window.show_error("No map yet", "Albums are made from the map. Add a folder of photos "
+                          "(File → Add folder…, Ctrl+O), or press Rescan in the Library panel: "
+                          "the map appears as soon as the photos are read, no training needed.")
         return
     dialog = AlbumsDialog(window, str(window.settings.value("albums/folder", "")))
     if dialog.exec() != QDialog.DialogCode.Accepted or not dialog.folder.text().strip():
