@@ -20,8 +20,8 @@ def test_adding_a_folder_shows_its_map_before_any_training(qtbot, tmp_path: Path
     points_when_ready: list[int] = []
     stages: list[str] = []
 
-    worker = window.add_folder(family_photos)
-    assert worker is not None and window.training is None
+    worker = window.session.add_folder(family_photos)
+    assert worker is not None and window.session.training is None
 
     def seen(event: Progress) -> None:
         stages.append(event.stage)
@@ -30,11 +30,11 @@ def test_adding_a_folder_shows_its_map_before_any_training(qtbot, tmp_path: Path
             points_when_ready.append(len(window.map.xy))
 
     worker.progress.connect(seen)
-    qtbot.waitUntil(lambda: not window.workers, timeout=180_000)
+    qtbot.waitUntil(lambda: not window.session.jobs, timeout=180_000)
 
     assert points_when_ready and points_when_ready[0] == N_PHOTOS, points_when_ready
     assert len(window.map.xy) == N_PHOTOS and window.session.data is not None
-    assert window.training is None  # nothing was pressed
+    assert window.session.training is None  # nothing was pressed
     assert not {"views", "adapt", "train", "check"} & set(stages)  # no training stage ran
     with Library(tmp_path / "library", create=False) as library:
         run = library.current_run()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from photoatlas.app.session import Session
 from photoatlas.app.training_panel import TrainingPanel, format_seconds
 from photoatlas.core.config import TrainConfig
 from photoatlas.core.jobs import Progress
 
 
 def test_presets_and_advanced_settings_make_the_config(qtbot) -> None:
-    panel = TrainingPanel()
+    panel = TrainingPanel(Session())
     qtbot.addWidget(panel)
     assert panel.config() == TrainConfig(minutes=5.0)
     panel.preset_group.button(2).setChecked(True)
@@ -33,7 +34,7 @@ def test_presets_and_advanced_settings_make_the_config(qtbot) -> None:
 
 
 def test_progress_shows_stage_eta_speed_and_the_loss_curve(qtbot) -> None:
-    panel = TrainingPanel()
+    panel = TrainingPanel(Session())
     qtbot.addWidget(panel)
     panel.run_started(TrainConfig(minutes=1.0))
     assert not panel.start_button.isEnabled() and panel.cancel_button.isEnabled()
@@ -47,3 +48,4 @@ def test_progress_shows_stage_eta_speed_and_the_loss_curve(qtbot) -> None:
     panel.run_cancelled()
     assert panel.resume_button.isEnabled() and panel.start_button.isEnabled()
     assert format_seconds(None) == "estimating…" and format_seconds(3725) == "1 h 02 min"
+
