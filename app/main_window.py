@@ -157,57 +157,60 @@ class MainWindow(QMainWindow):
         return action
 
     def _build_actions(self) -> None:
-        s, a = self.session, self._action
-        self.add_folder_action = a("&Add folder…", self.library_panel.choose_folder, "Ctrl+O",
-                                   "Add a folder of photos to the library")
-        self.open_library_action = a("&Open library…", self.choose_library, "Ctrl+Shift+O",
-                                     "Open another library")
-        self.train_action = a("&Train", self._train, "Ctrl+T",
-                              "Learn your photos, then embed and map them")
-        self.copy_action = a("&Export selection to folder…", lambda: ask_copy_target(self, s),
-                             "Ctrl+E", "Copy the selected photos into a folder")
-        self.csv_action = a("Export selection as &CSV…", lambda: ask_csv_target(self, s),
-                            tip="Save the selected photos' paths as CSV")
-        self.similar_file_action = a("Find similar to a &file…", self.similar_panel.choose_file,
-                                     "Ctrl+Shift+F",
-                                     "Find the library's photos most like any image file")
-        self.like_action = a("&More like the selection", s.more_like_selection, "Ctrl+M",
-                             "Rank every photo by its likeness to the selected ones (and "
-                             "unlikeness to the 'not like' examples)")
-        self.unlike_action = a("&Not like the selection", s.set_unlike_examples,
-                               "Ctrl+Shift+M", "Keep the selected photos as examples of what "
-                               "the next query should avoid")
-        self.tag_action = a("&Tag selection…", self._tag_selection, "Ctrl+G",
-                            "Give the selected photos a tag")
-        self.compare_action = a("&Before / after training", s.compare_maps, "Ctrl+B",
-                                "Show the map made by the encoder this run did not keep (the "
-                                "untrained start or the trained one), to see what training "
-                                "changed")
+        s, action = self.session, self._action
+        self.add_folder_action = action("&Add folder…", self.library_panel.choose_folder,
+                                        "Ctrl+O", "Add a folder of photos to the library")
+        self.open_library_action = action("&Open library…", self.choose_library,
+                                          "Ctrl+Shift+O", "Open another library")
+        self.train_action = action("&Train", self._train, "Ctrl+T",
+                                   "Learn your photos, then embed and map them")
+        self.copy_action = action("&Export selection to folder…",
+                                  lambda: ask_copy_target(self, s), "Ctrl+E",
+                                  "Copy the selected photos into a folder")
+        self.csv_action = action("Export selection as &CSV…", lambda: ask_csv_target(self, s),
+                                 tip="Save the selected photos' paths as CSV")
+        self.similar_file_action = action(
+            "Find similar to a &file…", self.similar_panel.choose_file, "Ctrl+Shift+F",
+            "Find the library's photos most like any image file")
+        self.like_action = action(
+            "&More like the selection", s.more_like_selection, "Ctrl+M",
+            "Rank every photo by its likeness to the selected ones (and unlikeness to the "
+            "'not like' examples)")
+        self.unlike_action = action(
+            "&Not like the selection", s.set_unlike_examples, "Ctrl+Shift+M",
+            "Keep the selected photos as examples of what the next query should avoid")
+        self.tag_action = action("&Tag selection…", self._tag_selection, "Ctrl+G",
+                                 "Give the selected photos a tag")
+        self.compare_action = action(
+            "&Before / after training", s.compare_maps, "Ctrl+B",
+            "Show the map made by the encoder this run did not keep (the untrained start or "
+            "the trained one), to see what training changed")
         self.compare_action.setCheckable(True)
-        self.duplicates_action = a("Find &duplicates and bursts", s.find_duplicates,
-                                   tip="Group exact copies, near-duplicates and bursts, with a "
-                                   "keeper suggested")
-        self.quit_action = a("&Quit", self.close, QKeySequence.StandardKey.Quit)
-        self.albums_action = a("Make &albums…", lambda: ask_albums(self),
-                               tip="One folder per cluster or tag, holding links to (or "
-                               "copies of) its photos")
-        self.xmp_action = a("Write keywords to &XMP sidecars…", lambda: ask_xmp(self),
-                            tip="Tags and cluster names as keywords beside each photo, for "
-                            "digiKam, darktable and Lightroom")
+        self.duplicates_action = action(
+            "Find &duplicates and bursts", s.find_duplicates,
+            tip="Group exact copies, near-duplicates and bursts, with a keeper suggested")
+        self.quit_action = action("&Quit", self.close, QKeySequence.StandardKey.Quit)
+        self.albums_action = action(
+            "Make &albums…", lambda: ask_albums(self),
+            tip="One folder per cluster or tag, holding links to (or copies of) its photos")
+        self.xmp_action = action(
+            "Write keywords to &XMP sidecars…", lambda: ask_xmp(self),
+            tip="Tags and cluster names as keywords beside each photo, for digiKam, darktable "
+            "and Lightroom")
         self.search_bar = SearchBar(s)
-        self.find_action = a("&Find photos by words…", self.search_bar.focus,
-                             QKeySequence.StandardKey.Find, "Type what the photos show (dog, "
-                             "beach, church): they are selected, best first")
-        self.fit_action = a("&Fit map", self.map.fit_again, "Home",
-                            "Show the bulk of the map; again: every photo")
+        self.find_action = action(
+            "&Find photos by words…", self.search_bar.focus, QKeySequence.StandardKey.Find,
+            "Type what the photos show (dog, beach, church): they are selected, best first")
+        self.fit_action = action("&Fit map", self.map.fit_again, "Home",
+                                 "Show the bulk of the map; again: every photo")
         self.mode_actions = QActionGroup(self)
         for mode, label, key in (("pan", "Pan", "P"), ("lasso", "Lasso", "L"),
                                  ("rect", "Rectangle", "R")):
-            action = a(label, lambda _c=False, m=mode: self.map.set_mode(m), key,
-                       f"{label} mode on the map")
-            action.setCheckable(True)
-            action.setChecked(mode == "pan")
-            self.mode_actions.addAction(action)
+            mode_action = action(label, lambda _c=False, m=mode: self.map.set_mode(m), key,
+                                 f"{label} mode on the map")
+            mode_action.setCheckable(True)
+            mode_action.setChecked(mode == "pan")
+            self.mode_actions.addAction(mode_action)
 
     def _build_menus(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
