@@ -14,7 +14,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .session import Session, palette
+from .map_data import palette
+from .session import Session
 from .thumbnails import ThumbnailStore
 from .widgets import hint_label
 

@@ -182,3 +182,40 @@ def write_xmp(root: Path, unnamed_clusters: bool, auto_keywords: bool = False) -
                                           auto_keywords=auto_keywords)
 
     return job
+
+
+def tag_photos(root: Path, name: str, image_ids: Sequence[int], source: str) -> Job[int]:
+    """Link photos to tag ``name`` as ``source`` ("user", "accepted" or "rejected"); returns
+    how many were linked."""
+
+    def job(cancel: CancelToken, progress: ProgressCallback) -> int:
+        from photoatlas.core.organize.tags import set_tag
+
+        with Library(root, create=False) as library:
+            return set_tag(library, name, list(image_ids), source)
+
+    return job
+
+
+def untag_photos(root: Path, name: str, image_ids: Sequence[int]) -> Job[int]:
+    """Unlink photos from tag ``name``; returns how many were linked."""
+
+    def job(cancel: CancelToken, progress: ProgressCallback) -> int:
+        from photoatlas.core.organize.tags import remove_tag
+
+        with Library(root, create=False) as library:
+            return remove_tag(library, name, list(image_ids))
+
+    return job
+
+
+def export_tags(root: Path, path: Path) -> Job[int]:
+    """Every (path, tag, source) link as CSV; returns the number of rows written."""
+
+    def job(cancel: CancelToken, progress: ProgressCallback) -> int:
+        from photoatlas.core.organize.tags import export_csv
+
+        with Library(root, create=False) as library:
+            return export_csv(library, path)
+
+    return job

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QPushButton,
@@ -41,8 +41,6 @@ WELL_EXPOSED = 0.98  # a photo with less of its pixels neither blown out nor bla
 
 
 class DuplicatesPanel(QWidget):
-    find_requested = Signal()
-
     def __init__(self, session: Session, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.session = session
@@ -71,12 +69,13 @@ class DuplicatesPanel(QWidget):
         for button in (self.keep_button, self.distinct_button, self.reopen_button):
             row.addWidget(button)
         layout.addLayout(row)
-        self.find_button.clicked.connect(self.find_requested)
+        self.find_button.clicked.connect(session.find_duplicates)
         self.groups.itemSelectionChanged.connect(self._chosen)
         self.keep_button.clicked.connect(self.keep_chosen)
         self.distinct_button.clicked.connect(self.not_duplicates)
         self.reopen_button.clicked.connect(self.ask_again)
         session.map_changed.connect(self._clear)
+        session.duplicates_found.connect(self.show_report)
         self._update_buttons()
 
     def show_report(self, report: DuplicateReport) -> None:

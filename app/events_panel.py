@@ -18,7 +18,8 @@ from PySide6.QtWidgets import (
 
 from photoatlas.core.organize.events import Event
 
-from .session import Session, palette
+from .map_data import palette
+from .session import Session
 from .widgets import hint_label
 
 EVENT_ROLE = Qt.ItemDataRole.UserRole + 1

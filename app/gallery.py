@@ -1,19 +1,29 @@
 """A thumbnail grid (QListView + model) over any list of map rows, thumbnails loaded lazily
-off the GUI thread. Used for a cluster or selection, and for a photo's similar photos."""
+off the GUI thread. Used for the selection, a photo's similar photos and tag proposals."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, QSize, Qt
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    QSize,
+    Qt,
+    Signal,
+)
 from PySide6.QtGui import QColor, QPainter, QPixmap
 from PySide6.QtWidgets import QAbstractItemView, QListView, QWidget
 
+from .photo_actions import open_row
+from .session import Session
 from .thumbnails import ThumbnailStore
 
 ROW_ROLE = Qt.ItemDataRole.UserRole + 1
 ICON_SIDE = 128
+SELECTION_LIMIT = 5000  # photos of the selection shown: more is not browsable anyway
 
 
 class PhotoListModel(QAbstractListModel):
@@ -111,3 +121,29 @@ class PhotoGrid(QListView):
 
     def selected_rows(self) -> list[int]:
         return [int(i.data(ROW_ROLE)) for i in self.selectionModel().selectedIndexes()]
+
+
+class SelectionGallery(PhotoGrid):
+    """The session's selection, in the order a search ranked it; a click makes a photo the
+    current one, a double-click opens it."""
+
+    title_changed = Signal(str)  # how many photos it shows
+
+    def __init__(self, session: Session, thumbnails: ThumbnailStore,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(thumbnails, parent)
+        self.session = session
+        self.clicked.connect(lambda index: session.set_current(int(index.data(ROW_ROLE))))
+        self.doubleClicked.connect(lambda index: open_row(session, int(index.data(ROW_ROLE))))
+        session.selection_changed.connect(self._selection_changed)
+
+    def _selection_changed(self) -> None:
+        data, n = self.session.data, len(self.session.selection)
+        if data is None:
+            return
+        rows = self.session.ranked_selection()[:SELECTION_LIMIT]
+        self.photos.set_photos(rows, data.run.image_ids[rows],
+                               [str(p) for p in data.run.paths[rows]])
+        more = f" (first {len(rows)})" if n > len(rows) else ""
+        noun = "photo" if n == 1 else "photos"
+        self.title_changed.emit(f"Gallery — {n} {noun}{more}" if n else "Gallery")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
+    QFileDialog,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -30,9 +30,6 @@ def folder_state(counts: dict[str, int]) -> str:
 
 
 class LibraryPanel(QWidget):
-    add_requested = Signal()
-    rescan_requested = Signal()
-
     def __init__(self, session: Session, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.session = session
@@ -52,8 +49,8 @@ class LibraryPanel(QWidget):
         buttons.addWidget(self.add_button)
         buttons.addWidget(self.rescan_button)
         layout.addLayout(buttons)
-        self.add_button.clicked.connect(self.add_requested)
-        self.rescan_button.clicked.connect(self.rescan_requested)
+        self.add_button.clicked.connect(self.choose_folder)
+        self.rescan_button.clicked.connect(session.rescan)
         self.failed_title = QLabel("Files and folders that could not be read")
         layout.addWidget(self.failed_title)
         self.failed = QTreeWidget()
@@ -61,7 +58,14 @@ class LibraryPanel(QWidget):
         self.failed.setRootIsDecorated(False)
         layout.addWidget(self.failed, 1)
         session.library_changed.connect(self.refresh)
+        session.catalog_changed.connect(self.refresh)
         session.map_changed.connect(self.refresh)
+
+    def choose_folder(self) -> None:
+        """Ask for a folder of photos, add it to the library and read it."""
+        folder = QFileDialog.getExistingDirectory(self, "Add a folder of photos")
+        if folder:
+            self.session.add_folder(Path(folder))
 
     def refresh(self) -> None:
         """Re-read folders, counts and failures from the catalog."""

@@ -44,8 +44,7 @@ def empty_map_text(has_library: bool, folders: int,
 
 
 class MapHint(QObject):
-    """Keeps ``view``'s empty-map text true to the session's library and the jobs
-    handed to track()."""
+    """Keeps ``view``'s empty-map text true to the session's library and its jobs."""
 
     def __init__(self, view: MapView, session: Session, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -54,6 +53,8 @@ class MapHint(QObject):
         self._jobs: dict[Worker, Progress | None] = {}
         self._folders = 0
         session.library_changed.connect(self.refresh)
+        session.catalog_changed.connect(self.refresh)
+        session.jobs.started.connect(self.track)
         self.refresh()
 
     def track(self, worker: Worker) -> None:

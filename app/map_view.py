@@ -9,7 +9,6 @@ shows a preview; click, lasso and rectangle select; wheel zooms; drag pans.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +30,7 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QWidget
 from scipy.spatial import cKDTree
 
+from .map_data import MapLabel
 from .thumbnails import ThumbnailStore
 
 BACKGROUND = 0xFF1B1D21
@@ -123,14 +123,6 @@ def _fit_scale(x: np.ndarray, reach: np.ndarray, room: float) -> float:
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if extent(mid) <= room else (lo, mid)
     return lo
-
-
-@dataclass(frozen=True)
-class MapLabel:
-    x: float
-    y: float
-    text: str
-    color: int
 
 
 class MapView(QWidget):

@@ -28,6 +28,12 @@ class MessageQueue(QObject):
         if self.box is None:
             self._next()
 
+    def warn(self, title: str, text: str) -> None:
+        self.show(QMessageBox.Icon.Warning, title, text)
+
+    def inform(self, title: str, text: str, details: str = "") -> None:
+        self.show(QMessageBox.Icon.Information, title, text, details)
+
     def waiting(self) -> int:
         """Messages queued behind the one on screen."""
         return len(self._waiting)

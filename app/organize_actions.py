@@ -1,6 +1,7 @@
-"""Window actions that take the organization out of PhotoAtlas: albums (one folder per
-cluster or tag) and keywords in XMP sidecars. Each previews what it would write (a dry run)
-and asks before writing; the work runs off the GUI thread through the window's jobs."""
+"""Window actions that take the photos or their organization out of PhotoAtlas: the selection
+copied to a folder or listed as CSV, albums (one folder per cluster or tag) and keywords in
+XMP sidecars. Albums and sidecars preview what they would write (a dry run) and ask before
+writing; the work runs off the GUI thread as jobs of the session."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from . import commands
+from .session import Session
 from .worker import Worker
 
 if TYPE_CHECKING:
@@ -74,11 +76,31 @@ class AlbumsDialog(QDialog):
                 LINKS[self.link.currentIndex()][0])
 
 
+def ask_copy_target(parent: QWidget, session: Session) -> None:
+    """Ask for a folder and copy the selected photos into it."""
+    if not len(session.selection):
+        return
+    folder = QFileDialog.getExistingDirectory(parent, "Copy the selected photos into…")
+    if folder:
+        session.copy_selection_to(Path(folder))
+
+
+def ask_csv_target(parent: QWidget, session: Session) -> None:
+    """Ask for a file and list the selected photos in it as CSV."""
+    if not len(session.selection):
+        return
+    path, _ = QFileDialog.getSaveFileName(parent, "Export selection as CSV", "selection.csv",
+                                          "CSV files (*.csv)")
+    if path:
+        session.export_selection_csv(Path(path))
+
+
 def ask_albums(window: MainWindow) -> None:
     if window.session.root is None or window.session.data is None:
-        window.show_error("No map yet", "Albums are made from the map. Add a folder of photos "
-                          "(File → Add folder…, Ctrl+O), or press Rescan in the Library panel: "
-                          "the map appears as soon as the photos are read, no training needed.")
+        window.session.messages.warn(
+            "No map yet", "Albums are made from the map. Add a folder of photos (File → Add "
+            "folder…, Ctrl+O), or press Rescan in the Library panel: the map appears as soon "
+            "as the photos are read, no training needed.")
         return
     dialog = AlbumsDialog(window, str(window.settings.value("albums/folder", "")))
     if dialog.exec() != QDialog.DialogCode.Accepted or not dialog.folder.text().strip():
@@ -101,8 +123,8 @@ def make_albums(window: MainWindow, target: Path, by: str, link: str,
     def done(report) -> None:
         details = [f"{why}: {Path(p).name}" for p, why in report.failed]
         details += [f"left alone (changed since): {rel}" for rel in report.left]
-        window.show_info("Albums written", report.summary().capitalize() + ".",
-                         "\n".join(details[:_DETAIL_LINES]))
+        window.session.messages.inform("Albums written", report.summary().capitalize() + ".",
+                                       "\n".join(details[:_DETAIL_LINES]))
 
     def preview(report) -> None:
         lines = [f"add {rel}" for _, rel in report.created]
@@ -113,11 +135,11 @@ def make_albums(window: MainWindow, target: Path, by: str, link: str,
                           window)
         box.setDetailedText("\n".join(lines[:_DETAIL_LINES]))
         if box.exec() == QMessageBox.StandardButton.Yes:
-            window.run_job(job(False), "albums", on_result=done)
+            window.session.jobs.run(job(False), "albums", on_result=done)
 
     if confirm:
-        return window.run_job(job(True), "albums", on_result=preview)
-    return window.run_job(job(False), "albums", on_result=done)
+        return window.session.jobs.run(job(True), "albums", on_result=preview)
+    return window.session.jobs.run(job(False), "albums", on_result=done)
 
 
 def ask_xmp(window: MainWindow) -> None:
@@ -148,7 +170,8 @@ def write_xmp(window: MainWindow, unnamed_clusters: bool = False,
     def done(report) -> None:
         details = "\n".join(f"{Path(p).name}: {why}" for p, why in
                             report.failed[:_DETAIL_LINES])
-        window.show_info("XMP sidecars written", report.summary().capitalize() + ".", details)
+        window.session.messages.inform("XMP sidecars written",
+                                       report.summary().capitalize() + ".", details)
 
-    return window.run_job(commands.write_xmp(root, unnamed_clusters, auto_keywords), "xmp",
-                          on_result=done)
+    return window.session.jobs.run(commands.write_xmp(root, unnamed_clusters, auto_keywords),
+                                   "xmp", on_result=done)

@@ -1,14 +1,18 @@
-"""The window's model: the open library, its current map, the selection and the current photo.
+"""The window's model: the open library, its current map, the selection and the current photo,
+and the jobs that read or change them.
 
-Views receive the session and subscribe to its signals; they never talk to each other.
-Everything here runs on the GUI thread and is quick (array lookups, one matrix-vector
-product for "similar"); long work goes through app.worker.
+Views receive the session and subscribe to its signals; they never talk to each other nor to
+the window. Everything here runs on the GUI thread and is quick (array lookups, one
+matrix-vector product for "similar", a catalog count); long work and the library's writes run
+as jobs of ``jobs`` (app/jobs.py, app/commands.py), and what follows a job (the new map shown,
+its clusters described, its index built) is decided here. What the user has to be told goes
+out through ``messages``; the window shows it.
 """
 
 from __future__ import annotations
 
-import colorsys
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -17,9 +21,11 @@ from PySide6.QtCore import QObject, Signal
 
 from photoatlas.core.atlas.layout import representatives
 from photoatlas.core.atlas.query import rank_by_examples
-from photoatlas.core.atlas.search import NeighborIndex
+from photoatlas.core.atlas.search import EXACT_LIMIT, NeighborIndex
 from photoatlas.core.encode.concepts import read_concepts
+from photoatlas.core.learn.config import TrainConfig
 from photoatlas.core.library.library import Library, RunArtifacts
+from photoatlas.core.organize.copy_out import CopyReport, write_paths_csv
 from photoatlas.core.organize.describe import (
     ClusterDescription,
     cluster_names,
@@ -29,65 +35,44 @@ from photoatlas.core.organize.describe import (
 from photoatlas.core.organize.events import DEFAULT_GAP_HOURS, Event, group_events, wall_seconds
 from photoatlas.core.organize.word_search import ConceptIndex, WordQuery, rank_by_words, read_query
 from photoatlas.core.pipeline.compare import OtherMap
-from photoatlas.core.report import SIMILARITIES
+from photoatlas.core.report import SIMILARITIES, RunReport
 from photoatlas.core.storage import LibraryError
 
-from .map_view import MapLabel
+from . import commands
+from .jobs import JobRegistry
+from .library_tags import LibraryTags
+from .map_data import NOISE_COLOR, MapData, MapLabel, gradient, palette
+from .worker import Worker
 
 COLOR_MODES = ("cluster", "folder", "date", "event")
-NOISE_COLOR = 0xFF6B7079
+SIMILAR_COUNT = 12  # similar photos listed, until the user asks for another number
+NO_MAP = ("No map yet", "Add a folder of photos (File → Add folder…, Ctrl+O): its map "
+          "appears as soon as the photos are read.")
 
 
-def palette(n: int) -> np.ndarray:
-    """``n`` distinct, bright ARGB colours (golden-angle hues, alternating lightness)."""
-    colors = []
-    for i in range(n):
-        hue = (i * 0.618033988749895) % 1.0
-        r, g, b = colorsys.hls_to_rgb(hue, 0.62 if i % 2 else 0.55, 0.75)
-        colors.append(0xFF000000 | int(r * 255) << 16 | int(g * 255) << 8 | int(b * 255))
-    return np.array(colors, np.uint32)
+class UserMessages(QObject):
+    """What the model has to tell the user, for the window to show: a problem or a job's
+    outcome in a message box, a passing line in the status bar."""
 
+    warning = Signal(str, str)  # title, what went wrong and what to do
+    information = Signal(str, str, str)  # title, text, details
+    status = Signal(str, int)  # text, how many ms it stays
 
-def gradient(values: np.ndarray) -> np.ndarray:
-    """Blue (old) to yellow (new) ARGB colours of ``values`` scaled to their range."""
-    lo, hi = np.nanmin(values), np.nanmax(values)
-    t = (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values, dtype=np.float64)
-    stops = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98],
-                      [253, 231, 37]], np.float64)  # viridis, readable on a dark map
-    pos = t * (len(stops) - 1)
-    i = np.clip(pos.astype(int), 0, len(stops) - 2)
-    frac = (pos - i)[:, None]
-    rgb = (stops[i] * (1 - frac) + stops[i + 1] * frac).astype(np.uint32)
-    return 0xFF000000 | rgb[:, 0] << 16 | rgb[:, 1] << 8 | rgb[:, 2]
+    def warn(self, title: str, text: str) -> None:
+        self.warning.emit(title, text)
 
+    def inform(self, title: str, text: str, details: str = "") -> None:
+        self.information.emit(title, text, details)
 
-@dataclass(frozen=True)
-class MapData:
-    """The current run's arrays plus what the views derive from them."""
-
-    run: RunArtifacts
-    folder: np.ndarray  # (N,) int: index into ``folders``
-    folders: list[str]
-    when: np.ndarray  # (N,) float seconds since the epoch: capture time, else file time
-    representatives: dict[int, list[int]]  # cluster -> rows, most central first
-
-    @property
-    def count(self) -> int:
-        return len(self.run.paths)
-
-    def rows_of_cluster(self, cluster: int) -> np.ndarray:
-        return np.flatnonzero(self.run.cluster == cluster)
-
-    def cluster_sizes(self) -> dict[int, int]:
-        labels, counts = np.unique(self.run.cluster[self.run.cluster >= 0], return_counts=True)
-        return {int(c): int(n) for c, n in zip(labels, counts, strict=True)}
+    def show_status(self, text: str, ms: int) -> None:
+        self.status.emit(text, ms)
 
 
 class Session(QObject):
-    """The open library and what the user is looking at."""
+    """The open library, its jobs, and what the user is looking at."""
 
-    library_changed = Signal()
-    library_closing = Signal()  # the open library is about to close: its jobs end first
+    library_changed = Signal()  # another library is open
+    catalog_changed = Signal()  # a folder added, photos read: the catalog's folders and counts
     map_changed = Signal()
     selection_changed = Signal()
     current_changed = Signal(int)
@@ -95,6 +80,12 @@ class Session(QObject):
     events_changed = Signal()  # the grouping by time changed (capture times known, new gap)
     colors_changed = Signal()  # another colour mode
     similar_by_changed = Signal(str)  # "scene" or "kind": what "similar" answers with
+    similar_count_changed = Signal(int)  # how many similar photos are listed
+    comparing_changed = Signal(bool)  # the map of the encoder not kept is asked for, or not
+    training_started = Signal(object, object)  # its Worker (not started yet), TrainConfig
+    file_matches_found = Signal(str, object)  # a file's path, its matches [(path, score)]
+    query_answered = Signal(str, object, object)  # what was asked, rows and scores, best first
+    duplicates_found = Signal(object)  # core.duplicates.DuplicateReport
     # A job made a new map current (its RunReport): emitted from the job's thread, delivered
     # on the GUI thread, where the map is read again at once.
     map_published = Signal(object)
@@ -107,6 +98,7 @@ class Session(QObject):
         self.current = -1
         self.cluster_names: dict[int, str] = {}
         self.showing_other = False  # the map of the encoder the run did not keep
+        self.comparing = False  # that map is asked for (shown, or its job running)
         self.descriptions: dict[int, ClusterDescription] = {}
         self.auto_names: dict[int, str] = {}  # distinct_names of the descriptions
         self.capture_times: dict[int, float] = {}
@@ -116,25 +108,42 @@ class Session(QObject):
         self._events: list[Event] | None = None
         self._kept_run: RunArtifacts | None = None
         self.similar_by = "scene"
-        # One neighbour index per similarity, built on first use (core.learn.scene).
+        self.similar_count = SIMILAR_COUNT
+        # One neighbour index per similarity, built on first use (core.scene).
         self._indexes: dict[str, NeighborIndex] = {}
         self._concepts: tuple[RunArtifacts, ConceptIndex] | None = None
         self._ranked = np.zeros(0, np.int64)  # the last word search's rows, best first
+        # The training panel's choices (None while they do not work together).
+        self.train_settings: TrainConfig | None = TrainConfig()
+        self.training: Worker | None = None
+        self.messages = UserMessages(self)
+        self.jobs = JobRegistry(self)
         self.map_published.connect(lambda _report: self.reload_map())
+        self.jobs.failed.connect(
+            lambda name, message: self.messages.warn(f"{name.capitalize()} failed", message))
+        self.tags = LibraryTags(self)
 
     # library ------------------------------------------------------------------------------
-    def open_library(self, root: Path) -> None:
-        """Open (or create) the library at ``root``; raises LibraryError with the reason (the
-        open library and its jobs stay then)."""
-        library = Library(root)
+    def open_library(self, root: Path) -> bool:
+        """Open (or create) the library at ``root``. Where it cannot, the user is told why
+        and the open library and its jobs stay."""
+        try:
+            library = Library(root)
+        except (LibraryError, OSError) as exc:
+            self.messages.warn("Cannot open this library",
+                               f"{exc}.\n\nChoose another folder for the library with "
+                               "File → Open library… (Ctrl+Shift+O).")
+            return False
         self.close_library()
         self.library = library
         self.library_changed.emit()
         self.reload_map()
+        return True
 
     def close_library(self) -> None:
+        """End the open library's jobs (app/jobs.py), then close it."""
+        self.jobs.end_generation()
         if self.library is not None:
-            self.library_closing.emit()
             self.library.close()
         self.library = None
         self.data = None
@@ -144,6 +153,126 @@ class Session(QObject):
     def root(self) -> Path | None:
         return self.library.root if self.library is not None else None
 
+    def folders(self) -> list[Path]:
+        """The library's photo folders."""
+        if self.library is None:
+            return []
+        return [Path(p) for _, p in self.library.catalog.folders()]
+
+    def add_folder(self, folder: Path, scan: bool = True) -> Worker | None:
+        """Add ``folder`` to the library and (with ``scan``) read its photos in the
+        background; returns that job's worker."""
+        if self.library is None:
+            self.messages.warn("No library open", "Open or create a library first: "
+                               "File → Open library… (Ctrl+Shift+O).")
+            return None
+        folder = folder.expanduser().resolve()
+        if not folder.is_dir():
+            self.messages.warn("Not a folder", f"{folder} is not a folder that can be read. "
+                               "Choose a folder of photos with File → Add folder… (Ctrl+O).")
+            return None
+        self.library.catalog.add_folder(folder)
+        self.catalog_changed.emit()
+        return self.rescan() if scan else None
+
+    def add_folders(self, folders: Sequence[Path]) -> Worker | None:
+        """Add ``folders`` to the library, then read their photos in one scan."""
+        for folder in folders:
+            self.add_folder(folder, scan=False)
+        return self.rescan() if folders and self.library is not None else None
+
+    def counts_caption(self) -> str:
+        """What the library holds: photos, clusters, photos still to read and unreadable."""
+        if self.library is None:
+            return "No library"
+        counts = self.library.catalog.counts()
+        parts = [f"{counts.get('ok', 0):,} photos"]
+        if self.data is not None:
+            parts.append(f"{len(self.data.cluster_sizes())} clusters")
+        if counts.get("pending"):
+            parts.append(f"{counts['pending']:,} to read")
+        if counts.get("failed"):
+            parts.append(f"{counts['failed']:,} unreadable")
+        return "  ·  ".join(parts)
+
+    # scans and training -------------------------------------------------------------------
+    def set_train_settings(self, cfg: TrainConfig | None) -> None:
+        """The training settings the user chose (None while they do not work together)."""
+        self.train_settings = cfg
+
+    def start_map_config(self) -> TrainConfig:
+        """The chosen settings for the starting map (so a later training reuses its
+        embeddings), or the defaults when they need no pretrained start."""
+        cfg = self.train_settings
+        if cfg is None:
+            return TrainConfig()
+        return cfg if cfg.pretrained else TrainConfig(device=cfg.device, precision=cfg.precision)
+
+    def scanning(self) -> bool:
+        """Whether a scan of the library's folders is running (training scans too)."""
+        return self.training is not None or self.jobs.running("rescan")
+
+    def rescan(self) -> Worker | None:
+        """Find new, changed, moved and removed photos and read the new ones; with a map,
+        also embed the new photos and place them on it (no training, no new layout);
+        without one, draw the starting encoder's map (the map comes before any training)."""
+        root, folders = self.root, self.folders()
+        if root is None or not folders:
+            return None
+        if self.scanning():
+            self.messages.show_status("A scan is already running; the next one (or the next "
+                                      "training) reads the new folders", 8000)
+            return None
+        job = commands.rescan(root, folders, self.start_map_config(),
+                              has_map=self.data is not None,
+                              map_published=self.map_published.emit)
+        return self.jobs.run(job, "rescan", on_result=self._rescanned)
+
+    def _rescanned(self, map_changed: bool) -> None:
+        if map_changed:
+            self.reload_map()
+        self.catalog_changed.emit()
+
+    def start_training(self, cfg: TrainConfig) -> Worker | None:
+        """Scan, adapt the encoder to the photos and map them with ``cfg``; the views follow
+        the run from ``training_started``."""
+        if self.scanning():
+            self.messages.warn("Still reading your photos",
+                               "Training starts once the current scan has finished.")
+            return None
+        root, folders = self.root, self.folders()
+        if root is None or not folders:
+            self.messages.warn("Nothing to train on", "Add a folder of photos first: "
+                               "File → Add folder… (Ctrl+O), or drop it on the window.")
+            return None
+        worker = Worker(commands.train(root, folders, cfg, self.map_published.emit),
+                        "training")
+        self.training = worker
+        self.training_started.emit(worker, cfg)  # the views connect first, as they did
+        worker.returned.connect(self._trained)
+        worker.errored.connect(
+            lambda message, _tb: self.messages.warn("Training stopped", message))
+        worker.finished.connect(lambda: self._training_ended(worker))
+        return self.jobs.start(worker)
+
+    def cancel_training(self) -> bool:
+        """Cancel the running training after its current step; False when none runs."""
+        if self.training is None:
+            return False
+        self.training.cancel()
+        return True
+
+    def _trained(self, report: RunReport) -> None:
+        self.reload_map()
+        self.messages.show_status(f"Mapped {report.images.embedded} photos into "
+                                  f"{report.clusters} clusters", 10000)
+
+    def _training_ended(self, worker: Worker) -> None:
+        if self.training is worker:  # not a newer run, when a retired one ends late
+            self.training = None
+        self.catalog_changed.emit()
+
+    # the map ------------------------------------------------------------------------------
     def reload_map(self) -> None:
         """Load the library's current run (if any) and tell the views."""
         self.data, self._kept_run = None, None
@@ -158,6 +287,31 @@ class Session(QObject):
             if self._kept_run is not None:
                 self.cluster_names = cluster_names(self.library, self._kept_run.run_id)
         self._show(self._kept_run)
+
+    def compare_maps(self, on: bool) -> Worker | None:
+        """Show the map of the encoder the run did not keep, computed by a job (``on``), or
+        the kept one again."""
+        root = self.root
+        if not on or root is None or self.data is None:
+            self.comparing = False
+            self.comparing_changed.emit(False)  # also to what asked for it without a map
+            self.show_other_map(None)
+            return None
+        self._set_comparing(True)
+        worker = self.jobs.run(commands.other_map(root, self.data.run.report.seed), "compare",
+                               on_result=self._other_map_ready)
+        worker.errored.connect(lambda *_: self._set_comparing(False))
+        worker.cancelled.connect(lambda: self._set_comparing(False))
+        return worker
+
+    def _other_map_ready(self, other: OtherMap) -> None:
+        if self.comparing:  # not given up (or replaced by a new map) meanwhile
+            self.show_other_map(other)
+
+    def _set_comparing(self, on: bool) -> None:
+        if on != self.comparing:
+            self.comparing = on
+            self.comparing_changed.emit(on)
 
     def show_other_map(self, other: OtherMap | None) -> None:
         """Show the map of the encoder the run did not keep (None: back to the kept one).
@@ -176,9 +330,25 @@ class Session(QObject):
         self._indexes, self._events = {}, None
         self.unlike = np.zeros(0, np.int64)  # rows of the map that was shown
         self.selection, self.current = np.zeros(0, np.int64), -1
+        self._set_comparing(self.showing_other)
         self.map_changed.emit()
         self.selection_changed.emit()
         self.current_changed.emit(-1)
+        if self.data is not None and not self.showing_other:
+            self._describe_clusters(self.data.run.run_id)
+        if self.data is not None and self.data.count > EXACT_LIMIT:
+            self._build_index(self.data.run.descriptors(self.similar_by))
+
+    def _describe_clusters(self, run_id: int) -> None:
+        """Folders, dates and cameras of each cluster, read off the GUI thread (the first
+        time it reads EXIF headers of every photo)."""
+        self.jobs.run(commands.describe(self.root), "describe",
+                      on_result=lambda found: self.set_descriptions(run_id, *found))
+
+    def _build_index(self, vectors: np.ndarray) -> None:
+        """An approximate neighbour index for a large map, built off the GUI thread."""
+        self.jobs.run(commands.neighbor_index(vectors), "indexing",
+                      on_result=lambda index: self.use_index(vectors, index))
 
     def _derive(self, run: RunArtifacts) -> MapData:
         parents = [str(Path(str(p)).parent) for p in run.paths]
@@ -192,6 +362,19 @@ class Session(QObject):
                 when[row] = taken
         return MapData(run, np.array([lookup[p] for p in parents], np.int64), folders, when,
                        representatives(run.embeddings, run.cluster, per_cluster=4))
+
+    def map_caption(self) -> str:
+        """Which encoder made the map shown, and how to see the other one."""
+        if self.data is None:
+            return ""
+        kept = self.data.run.report.kept
+        if self.data.run.report.check is None and kept == "start":
+            return "Map of the starting encoder · Train adapts it to your photos"
+        kept_name = "trained" if kept == "adapted" else "untrained (start)"
+        if self.showing_other:
+            other = "untrained (start)" if kept == "adapted" else "trained (not kept)"
+            return f"Map of the {other} encoder · Ctrl+B goes back"
+        return f"Map of the {kept_name} encoder (kept) · Ctrl+B compares"
 
     # colours and names --------------------------------------------------------------------
     def set_color_mode(self, mode: str) -> None:
@@ -245,7 +428,7 @@ class Session(QObject):
 
     def cluster_name(self, cluster: int) -> str:
         """The user's name, else one that tells the cluster from the others (folder, dates,
-        camera or its central photo: core.organize.describe.distinct_names), else "Cluster N"."""
+        camera or its central photo: core.describe.distinct_names), else "Cluster N"."""
         if self.showing_other:
             return f"Cluster {cluster + 1}"
         if cluster in self.cluster_names:
@@ -341,10 +524,16 @@ class Session(QObject):
         pairs = [(int(i), float(s)) for i, s in zip(idx[0], scores[0], strict=True) if i != row]
         return pairs[:k]
 
+    def set_similar_count(self, k: int) -> None:
+        """List the ``k`` most similar photos from now on."""
+        if k != self.similar_count:
+            self.similar_count = k
+            self.similar_count_changed.emit(k)
+
     def _index_of(self, by: str) -> NeighborIndex:
-        """The shown map's neighbour index of one similarity. Exact until the window hands
-        over an approximate one built off the GUI thread (FAISS needs seconds to build on a
-        large library)."""
+        """The shown map's neighbour index of one similarity. Exact until an approximate one
+        built off the GUI thread arrives (FAISS needs seconds to build on a large
+        library)."""
         index = self._indexes.get(by)
         if index is None:
             vectors = self.data.run.descriptors(by)
@@ -355,11 +544,29 @@ class Session(QObject):
         """Keep the selection as the "not like these" examples of the next queries; returns
         how many."""
         self.unlike = self.selection.copy()
+        self.messages.show_status(f"{len(self.unlike)} photo(s) kept as 'not like' examples "
+                                  "for the next query", 8000)
         return len(self.unlike)
+
+    def more_like_selection(self) -> None:
+        """Rank the photos by likeness to the selection, minus the "not like" examples, and
+        announce them (``query_answered``)."""
+        if self.data is None or not len(self.selection):
+            return
+        try:
+            ranked = self.query_selection(self.similar_count)
+        except ValueError as exc:
+            self.messages.warn("Cannot search with these examples", str(exc))
+            return
+        unlike = len(self.query_negatives())
+        asked = f"More like {len(self.selection)} photo(s)"
+        if unlike:
+            asked += f", not like {unlike}"
+        self.query_answered.emit(asked, [r for r, _ in ranked], [v for _, v in ranked])
 
     def query_selection(self, k: int) -> list[tuple[int, float]]:
         """The ``k`` rows most like the selection and least like the "not like" examples
-        (core.atlas.query), best first as (row, score). A "not like" photo selected since counts
+        (core.query), best first as (row, score). A "not like" photo selected since counts
         only as liked. Raises ValueError when the examples cannot make a query."""
         if self.data is None or not len(self.selection):
             return []
@@ -367,7 +574,7 @@ class Session(QObject):
                                 self.query_negatives(), k)
 
     def search_words(self, words: list[str], limit: int) -> tuple[WordQuery, np.ndarray]:
-        """Photos matching ``words`` (core.organize.word_search), best first: the query as read and
+        """Photos matching ``words`` (core.word_search), best first: the query as read and
         the rows (empty when a word is unknown)."""
         query = read_query(words)
         if self.data is None or self.library is None or not query.ok:
@@ -411,3 +618,74 @@ class Session(QObject):
             return []
         where = {str(p): i for i, p in enumerate(self.data.run.paths)}
         return [where[p] for p in paths if p in where]
+
+    def selected_paths(self) -> list[str]:
+        if self.data is None:
+            return []
+        return [str(p) for p in self.data.run.paths[self.selection]]
+
+    def selected_image_ids(self) -> list[int]:
+        if self.data is None:
+            return []
+        return [int(i) for i in self.data.run.image_ids[self.selection]]
+
+    # jobs on the map and the selection ----------------------------------------------------
+    def _map_root(self) -> Path | None:
+        """The library's root when it has a map; else the user is told how to make one."""
+        if self.root is None or self.data is None:
+            self.messages.warn(*NO_MAP)
+            return None
+        return self.root
+
+    def find_similar_to_file(self, image: Path) -> Worker | None:
+        """The photos most similar to any image file (``file_matches_found``)."""
+        root = self._map_root()
+        if root is None:
+            return None
+        job = commands.similar_to_file(root, image, self.similar_count, self.similar_by)
+        return self.jobs.run(job, "similar", on_result=lambda matches:
+                             self.file_matches_found.emit(str(image), matches))
+
+    def find_duplicates(self) -> Worker | None:
+        """Exact copies, near-duplicates and bursts of the map (``duplicates_found``)."""
+        root = self._map_root()
+        if root is None:
+            return None
+        return self.jobs.run(commands.find_duplicates(root), "duplicates",
+                             on_result=self.duplicates_found.emit)
+
+    def copy_selection_to(self, target: Path) -> Worker | None:
+        """Copy the selected photos into ``target`` (originals untouched) and tell how it
+        went."""
+        paths = self.selected_paths()
+        if not paths:
+            return None
+
+        def done(report: CopyReport) -> None:
+            details = "\n".join(f"{Path(p).name}: {why}" for p, why in report.failed[:20])
+            self.messages.inform("Copy finished", report.summary().capitalize() + ".", details)
+
+        return self.jobs.run(commands.copy_photos(paths, target), "copy", on_result=done)
+
+    def selection_records(self) -> list[dict[str, object]]:
+        """The selected photos as CSV records: path, cluster, cluster name, map position."""
+        data = self.data
+        if data is None:
+            return []
+        run = data.run
+        return [{"path": str(run.paths[r]), "cluster": int(run.cluster[r]),
+                 "cluster_name": self.cluster_name(int(run.cluster[r]))
+                 if run.cluster[r] >= 0 else "",
+                 "x": float(run.xy[r, 0]), "y": float(run.xy[r, 1])} for r in self.selection]
+
+    def export_selection_csv(self, path: Path) -> None:
+        """Write the selection's records (``selection_records``) to a CSV file."""
+        records = self.selection_records()
+        if not records:
+            return
+        try:
+            write_paths_csv(records, path)
+        except (OSError, ValueError) as exc:
+            self.messages.warn("Cannot export the selection", str(exc))
+            return
+        self.messages.show_status(f"Wrote {len(records)} photos to {path}", 8000)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QModelIndex, QSize, Qt, Signal
+from PySide6.QtCore import QModelIndex, QSize, Qt
 from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import (
     QButtonGroup,
+    QFileDialog,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -19,6 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 from .gallery import ICON_SIDE, ROW_ROLE, PhotoGrid
+from .photo_actions import open_row
 from .session import Session
 from .thumbnails import ThumbnailStore
 
@@ -52,8 +54,8 @@ class SimilarGrid(PhotoGrid):
 
 
 class SimilarPanel(QWidget):
-    find_file_requested = Signal()
-    open_requested = Signal(int)
+    """The current photo and the photos most similar to it; or a file's matches, or the
+    answer to a query by examples."""
 
     def __init__(self, session: Session, thumbnails: ThumbnailStore,
                  parent: QWidget | None = None) -> None:
@@ -94,7 +96,7 @@ class SimilarPanel(QWidget):
         controls.addWidget(QLabel("Most similar:"))
         self.k = QSpinBox()
         self.k.setRange(1, 200)
-        self.k.setValue(12)
+        self.k.setValue(session.similar_count)
         controls.addWidget(self.k)
         controls.addStretch(1)
         self.find_file = QPushButton("Find similar to a file…")
@@ -102,14 +104,17 @@ class SimilarPanel(QWidget):
         layout.addLayout(controls)
         self.grid = SimilarGrid(thumbnails)
         layout.addWidget(self.grid, 3)
-        self.find_file.clicked.connect(self.find_file_requested)
-        self.k.valueChanged.connect(lambda _v: self.show_row(self.session.current))
+        self.find_file.clicked.connect(self.choose_file)
+        self.k.valueChanged.connect(session.set_similar_count)
         self.grid.clicked.connect(self._grid_clicked)
         self.grid.doubleClicked.connect(
-            lambda index: self.open_requested.emit(int(index.data(ROW_ROLE))))
+            lambda index: open_row(session, int(index.data(ROW_ROLE))))
         session.current_changed.connect(self.show_row)
         session.similar_by_changed.connect(self._similar_by_changed)
+        session.similar_count_changed.connect(lambda _k: self.show_row(session.current))
         session.map_changed.connect(self._map_changed)
+        session.file_matches_found.connect(self.show_external)
+        session.query_answered.connect(self.show_query)
         thumbnails.loaded.connect(self._preview_loaded)
 
     def show_row(self, row: int) -> None:
@@ -117,8 +122,14 @@ class SimilarPanel(QWidget):
         data = self.session.data
         if data is None or row < 0:
             return
-        pairs = self.session.similar(row, self.k.value())
+        pairs = self.session.similar(row, self.session.similar_count)
         self._show(str(data.run.paths[row]), [r for r, _ in pairs], [s for _, s in pairs])
+
+    def choose_file(self) -> None:
+        """Ask for an image file and find the library's photos most like it."""
+        path, _ = QFileDialog.getOpenFileName(self, "Find photos similar to…")
+        if path:
+            self.session.find_similar_to_file(Path(path))
 
     def _map_changed(self) -> None:
         """A map made before scene descriptors existed answers only by kind (until the next

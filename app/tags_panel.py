@@ -1,12 +1,17 @@
 """Few-shot tags: tag a few photos, let a probe on the embeddings propose the tag for the
-rest with a confidence, accept or reject the proposals in bulk."""
+rest with a confidence, accept or reject the proposals in bulk. The writes and the proposals
+are jobs of the session's tags (app/library_tags.py); the panel shows what they did."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from pathlib import Path
+
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QDoubleSpinBox,
+    QFileDialog,
     QHBoxLayout,
+    QInputDialog,
     QLabel,
     QListWidget,
     QListWidgetItem,
@@ -15,16 +20,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from photoatlas.core.organize.tags import (
-    DEFAULT_MIN_CONFIDENCE,
-    Suggestion,
-    list_tags,
-    remove_tag,
-    set_tag,
-    tagged,
-)
+from photoatlas.core.organize.tags import DEFAULT_MIN_CONFIDENCE, Suggestion
 
 from .gallery import ROW_ROLE, PhotoGrid
+from .library_tags import TagChange
 from .session import Session
 from .thumbnails import ThumbnailStore
 from .widgets import hint_label
@@ -33,12 +32,7 @@ NAME_ROLE = Qt.ItemDataRole.UserRole + 1
 
 
 class TagsPanel(QWidget):
-    """Tags of the open library; the window runs ``suggest`` on a worker and hands the
-    proposals back through ``show_suggestions``."""
-
-    tag_requested = Signal()  # the window asks the user for a name
-    suggest_requested = Signal(str, float)  # tag name, minimum confidence
-    export_requested = Signal()
+    """Tags of the open library, and the proposals of one of them."""
 
     def __init__(self, session: Session, thumbnails: ThumbnailStore,
                  parent: QWidget | None = None) -> None:
@@ -81,34 +75,34 @@ class TagsPanel(QWidget):
             row.addWidget(button)
         layout.addLayout(row)
 
-        self.tag_button.clicked.connect(self.tag_requested)
+        self.tag_button.clicked.connect(self.ask_tag_selection)
         self.untag_button.clicked.connect(self._untag_selection)
         self.show_button.clicked.connect(self._show_tagged)
         self.suggest_button.clicked.connect(self._suggest)
         self.accept_button.clicked.connect(self._accept)
         self.reject_button.clicked.connect(self._reject)
-        self.export_button.clicked.connect(self.export_requested)
+        self.export_button.clicked.connect(self._choose_csv)
         self.proposals.clicked.connect(
             lambda index: session.set_current(int(index.data(ROW_ROLE))))
         self.proposals.photos.modelReset.connect(self._update_buttons)
         self.proposals.selectionModel().selectionChanged.connect(self._update_buttons)
         session.library_changed.connect(self.refresh)
         session.map_changed.connect(self.refresh)
+        session.tags.changed.connect(self._tags_changed)
+        session.tags.suggested.connect(self.show_suggestions)
         self.refresh()
 
     # tags ---------------------------------------------------------------------------------
     def refresh(self) -> None:
         current = self.current_tag()
         self.tags.clear()
-        library = self.session.library
-        if library is not None:
-            for tag in list_tags(library):
-                item = QListWidgetItem(f"{tag.name}   ({tag.user} tagged, {tag.accepted} "
-                                       f"accepted, {tag.rejected} rejected)")
-                item.setData(NAME_ROLE, tag.name)
-                self.tags.addItem(item)
-                if tag.name == current:
-                    self.tags.setCurrentItem(item)
+        for tag in self.session.tags.summaries():
+            item = QListWidgetItem(f"{tag.name}   ({tag.user} tagged, {tag.accepted} "
+                                   f"accepted, {tag.rejected} rejected)")
+            item.setData(NAME_ROLE, tag.name)
+            self.tags.addItem(item)
+            if tag.name == current:
+                self.tags.setCurrentItem(item)
         if self.tags.currentItem() is None and self.tags.count():
             self.tags.setCurrentRow(0)
         self._update_buttons()
@@ -117,23 +111,17 @@ class TagsPanel(QWidget):
         item = self.tags.currentItem()
         return item.data(NAME_ROLE) if item is not None else None
 
-    def _selected_ids(self) -> list[int]:
-        data = self.session.data
-        if data is None:
-            return []
-        return [int(i) for i in data.run.image_ids[self.session.selection]]
-
-    def tag_selection(self, name: str) -> int:
-        """Tag the selected photos with ``name`` (raises ValueError for an empty name)."""
-        ids = self._selected_ids()
-        if not ids:
-            return 0
-        count = set_tag(self.session.library, name, ids)
-        self.refresh()
-        self._select_tag(name.strip())
-        self.status.setText(f"Tagged {count} photo(s) “{name.strip()}”. Suggest proposes "
-                            "it for similar photos.")
-        return count
+    def ask_tag_selection(self) -> None:
+        """Ask for a tag name and give it to the selected photos."""
+        count = len(self.session.selection)
+        if not count:
+            self.session.messages.warn("Nothing selected", "Select photos on the map to tag "
+                                       "them.")
+            return
+        name, ok = QInputDialog.getText(self, "Tag selection", f"Tag for {count} photo(s):",
+                                        text=self.current_tag() or "")
+        if ok:
+            self.session.tags.tag_selection(name)
 
     def _select_tag(self, name: str) -> None:
         for i in range(self.tags.count()):
@@ -141,25 +129,42 @@ class TagsPanel(QWidget):
                 self.tags.setCurrentRow(i)
 
     def _untag_selection(self) -> None:
-        name, ids = self.current_tag(), self._selected_ids()
-        if name and ids:
-            removed = remove_tag(self.session.library, name, ids)
-            self.status.setText(f"Removed “{name}” from {removed} photo(s).")
-            self.refresh()
+        name = self.current_tag()
+        if name:
+            self.session.tags.untag_selection(name)
 
     def _show_tagged(self) -> None:
-        name, data = self.current_tag(), self.session.data
-        if name and data is not None:
-            wanted = set(tagged(self.session.library, name))
-            rows = [r for r, i in enumerate(data.run.image_ids) if int(i) in wanted]
-            self.session.select(rows, "replace")
+        name = self.current_tag()
+        if name and self.session.data is not None:
+            self.session.select(self.session.tags.rows_tagged(name), "replace")
+
+    def _choose_csv(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export tags as CSV", "tags.csv",
+                                              "CSV files (*.csv)")
+        if path:
+            self.session.tags.export_csv(Path(path))
+
+    def _tags_changed(self, change: TagChange) -> None:
+        """A tag write went through: list the tags again and say what it did."""
+        self.refresh()
+        if change.source == "user":
+            self._select_tag(change.name)
+            self.status.setText(f"Tagged {change.count} photo(s) “{change.name}”. Suggest "
+                                "proposes it for similar photos.")
+        elif change.source == "removed":
+            self.status.setText(f"Removed “{change.name}” from {change.count} photo(s).")
+        elif change.name == self.suggested_for:
+            self._drop_proposals(change.image_ids)
+            verb = "Accepted" if change.source == "accepted" else "Rejected"
+            self.status.setText(f"{verb} {len(change.image_ids)} proposal(s) for "
+                                f"“{change.name}”.")
 
     # proposals ----------------------------------------------------------------------------
     def _suggest(self) -> None:
         name = self.current_tag()
         if name:
             self.status.setText(f"Looking for photos like those tagged “{name}”…")
-            self.suggest_requested.emit(name, self.min_confidence.value())
+            self.session.tags.suggest(name, self.min_confidence.value())
 
     def show_suggestions(self, name: str, suggestions: list[Suggestion]) -> None:
         data = self.session.data
@@ -180,21 +185,17 @@ class TagsPanel(QWidget):
         return [int(r) for r in self.proposals.photos.rows]
 
     def _decide(self, rows: list[int], source: str) -> None:
-        data = self.session.data
-        if not rows or self.suggested_for is None or data is None:
-            return
-        set_tag(self.session.library, self.suggested_for,
-                [int(data.run.image_ids[r]) for r in rows], source)
-        decided = set(rows)
-        keep = [int(r) for r in self.proposals.photos.rows if int(r) not in decided]
-        paths = [str(data.run.paths[r]) for r in keep]
-        scores = self.proposals.photos.scores or []
-        score_of = dict(zip(map(int, self.proposals.photos.rows), scores, strict=True))
-        self.proposals.photos.set_photos(keep, data.run.image_ids[keep], paths,
-                                         [score_of[int(r)] for r in keep])
-        verb = "Accepted" if source == "accepted" else "Rejected"
-        self.status.setText(f"{verb} {len(rows)} proposal(s) for “{self.suggested_for}”.")
-        self.refresh()
+        if rows and self.suggested_for is not None:
+            self.session.tags.decide(self.suggested_for, rows, source)
+
+    def _drop_proposals(self, image_ids: tuple[int, ...]) -> None:
+        """Take the photos the user answered for out of the proposals."""
+        photos = self.proposals.photos
+        decided = set(image_ids)
+        keep = [n for n, i in enumerate(photos.image_ids) if int(i) not in decided]
+        scores = [photos.scores[n] for n in keep] if photos.scores is not None else None
+        photos.set_photos(photos.rows[keep], photos.image_ids[keep],
+                          [photos.paths[n] for n in keep], scores)
 
     def _accept(self) -> None:
         selected = self.proposals.selected_rows()

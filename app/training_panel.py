@@ -4,11 +4,10 @@ progress with ETA and images/s, the loss curve, a log and the label-free verdict
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QButtonGroup,
     QComboBox,
@@ -33,12 +32,12 @@ from photoatlas.core.jobs import Progress, Stage
 from photoatlas.core.learn.config import TrainConfig
 from photoatlas.core.report import RunReport
 
+from .session import Session
 from .widgets import hint_label
+from .worker import Worker
 
 # (label, training minutes): what a user picks without knowing anything about SimCLR.
 PRESETS = (("Quick", 5.0), ("Balanced", 15.0), ("Thorough", 45.0))
-
-
 def format_seconds(seconds: float | None) -> str:
     if seconds is None:
         return "estimating…"
@@ -51,26 +50,45 @@ def format_seconds(seconds: float | None) -> str:
 
 
 class TrainingPanel(QWidget):
-    """Builds a TrainConfig from the user's choices and shows a run's progress."""
+    """Builds a TrainConfig from the user's choices, keeps the session's training settings
+    those choices, and shows a run's progress."""
 
-    start_requested = Signal(object)  # TrainConfig
-    cancel_requested = Signal()
-
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, session: Session, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.session = session
         self._running = False
         self._resumable = False
         self._last_config: TrainConfig | None = None
         self._steps: list[int] = []
         self._losses: list[float] = []
-        self._stage_started = time.monotonic()
         layout = QVBoxLayout(self)
         layout.addWidget(self._build_presets())
         self._build_advanced(layout)
-        layout.addLayout(self._build_buttons())
-        self._build_progress(layout)
-        self._build_verdict(layout)
+        buttons = QHBoxLayout()
+        self.start_button = QPushButton("Start training")
+        self.start_button.setDefault(True)
+        self.cancel_button = QPushButton("Cancel")
+        self.resume_button = QPushButton("Resume")
+        self.resume_button.setToolTip("Continue the cancelled run from its last checkpoint")
+        buttons.addWidget(self.start_button)
+        buttons.addWidget(self.cancel_button)
+        buttons.addWidget(self.resume_button)
+        layout.addLayout(buttons)
+        self.start_button.clicked.connect(self.start)
+        self.resume_button.clicked.connect(self._resume)
+        self.cancel_button.clicked.connect(self._cancel)
+        self._build_run_view(layout)
         self._update_buttons()
+
+        for changed in (self.preset_group.idToggled, self.advanced.toggled,
+                        self.backbone.currentIndexChanged, self.start_from.currentIndexChanged,
+                        self.resolution.valueChanged, self.batch_size.valueChanged,
+                        self.temperature.valueChanged, self.budget_kind.currentIndexChanged,
+                        self.budget.valueChanged, self.device.currentIndexChanged):
+            changed.connect(self._choices_changed)
+        self._choices_changed()
+        session.training_started.connect(self._follow)
+        session.map_changed.connect(self._map_changed)
 
     def _build_presets(self) -> QGroupBox:
         presets = QGroupBox("How long may PhotoAtlas learn your photos?")
@@ -134,22 +152,8 @@ class TrainingPanel(QWidget):
         layout.addWidget(self.advanced)
         layout.addWidget(self.advanced_box)
 
-    def _build_buttons(self) -> QHBoxLayout:
-        buttons = QHBoxLayout()
-        self.start_button = QPushButton("Start training")
-        self.start_button.setDefault(True)
-        self.cancel_button = QPushButton("Cancel")
-        self.resume_button = QPushButton("Resume")
-        self.resume_button.setToolTip("Continue the cancelled run from its last checkpoint")
-        buttons.addWidget(self.start_button)
-        buttons.addWidget(self.cancel_button)
-        buttons.addWidget(self.resume_button)
-        self.start_button.clicked.connect(lambda: self._start(self.config()))
-        self.resume_button.clicked.connect(lambda: self._start(self._last_config))
-        self.cancel_button.clicked.connect(self.cancel_requested)
-        return buttons
-
-    def _build_progress(self, layout: QVBoxLayout) -> None:
+    def _build_run_view(self, layout: QVBoxLayout) -> None:
+        """The run's stage, progress, loss curve, verdict and log."""
         self.stage = QLabel("Ready")
         self.bar = QProgressBar()
         self.bar.setRange(0, 1000)
@@ -170,7 +174,6 @@ class TrainingPanel(QWidget):
         layout.addWidget(self.plot, 1)
         self.plot.hide()  # an empty 0-1 grid says nothing: shown with the first loss
 
-    def _build_verdict(self, layout: QVBoxLayout) -> None:
         self.verdict = QLabel("")
         self.verdict.setWordWrap(True)
         layout.addWidget(self.verdict)
@@ -219,12 +222,47 @@ class TrainingPanel(QWidget):
             epochs=int(self.budget.value()) if by_epochs else None,
             device=self.device.currentData())
 
-    def _start(self, cfg: TrainConfig | None) -> None:
-        if cfg is None or self._running:
+    def _choices_changed(self) -> None:
+        """The session's training settings follow the choices: a scan draws the starting
+        map with them, so that a later training reuses its embeddings."""
+        try:
+            cfg = self.config()
+        except ValueError:
+            cfg = None
+        self.session.set_train_settings(cfg)
+
+    def start(self) -> None:
+        """Train with the current choices, or tell why they do not work together."""
+        try:
+            cfg = self.config()
+        except ValueError as exc:
+            self.session.messages.warn("These training settings do not work together",
+                                       str(exc))
             return
-        self.start_requested.emit(cfg)
+        self.session.start_training(cfg)
+
+    def _resume(self) -> None:
+        if self._last_config is not None and not self._running:
+            self.session.start_training(self._last_config)
+
+    def _cancel(self) -> None:
+        if self.session.cancel_training():
+            self.stage.setText("Cancelling after this step…")
 
     # run state ----------------------------------------------------------------------------
+    def _follow(self, worker: Worker, cfg: TrainConfig) -> None:
+        """Show the progress and the outcome of the session's training run ``worker``."""
+        self.run_started(cfg)
+        worker.progress.connect(self.show_progress)
+        worker.returned.connect(self.run_finished)
+        worker.cancelled.connect(self.run_cancelled)
+        worker.errored.connect(lambda message, _tb: self.run_failed(message))
+
+    def _map_changed(self) -> None:
+        data = self.session.data
+        if data is not None and not self._running:
+            self.show_last_run(data.run.report)
+
     def run_started(self, cfg: TrainConfig) -> None:
         self._running = True
         self._last_config = cfg
@@ -329,17 +367,4 @@ class TrainingPanel(QWidget):
             f"{cfg.minutes if cfg.minutes is not None else 5:g} min"
         start = "pretrained" if cfg.pretrained else "from scratch"
         return f"{cfg.backbone or 'default encoder'}, {start}, {budget}, device {cfg.device}"
-
-    @property
-    def running(self) -> bool:
-        return self._running
-
-
-def connect_worker(panel: TrainingPanel, worker, on_report: Callable[[dict], None]) -> None:
-    """Wire a training worker's signals to the panel."""
-    worker.progress.connect(panel.show_progress)
-    worker.returned.connect(panel.run_finished)
-    worker.returned.connect(on_report)
-    worker.cancelled.connect(panel.run_cancelled)
-    worker.errored.connect(lambda message, _tb: panel.run_failed(message))
 

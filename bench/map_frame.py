@@ -47,8 +47,8 @@ def time_frames(step, grab, frames: int) -> float:
 
 
 def bench_mapview(xy: np.ndarray, labels: np.ndarray, frames: int) -> tuple[float, float]:
+    from photoatlas.app.map_data import palette
     from photoatlas.app.map_view import MapView
-    from photoatlas.app.session import palette
     from photoatlas.app.thumbnails import ThumbnailStore
 
     view = MapView(ThumbnailStore())
@@ -65,7 +65,7 @@ def bench_mapview(xy: np.ndarray, labels: np.ndarray, frames: int) -> tuple[floa
 def bench_pyqtgraph(xy: np.ndarray, labels: np.ndarray, frames: int) -> tuple[float, float]:
     import pyqtgraph as pg
 
-    from photoatlas.app.session import palette
+    from photoatlas.app.map_data import palette
 
     colors = palette(30)[labels]
     brushes = [pg.mkBrush(int(c >> 16 & 255), int(c >> 8 & 255), int(c & 255))

@@ -46,6 +46,14 @@ def test_core_imports_no_qt():
     assert loaded == [], f"core pulled in Qt modules: {loaded}"
 
 
+def test_the_windows_model_imports_no_widgets():
+    """The session and what it owns are models: Qt's objects and signals, no view."""
+    code = "".join(f"import photoatlas.app.{name}\n" for name in (
+        "session", "library_tags", "jobs", "settings", "map_data", "commands"))
+    loaded = _run_fresh(code)
+    assert loaded and not {"PySide6.QtGui", "PySide6.QtWidgets", "pyqtgraph"} & set(loaded)
+
+
 def test_headless_cli_path_imports_no_qt():
     code = (
         "import photoatlas.app.__main__\n"

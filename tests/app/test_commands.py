@@ -88,3 +88,4 @@ def test_the_session_keeps_the_colour_mode_and_the_query_examples(qtbot, tmp_pat
     assert not {0, 1, 6, 7} & set(rows)
     session.reload_map()
     assert len(session.unlike) == 0  # the examples were rows of the map that was shown
+    session.close_library()  # its jobs (the clusters described) end first

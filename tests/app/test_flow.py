@@ -26,7 +26,7 @@ def tree_digest(root: Path) -> dict[str, tuple[str, int]]:
 
 
 def wait_idle(qtbot, window: MainWindow, timeout: int = 180_000) -> None:
-    qtbot.waitUntil(lambda: not window.workers, timeout=timeout)
+    qtbot.waitUntil(lambda: not window.session.jobs, timeout=timeout)
 
 
 def test_user_flow(qtbot, tmp_path: Path, settings, family_photos: Path, quick_config) -> None:
@@ -36,7 +36,7 @@ def test_user_flow(qtbot, tmp_path: Path, settings, family_photos: Path, quick_c
     window.show()
 
     # Add a folder: it is scanned and read in the background.
-    assert window.add_folder(family_photos) is not None
+    assert window.session.add_folder(family_photos) is not None
     wait_idle(qtbot, window)
     folders = window.library_panel.folders
     assert folders.topLevelItemCount() == 1
@@ -56,9 +56,9 @@ def test_user_flow(qtbot, tmp_path: Path, settings, family_photos: Path, quick_c
     timer.timeout.connect(tick)
     timer.start(10)
     reports: list[dict] = []
-    worker = window.start_training(quick_config)
+    worker = window.session.start_training(quick_config)
     worker.returned.connect(reports.append)
-    qtbot.waitUntil(lambda: window.training is None, timeout=180_000)
+    qtbot.waitUntil(lambda: window.session.training is None, timeout=180_000)
     timer.stop()
     assert reports, window.training_panel.log.toPlainText()
     # The event loop kept turning while training ran, however long that took on this
@@ -119,26 +119,29 @@ def test_user_flow(qtbot, tmp_path: Path, settings, family_photos: Path, quick_c
     red = [i for i, p in enumerate(paths) if Path(p).name.startswith("family0_")]
     green = [i for i, p in enumerate(paths) if Path(p).name.startswith("family1_")]
     window.session.select(green[:2], "replace")
-    window.set_unlike_examples()
+    window.unlike_action.trigger()
     window.session.select(red[:2], "replace")
-    window.query_selection()
+    window.like_action.trigger()
     results = [int(r) for r in window.similar_panel.grid.photos.rows]
     assert len(results) == 5 and not set(results) & set(red[:2] + green[:2])
 
-    # Tags: tag three red photos, ask for proposals, accept them.
+    # Tags: tag three red photos, ask for proposals, accept them (each a job).
     window.session.select(red[:3], "replace")
-    assert window.tags_panel.tag_selection("red") == 3
+    assert window.session.tags.tag_selection("red") is not None
+    wait_idle(qtbot, window)
     assert window.tags_panel.current_tag() == "red"
-    window.suggest_tag("red", 0.0)
+    assert "Tagged 3 photo(s)" in window.tags_panel.status.text()
+    window.session.tags.suggest("red", 0.0)
     wait_idle(qtbot, window)
     proposed = window.tags_panel.proposals.photos.rowCount()
     assert proposed == N_PHOTOS - 3
     qtbot.mouseClick(window.tags_panel.accept_button, Qt.MouseButton.LeftButton)
+    wait_idle(qtbot, window)
     assert window.tags_panel.proposals.photos.rowCount() == 0
     assert f"{proposed} accepted" in window.tags_panel.tags.item(0).text()
 
     # Duplicates: the exact copy is grouped with its original, a keeper suggested (first).
-    window.find_duplicates()
+    window.duplicates_action.trigger()
     wait_idle(qtbot, window)
     panel = window.duplicates_panel
     tops = panel.group_items()
@@ -170,18 +173,18 @@ def test_user_flow(qtbot, tmp_path: Path, settings, family_photos: Path, quick_c
 
     # Export the selection's paths as CSV.
     window.session.select(expected, "replace")
-    window.export_csv(tmp_path / "selection.csv")
+    window.session.export_selection_csv(tmp_path / "selection.csv")
     lines = (tmp_path / "selection.csv").read_text().splitlines()
     assert lines[0].startswith("path,cluster,cluster_name") and len(lines) == len(expected) + 1
     assert all("Red things" in line for line in lines[1:])
 
     # Copy the selection out: new files appear, the originals are untouched.
     out = tmp_path / "picked"
-    window.copy_selection_to(out)
+    window.session.copy_selection_to(out)
     wait_idle(qtbot, window)
     copied = sorted(p.name for p in out.iterdir())
-    assert copied == sorted(Path(p).name for p in window.selected_paths())
-    window.copy_selection_to(out)  # again: conflict-safe names, nothing overwritten
+    assert copied == sorted(Path(p).name for p in window.session.selected_paths())
+    window.session.copy_selection_to(out)  # again: conflict-safe names, nothing overwritten
     wait_idle(qtbot, window)
     assert len(list(out.iterdir())) == 2 * len(expected)
     assert tree_digest(family_photos) == before
@@ -189,7 +192,7 @@ def test_user_flow(qtbot, tmp_path: Path, settings, family_photos: Path, quick_c
     # A photo from outside the library: its most similar photos are listed.
     outside = tmp_path / "outside.jpg"
     outside.write_bytes(next(family_photos.rglob("family2_03.jpg")).read_bytes())
-    window.find_similar_to_file(outside)
+    window.session.find_similar_to_file(outside)
     wait_idle(qtbot, window)
     assert window.similar_panel.query_path == str(outside)
     assert window.similar_panel.result_count() == 5
@@ -197,15 +200,15 @@ def test_user_flow(qtbot, tmp_path: Path, settings, family_photos: Path, quick_c
     # A second, longer run: cancel it mid-way, then resume from its checkpoint.
     panel = window.training_panel
     longer = replace(quick_config, epochs=40)
-    window.start_training(longer)
+    window.session.start_training(longer)
     qtbot.waitUntil(lambda: len(panel._losses) >= 10, timeout=120_000)
     qtbot.mouseClick(panel.cancel_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: window.training is None, timeout=60_000)
+    qtbot.waitUntil(lambda: window.session.training is None, timeout=60_000)
     assert panel.resume_button.isEnabled()
     resumed: list = []
     qtbot.mouseClick(panel.resume_button, Qt.MouseButton.LeftButton)
-    window.training.returned.connect(resumed.append)
-    qtbot.waitUntil(lambda: window.training is None, timeout=180_000)
+    window.session.training.returned.connect(resumed.append)
+    qtbot.waitUntil(lambda: window.session.training is None, timeout=180_000)
     assert resumed and resumed[0].training.resumed_from_step >= 10
     assert tree_digest(family_photos) == before
     window.close()
@@ -218,8 +221,8 @@ def test_worker_error_is_shown_and_window_survives(qtbot, tmp_path: Path, settin
     qtbot.addWidget(window)
     window.show()
     wait_idle(qtbot, window)
-    window.start_training(quick_config)
-    qtbot.waitUntil(lambda: window.training is None, timeout=60_000)
+    window.session.start_training(quick_config)
+    qtbot.waitUntil(lambda: window.session.training is None, timeout=60_000)
     boxes = [b for b in window.findChildren(QMessageBox) if b.isVisible()]
     assert boxes and "at least 2" in boxes[-1].text()
     assert window.isVisible()
@@ -231,8 +234,8 @@ def test_rescan_places_new_photos_on_the_map(qtbot, tmp_path: Path, settings, fa
     window = MainWindow(tmp_path / "library", [family_photos], settings=settings)
     qtbot.addWidget(window)
     wait_idle(qtbot, window)
-    window.start_training(quick_config)
-    qtbot.waitUntil(lambda: window.training is None, timeout=180_000)
+    window.session.start_training(quick_config)
+    qtbot.waitUntil(lambda: window.session.training is None, timeout=180_000)
     assert len(window.map.xy) == N_PHOTOS
     extra = family_photos / "a" / "family0_00.jpg"
     (family_photos / "new").mkdir()
@@ -251,8 +254,8 @@ def test_before_after_toggle_shows_the_other_encoders_map(qtbot, tmp_path: Path,
     window = MainWindow(tmp_path / "library", [family_photos], settings=settings)
     qtbot.addWidget(window)
     wait_idle(qtbot, window)
-    window.start_training(quick_config)
-    qtbot.waitUntil(lambda: window.training is None, timeout=180_000)
+    window.session.start_training(quick_config)
+    qtbot.waitUntil(lambda: window.session.training is None, timeout=180_000)
     kept_xy = window.map.xy.copy()
     assert "trained encoder (kept)" in window.map.caption
     window.compare_action.trigger()
@@ -275,13 +278,13 @@ def test_date_colours_prefer_exif_capture_times(qtbot, tmp_path: Path, settings,
     window = MainWindow(tmp_path / "library", [family_photos], settings=settings)
     qtbot.addWidget(window)
     wait_idle(qtbot, window)
-    window.start_training(quick_config)
-    qtbot.waitUntil(lambda: window.training is None, timeout=180_000)
+    window.session.start_training(quick_config)
+    qtbot.waitUntil(lambda: window.session.training is None, timeout=180_000)
     wait_idle(qtbot, window)  # the clusters are described and capture times read
     data = window.session.data
     row = [Path(p).name for p in data.run.paths].index("family0_01.jpg")
     assert time.gmtime(data.when[row]).tm_year == 2001  # file times are from today
     assert all(time.gmtime(w).tm_year > 2001 for i, w in enumerate(data.when) if i != row)
-    window.set_color_mode("date")
+    window.session.set_color_mode("date")
     colors = window.map.colors
     assert colors[row] != colors[(row + 1) % len(colors)]

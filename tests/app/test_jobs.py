@@ -29,10 +29,10 @@ def test_opening_another_library_cancels_and_joins_the_jobs_of_the_old_one(
         saw_cancel.set()
         cancel.check()
 
-    worker = window.run_job(job, "duplicates")
+    worker = window.session.jobs.run(job, "duplicates")
     assert running.wait(10)
     try:
-        assert window.open_library(tmp_path / "lib-b")
+        assert window.session.open_library(tmp_path / "lib-b")
         assert saw_cancel.is_set() and not worker.is_running()
     finally:
         worker.cancel()
@@ -44,12 +44,12 @@ def test_a_result_of_the_old_library_never_reaches_the_new_one(qtbot, tmp_path: 
     window = MainWindow(tmp_path / "lib-a", settings=settings)
     qtbot.addWidget(window)
     results, cancelled = [], []
-    worker = window.run_job(lambda cancel, progress: "of lib-a", "describe",
+    worker = window.session.jobs.run(lambda cancel, progress: "of lib-a", "describe",
                             on_result=results.append)
     worker.cancelled.connect(lambda: cancelled.append(True))
     assert worker.wait()  # done, its result still queued for the GUI thread
-    assert window.open_library(tmp_path / "lib-b")
-    qtbot.waitUntil(lambda: not window.workers, timeout=10_000)
+    assert window.session.open_library(tmp_path / "lib-b")
+    qtbot.waitUntil(lambda: not window.session.jobs, timeout=10_000)
     assert results == [] and cancelled == [True]  # views end it as cancelled
 
 

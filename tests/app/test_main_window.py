@@ -31,10 +31,10 @@ def test_recent_libraries_and_docks_are_remembered(qtbot, tmp_path: Path, settin
                                                       ) -> None:
     first = MainWindow(tmp_path / "lib-a", settings=settings)
     qtbot.addWidget(first)
-    first.open_library(tmp_path / "lib-b")
+    first.session.open_library(tmp_path / "lib-b")
     first.docks["gallery"].hide()
     first.close()
-    assert first.recent_libraries()[:2] == [str(tmp_path / "lib-b"), str(tmp_path / "lib-a")]
+    assert first.recent.paths()[:2] == [str(tmp_path / "lib-b"), str(tmp_path / "lib-a")]
     again = MainWindow(settings=settings)  # no library given: the last one opens
     qtbot.addWidget(again)
     assert again.session.root == (tmp_path / "lib-b").resolve()
@@ -49,7 +49,7 @@ def test_a_folder_that_is_not_a_library_is_refused(qtbot, tmp_path: Path, settin
     (busy / "letter.txt").write_text("mine")
     window = MainWindow(tmp_path / "library", settings=settings)
     qtbot.addWidget(window)
-    assert not window.open_library(busy)
+    assert not window.session.open_library(busy)
     assert window.session.root == (tmp_path / "library").resolve()
     assert (busy / "letter.txt").read_text() == "mine"
 
@@ -65,7 +65,7 @@ def test_dropping_a_folder_adds_and_scans_it(qtbot, tmp_path: Path, settings,
     event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime,
                        Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
     window.dropEvent(event)
-    qtbot.waitUntil(lambda: not window.workers, timeout=60_000)
-    assert window.library_folders() == [(tmp_path / "dropped").resolve()]
+    qtbot.waitUntil(lambda: not window.session.jobs, timeout=60_000)
+    assert window.session.folders() == [(tmp_path / "dropped").resolve()]
     assert window.library_panel.folders.topLevelItem(0).text(1) == "2"
     assert "2 photos" in window.counts_label.text()

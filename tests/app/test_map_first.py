@@ -19,19 +19,19 @@ def test_adding_a_folder_shows_its_map_before_any_training(qtbot, tmp_path: Path
     points_when_ready: list[int] = []
     stages: list[str] = []
 
-    worker = window.add_folder(family_photos)
-    assert worker is not None and window.training is None
+    worker = window.session.add_folder(family_photos)
+    assert worker is not None and window.session.training is None
 
     worker.progress.connect(lambda event: stages.append(event.stage))
     # Connected after the session's own handler: the map is already reloaded.
     window.session.map_published.connect(
         lambda _report: points_when_ready.append(len(window.map.xy)))
-    qtbot.waitUntil(lambda: not window.workers, timeout=180_000)
+    qtbot.waitUntil(lambda: not window.session.jobs, timeout=180_000)
 
     assert points_when_ready and points_when_ready[0] == N_PHOTOS, points_when_ready
     assert len(window.map.xy) == N_PHOTOS and window.session.data is not None
-    assert window.training is None  # nothing was pressed
+    assert window.session.training is None  # nothing was pressed
     assert not {"views", "adapt", "train", "check"} & set(stages)  # no training stage ran
     with Library(tmp_path / "library", create=False) as library:
         run = library.current_run()
-    assert run.report.state == "map" and run.report.training is None and run.report.check is None
+    assert run.report.state == "map" and not run.report.training and run.report.check is None

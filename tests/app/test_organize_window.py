@@ -20,7 +20,7 @@ from _run_with_clusters import library_with_clusters  # noqa: E402
 
 
 def wait_idle(qtbot, window: MainWindow) -> None:
-    qtbot.waitUntil(lambda: not window.workers, timeout=60_000)
+    qtbot.waitUntil(lambda: not window.session.jobs, timeout=60_000)
 
 
 def test_events_colours_list_and_albums(qtbot, tmp_path: Path, settings, make_image) -> None:
@@ -47,7 +47,7 @@ def test_events_colours_list_and_albums(qtbot, tmp_path: Path, settings, make_im
     paths = window.session.data.run.paths
     assert [sorted(Path(paths[r]).name for r in e.rows) for e in events] == [
         ["p0.jpg", "p1.jpg", "p2.jpg"], ["p3.jpg", "p4.jpg"]]
-    window.set_color_mode("event")
+    window.session.set_color_mode("event")
     colors = window.map.colors
     assert len({int(colors[r]) for r in events[0].rows}) == 1
     assert colors[events[0].rows[0]] != colors[events[1].rows[0]]

@@ -37,7 +37,7 @@ def test_search_box_selects_the_words_photos_best_first(qtbot, tmp_path: Path, s
     window = MainWindow(library_dir, settings=settings)
     qtbot.addWidget(window)
     window.show()
-    qtbot.waitUntil(lambda: not window.workers, timeout=60_000)
+    qtbot.waitUntil(lambda: not window.session.jobs, timeout=60_000)
 
     window.find_action.trigger()  # Ctrl+F
     assert window.search_bar.edit.hasFocus() or not window.isActiveWindow()

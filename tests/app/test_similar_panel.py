@@ -31,3 +31,13 @@ def test_same_scene_is_offered_only_where_the_map_has_scene_descriptors(qtbot) -
     assert scene.isEnabled() and session.similar_by == "kind"
     scene.click()
     assert session.similar_by == "scene" and scene.isChecked() and not kind.isChecked()
+
+
+def test_how_many_similar_photos_is_the_sessions_choice(qtbot) -> None:
+    session = Session()
+    panel = SimilarPanel(session, ThumbnailStore())
+    qtbot.addWidget(panel)
+    assert panel.k.value() == session.similar_count
+    with qtbot.waitSignal(session.similar_count_changed, timeout=1000) as changed:
+        panel.k.setValue(5)
+    assert changed.args == [5] and session.similar_count == 5

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from photoatlas.app.session import Session
 from photoatlas.app.training_panel import TrainingPanel, format_seconds
 from photoatlas.core.jobs import Progress, Stage
 from photoatlas.core.learn.config import TrainConfig
 
 
 def test_presets_and_advanced_settings_make_the_config(qtbot) -> None:
-    panel = TrainingPanel()
+    panel = TrainingPanel(Session())
     qtbot.addWidget(panel)
     assert panel.config() == TrainConfig(minutes=5.0)
     panel.preset_group.button(2).setChecked(True)
@@ -33,7 +34,7 @@ def test_presets_and_advanced_settings_make_the_config(qtbot) -> None:
 
 
 def test_progress_shows_stage_eta_speed_and_the_loss_curve(qtbot) -> None:
-    panel = TrainingPanel()
+    panel = TrainingPanel(Session())
     qtbot.addWidget(panel)
     panel.run_started(TrainConfig(minutes=1.0))
     assert not panel.start_button.isEnabled() and panel.cancel_button.isEnabled()
@@ -47,3 +48,18 @@ def test_progress_shows_stage_eta_speed_and_the_loss_curve(qtbot) -> None:
     panel.run_cancelled()
     assert panel.resume_button.isEnabled() and panel.start_button.isEnabled()
     assert format_seconds(None) == "estimating…" and format_seconds(3725) == "1 h 02 min"
+
+
+def test_the_choices_are_the_sessions_training_settings(qtbot) -> None:
+    """A scan draws its starting map with them, so that a later training reuses it."""
+    session = Session()
+    panel = TrainingPanel(session)
+    qtbot.addWidget(panel)
+    assert session.train_settings == panel.config() == TrainConfig(minutes=5.0)
+    panel.advanced.setChecked(True)
+    panel.start_from.setCurrentIndex(1)
+    panel.backbone.setCurrentText("resnet18_half")
+    panel.device.setCurrentIndex(panel.device.findData("cpu"))
+    assert session.train_settings == panel.config()
+    # From scratch: the starting map is the default encoder's, on the chosen device.
+    assert session.start_map_config() == TrainConfig(device="cpu")

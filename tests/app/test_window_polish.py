@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QMessageBox, QTabBar
 from photoatlas.app.main_window import MainWindow
 from photoatlas.app.map_hint import empty_map_text
 from photoatlas.app.map_view import MapLabel, MapView
+from photoatlas.app.session import Session
 from photoatlas.app.similar_panel import MIN_CELL, SimilarGrid
 from photoatlas.app.thumbnails import ThumbnailStore
 from photoatlas.app.training_panel import TrainingPanel
@@ -44,7 +45,7 @@ def test_a_refused_library_with_folders_shows_one_message_saying_what_to_do(
     assert "File → Open library…" in boxes[0].text()
     assert "No library open" in window.map.empty_text
     assert (busy / "letter.txt").read_text() == "mine"
-    assert not window.workers  # nothing was scanned into no library
+    assert not window.session.jobs  # nothing was scanned into no library
 
 
 def test_messages_wait_for_the_one_on_screen_and_are_not_repeated(qtbot, tmp_path: Path,
@@ -52,9 +53,9 @@ def test_messages_wait_for_the_one_on_screen_and_are_not_repeated(qtbot, tmp_pat
     window = MainWindow(tmp_path / "library", settings=settings)
     qtbot.addWidget(window)
     window.show()
-    window.show_error("First", "one")
-    window.show_error("Second", "two")
-    window.show_error("Second", "two")  # the same message again: shown once
+    window.session.messages.warn("First", "one")
+    window.session.messages.warn("Second", "two")
+    window.session.messages.warn("Second", "two")  # the same message again: shown once
     boxes = visible_boxes(window)
     assert [b.windowTitle() for b in boxes] == ["First"] and window.messages.waiting() == 1
     boxes[0].accept()
@@ -139,7 +140,7 @@ def test_empty_map_text_follows_the_jobs() -> None:
 
 def test_the_window_hint_follows_a_running_training_job(qtbot, tmp_path: Path, settings,
                                                       make_image) -> None:
-    """Every job starts through the window's _launch, as start_training's does; here a job
+    """Every job starts through the session's jobs (app/jobs.py), training too; here a job
     named "training" reports the training stage's progress and waits to be released (a
     real run takes a minute on a loaded CPU), so the text can be read while it runs."""
     make_image("few/0.png")
@@ -147,7 +148,7 @@ def test_the_window_hint_follows_a_running_training_job(qtbot, tmp_path: Path, s
     qtbot.addWidget(window)
     window.show()
     assert "Add a folder" in window.map.empty_text
-    window.add_folder(tmp_path / "few", scan=False)
+    window.session.add_folder(tmp_path / "few", scan=False)
     assert "Press Rescan" in window.map.empty_text
     release = threading.Event()
 
@@ -156,12 +157,12 @@ def test_the_window_hint_follows_a_running_training_job(qtbot, tmp_path: Path, s
         release.wait(30)
 
     worker = Worker(job, "training")
-    window._launch(worker)
+    window.session.jobs.start(worker)
     qtbot.waitUntil(lambda: "Learning your photos: epoch 1 (25%)" in window.map.empty_text)
     assert "Making your map" in window.map.empty_text
     assert "Press Rescan" not in window.map.empty_text
     release.set()
-    qtbot.waitUntil(lambda: not window.workers)
+    qtbot.waitUntil(lambda: not window.session.jobs)
     assert "Press Rescan" in window.map.empty_text
 
 
@@ -202,7 +203,7 @@ def test_similar_photo_columns_follow_the_panels_width(qtbot) -> None:
 
 
 def test_the_loss_plot_is_hidden_until_training_reports_a_loss(qtbot) -> None:
-    panel = TrainingPanel()
+    panel = TrainingPanel(Session())
     qtbot.addWidget(panel)
     panel.show()
     assert panel.plot.isHidden()  # no empty 0-1 grid before any training
