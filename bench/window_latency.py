@@ -38,13 +38,16 @@ lateness and the stalls over 100 ms. The phases, in this order:
    before the window opens), so that the rescan embeds them and puts them on the map.
 
 Entry points used: MainWindow(library_dir=, settings=), its map view (``window.map``: a
-QWidget with ``xy``, ``to_screen``, ``current``), ``window.similar_panel.result_count()``,
-``window.thumbnails.loaded``, ``window.workers.current()`` (the running jobs: Worker
-``name``, ``finished``, ``cancel``), and controls found by their label (QAction or button
-text). ``--drop-caches`` drops the page cache first (as root), so that the window's open is
-cold: Qt, torch and the library read from disk. It prints a table and writes JSON
-(``--json``). Only what ran is reported: a phase
-that did not happen is absent.
+QWidget with ``xy``, ``paths``, ``selected``, ``to_screen``), the Similar panel's
+``window.similar_panel.result_count()`` and ``.grid``, ``window.thumbnails.loaded``,
+``window.workers.current()`` (the running jobs: Worker ``name``, ``finished``, ``cancel``),
+and controls found by their label (QAction or button text: Rescan, Find duplicates,
+Rectangle, Pan, Fit map).
+
+``--drop-caches`` drops the page cache first (as root), so that the window's open is cold:
+Qt, torch and the library are read from disk. It prints a table and writes JSON
+(``--json``). Only what ran is reported: a phase that did not happen is absent, a job
+cancelled at ``--job-seconds`` says so.
 """
 
 from __future__ import annotations
@@ -419,7 +422,11 @@ class WindowBench:
         painted = self.grid_paints[grid_paints] if len(self.grid_paints) > grid_paints else None
         self.wait_until(lambda: bool(previews), 30)
         self.window.thumbnails.loaded.disconnect(loaded)
-        return {"row": int(view.current), "results": panel.result_count(),
+        # The map's selection: the one photo clicked (its "current" can lag a selection).
+        chosen = [int(r) for r in view.selected]
+        return {"row": chosen[0] if len(chosen) == 1 else -1,
+                "photo": str(view.paths[chosen[0]]) if len(chosen) == 1 else None,
+                "results": panel.result_count(),
                 "handled_ms": round(1000 * (handled - t0), 1),
                 "grid_painted_ms": None if painted is None else round(1000 * (painted - t0), 1),
                 "preview_ms": round(1000 * (previews[0] - t0), 1) if previews else None,
