@@ -666,7 +666,8 @@ def similar_child(library_root: Path, photo: Path | None, k: int, by: str | None
     from photoatlas.core.organize.describe import cluster_names
 
     stamps["imported"] = time.monotonic()
-    library = Library(library_root)  # the window opens with create=True
+    # The window opens with create=True: the same work for a library that exists.
+    library = Library(library_root, create=False)
     stamps["opened"] = time.monotonic()
     run = library.current_run()
     stamps["map_read"] = time.monotonic()

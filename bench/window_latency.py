@@ -79,13 +79,17 @@ def lateness_stats(ticks: list[float], start: float, end: float,
                    interval_ms: float = TICK_MS) -> dict:
     """Lateness of the ticks that came in [start, end): each one's gap to the previous tick
     beyond the interval, in ms."""
-    late = [max(0.0, 1000 * (b - a) - interval_ms)
-            for a, b in zip(ticks, ticks[1:], strict=False) if start <= b < end]
+    pairs = [(max(0.0, 1000 * (b - a) - interval_ms), a)
+             for a, b in zip(ticks, ticks[1:], strict=False) if start <= b < end]
+    late = [v for v, _ in pairs]
     stalls = [v for v in late if v > STALL_MS]
+    worst = max(pairs, default=None)
     return {"ticks": len(late),
             "lateness_ms": {"p50": _round(_percentile(late, 50)),
                             "p99": _round(_percentile(late, 99)),
                             "max": _round(max(late, default=None))},
+            # When the worst stall began, in seconds from the phase's start (start, end...).
+            "worst_began_at_s": None if worst is None else round(worst[1] - start, 2),
             "stalls_over_100ms": len(stalls), "stalled_s": round(sum(stalls) / 1000, 2)}
 
 
@@ -138,6 +142,8 @@ def markdown(result: dict) -> str:
                                                       ", cancelled at the cap"))
         if p.get("map_paints"):
             notes.append(f"{p['map_paints'] / max(p['seconds'], 1e-9):.0f} map paints/s")
+        if p.get("stalls_over_100ms"):
+            notes.append(f"worst began {p['worst_began_at_s']:.1f} s in")
         if p.get("points_after") is not None:
             notes.append(f"{p['points_after']:,} points after")
         lines.append(
@@ -355,8 +361,12 @@ class WindowBench:
         view = self.window.map
         while True:
             cx, cy = view.width() / 2, view.height() / 2
+            # Zoom in on a photo (the one nearest the centre), not on a gap between clusters.
+            points = self.visible_points()
+            zx, zy = (cx, cy) if not len(points) else points[
+                np.argmin(((points - [cx, cy]) ** 2).sum(1))]
             for _ in range(12):
-                yield self.wheel("zoom in (wheel)", cx, cy, 1)
+                yield self.wheel("zoom in (wheel)", zx, zy, 1)
             yield self.mouse("pan (drag)", "press", cx, cy)
             for i in range(1, 16):
                 yield self.mouse("pan (drag)", "move", cx + 12 * i, cy + 8 * i, left_held=True)
