@@ -3,6 +3,8 @@ each stage.
 
     python bench/library_scale.py generate OUT --count N [--size 4032x3024] [--workers 2]
     python bench/library_scale.py run PHOTOS... --library LIB [--minutes 5] [--json OUT.json]
+    python bench/library_scale.py update PHOTOS --library LIB [--count 100] [--json OUT]
+    python bench/library_scale.py similar --library LIB [--drop-caches] [--json OUT.json]
     python bench/library_scale.py table A.json B.json ...
     python bench/library_scale.py map-twice --count N
 
@@ -33,6 +35,28 @@ that the figures hold for CPUs without bf16) in a child process and reports:
 - the library's bytes per photo, by file.
 It prints a table and writes the figures as JSON (``--json``); the child's stderr goes to
 a log beside it; the 1-minute load average is sampled during the run.
+
+``update`` is the rescan a user runs after their next import: it adds ``--count`` further
+photos of generate's sequence (numbered after the highest under PHOTOS, the same look
+options as generate; photo i is the same file as ``generate`` would make) in a new folder
+PHOTOS/new-<first number>, then runs ``python -m photoatlas.core.cli update --library LIB``
+in a child process, measured like ``run``: wall time, the update report's stage seconds
+(scan, decode, embed, map: the new photos are embedded with the run's encoder and placed
+beside their neighbours, no new layout), the seconds outside them (start-up), CPU seconds,
+peak RSS (wait4) and by stage, the library's bytes after and added per new photo.
+
+``similar`` is the first "Find similar" after opening the library: a fresh child process
+opens LIB and answers one "similar" for a photo on the map (its middle row by default)
+through the same core calls as the window (app/session.py: Library(root), current_run,
+the data Session._derive computes before the map is shown, an exact NeighborIndex on
+first use, one query for k + 1), each step timed, with the process start and the imports
+(torch) apart; then the whole ``photoatlas similar PHOTO --library LIB --json`` command's
+wall time in another child. Both run cold (``--drop-caches``: ``sync; echo 3 >
+/proc/sys/vm/drop_caches`` before each, as root; the JSON says whether it was possible),
+then again warm. Above 20,000 photos it also times the approximate (IVF) index the window
+builds off the GUI thread after the first answer.
+
+``table`` renders any of these JSON files (and bench/window_latency.py's) as Markdown.
 """
 
 from __future__ import annotations
@@ -45,11 +69,12 @@ import re
 import shlex
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from PIL import Image, ImageChops, ImageDraw, ImageOps
@@ -190,17 +215,19 @@ def make_photo(spec: PhotoSpec) -> int:
     return out.stat().st_size
 
 
-def generate(out: Path, count: int, size: tuple[int, int], workers: int,
-             heic: bool | None = None, folders: list[Path] | None = None,
-             heic_every: int = 20) -> dict:
-    if heic is None:
-        try:
-            import pillow_heif  # noqa: F401
+def _heic_default(heic: bool | None) -> bool:
+    """HEIC photos only where pillow-heif can write them (unless told)."""
+    if heic is not None:
+        return heic
+    try:
+        import pillow_heif  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
-            heic = True
-        except ImportError:
-            heic = False
-    specs = plan(out, count, size, heic, folders, heic_every)
+
+def _make_all(specs: list[PhotoSpec], workers: int) -> tuple[int, float]:
+    """Writes the photos of ``specs`` that are missing; returns how many and the seconds."""
     missing = [s for s in specs if not Path(s.out).exists()]
     start = time.perf_counter()
     done = 0
@@ -212,17 +239,56 @@ def generate(out: Path, count: int, size: tuple[int, int], workers: int,
             if done % 100 == 0:
                 rate = done / (time.perf_counter() - start)
                 print(f"generated {done}/{len(missing)} ({rate:.2f}/s)", flush=True)
-    seconds = time.perf_counter() - start
+    return len(missing), time.perf_counter() - start
+
+
+def _summary(specs: list[PhotoSpec], made: int, seconds: float, size: tuple[int, int]) -> dict:
     sizes = [Path(s.out).stat().st_size for s in specs]
-    summary = {"count": count, "made": len(missing), "reused": count - len(missing),
-               "seconds": round(seconds, 1), "heic": sum(s.heic for s in specs),
-               "portrait": sum(s.portrait for s in specs),
-               "exif_turned": sum(s.exif_turned for s in specs),
-               "bytes": sum(sizes), "size": list(size)}
-    print(f"{count} photos in {out}: {len(missing)} made in {seconds:.0f} s "
+    return {"count": len(specs), "made": made, "reused": len(specs) - made,
+            "seconds": round(seconds, 1), "heic": sum(s.heic for s in specs),
+            "portrait": sum(s.portrait for s in specs),
+            "exif_turned": sum(s.exif_turned for s in specs),
+            "bytes": sum(sizes), "size": list(size)}
+
+
+def generate(out: Path, count: int, size: tuple[int, int], workers: int,
+             heic: bool | None = None, folders: list[Path] | None = None,
+             heic_every: int = 20) -> dict:
+    specs = plan(out, count, size, _heic_default(heic), folders, heic_every)
+    made, seconds = _make_all(specs, workers)
+    summary = _summary(specs, made, seconds, size)
+    print(f"{count} photos in {out}: {made} made in {seconds:.0f} s "
           f"({summary['heic']} HEIC, {summary['portrait']} portrait, "
           f"{summary['bytes'] / count / 1e6:.2f} MB each) - generation, not a PhotoAtlas cost",
           flush=True)
+    return summary
+
+
+_PHOTO_NAME = re.compile(r"^IMG_(\d+)\.")
+
+
+def next_index(root: Path) -> int:
+    """The number after the highest-numbered generated photo under ``root`` (0 for none)."""
+    found = [int(m.group(1)) for p in root.rglob("IMG_*") if (m := _PHOTO_NAME.match(p.name))]
+    return max(found, default=-1) + 1
+
+
+def add_photos(root: Path, count: int, size: tuple[int, int], workers: int,
+               heic: bool | None = None, folders: list[Path] | None = None,
+               heic_every: int = 20) -> dict:
+    """``count`` further photos of generate's sequence (photo i as ``generate`` makes it,
+    numbered after the highest already under ``root``) in a new folder
+    ``root/new-<first number>``: what a user's next import looks like to a rescan."""
+    start = next_index(root)
+    folder = root / f"new-{start:05d}"
+    specs = [replace(s, out=str(folder / Path(s.out).name))
+             for s in plan(root, start + count, size, _heic_default(heic), folders,
+                           heic_every)[start:]]
+    made, seconds = _make_all(specs, workers)
+    summary = _summary(specs, made, seconds, size)
+    summary.update(first=start, folder=str(folder))
+    print(f"{count} new photos (IMG_{start:05d}...) in {folder}: {made} made in {seconds:.0f} s "
+          "- generation, not a PhotoAtlas cost", flush=True)
     return summary
 
 
@@ -338,19 +404,11 @@ class _Watch:
             t.join(timeout=5)
 
 
-def run(photos: list[Path], library: Path, minutes: float, out_json: Path | None,
-        extra: list[str]) -> dict:
-    if library.exists() and any(library.iterdir()):
-        raise SystemExit(f"{library} is not empty: give a new library folder (a re-index "
-                         "reuses its caches and would not measure a first index)")
-    count = sum(1 for folder in photos for p in folder.rglob("*")
-                if p.is_file() and not p.name.endswith(".part"))
-    report_path = (out_json or library.with_suffix(".json")).with_suffix(".report.json")
-    cmd = [sys.executable, "-m", "photoatlas.core.cli", "index", *map(str, photos),
-           "--library", str(library), "--minutes", f"{minutes:g}", "--precision", "fp32",
-           "--device", "cpu", "--report", str(report_path), *extra]
-    log_path = report_path.with_suffix(".log")
+def _watched_child(cmd: list[str], library: Path, log_path: Path):
+    """Runs ``cmd`` (a photoatlas command on ``library``) followed by a _Watch; returns the
+    process, its stdout, wall seconds, its rusage (from wait4) and the watch."""
     print("$ " + " ".join(cmd), flush=True)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as log:
         t0 = time.monotonic()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -363,6 +421,22 @@ def run(photos: list[Path], library: Path, minutes: float, out_json: Path | None
         watch.stop()
         log.write(stdout)
     print(stdout, end="")
+    return proc, stdout, wall, usage, watch
+
+
+def run(photos: list[Path], library: Path, minutes: float, out_json: Path | None,
+        extra: list[str]) -> dict:
+    if library.exists() and any(library.iterdir()):
+        raise SystemExit(f"{library} is not empty: give a new library folder (a re-index "
+                         "reuses its caches and would not measure a first index)")
+    count = sum(1 for folder in photos for p in folder.rglob("*")
+                if p.is_file() and not p.name.endswith(".part"))
+    report_path = (out_json or library.with_suffix(".json")).with_suffix(".report.json")
+    cmd = [sys.executable, "-m", "photoatlas.core.cli", "index", *map(str, photos),
+           "--library", str(library), "--minutes", f"{minutes:g}", "--precision", "fp32",
+           "--device", "cpu", "--report", str(report_path), *extra]
+    log_path = report_path.with_suffix(".log")
+    proc, stdout, wall, usage, watch = _watched_child(cmd, library, log_path)
     if proc.returncode != 0:
         raise SystemExit(f"index failed ({proc.returncode}); see {log_path}")
     report = json.loads(report_path.read_text())
@@ -441,6 +515,303 @@ def print_table(results: list[dict]) -> None:
                   f"{r['peak_rss_bytes'] / 1e9:.2f}",
                   f"{r['library_bytes_per_photo'] / 1e3:.0f}"]
         print(" | ".join(cells))
+
+
+# --- update: a rescan with new photos ------------------------------------------------------
+UPDATE_STAGES = ("scan", "decode", "embed", "map")
+
+
+def _library_folders(library: Path) -> list[Path]:
+    """The photo folders the library scans (its catalog's), read with the library closed
+    again before the child opens it (one process at a time holds a library)."""
+    from photoatlas.core.library.library import Library
+
+    with Library(library, create=False) as lib:
+        return [Path(p) for _, p in lib.catalog.folders()]
+
+
+def _write_json(out_json: Path | None, result: dict) -> None:
+    if out_json:
+        out_json.parent.mkdir(parents=True, exist_ok=True)
+        out_json.write_text(json.dumps(result, indent=2))
+
+
+def update(photos: Path, library: Path, count: int, generation: dict, device: str,
+           out_json: Path | None) -> dict:
+    """Adds ``count`` generated photos in a new folder under ``photos`` (a folder the library
+    scans), then times ``photoatlas update`` in a child process, as ``run`` times an index."""
+    folders = _library_folders(library)
+    root = photos.resolve()
+    if not any(f == root or f in root.parents for f in folders):
+        raise SystemExit(f"{photos} is not (under) a folder of {library} "
+                         f"({', '.join(map(str, folders))}): the update would not see "
+                         "photos added there")
+    added = add_photos(photos, count, **generation)
+    before = _folder_bytes(library)
+    report_path = (out_json or library.with_name(library.name + "-update.json")
+                   ).with_suffix(".report.json")
+    cmd = [sys.executable, "-m", "photoatlas.core.cli", "update", "--library", str(library),
+           "--device", device, "--report", str(report_path)]
+    log_path = report_path.with_suffix(".log")
+    proc, _, wall, usage, watch = _watched_child(cmd, library, log_path)
+    if proc.returncode != 0:
+        raise SystemExit(f"update failed ({proc.returncode}); see {log_path}")
+    report = json.loads(report_path.read_text())
+    result = summarize_update(report, watch, added, wall, usage, before,
+                              _folder_bytes(library), cmd)
+    print(markdown_update([result]))
+    _write_json(out_json, result)
+    return result
+
+
+def summarize_update(report: dict, watch: _Watch, added: dict, wall: float, usage,
+                     before: dict[str, int], after: dict[str, int], cmd: list[str]) -> dict:
+    images = {k: v for k, v in report["images"].items() if k != "failed_files"}
+    new = max(1, images["added_to_map"])
+    on_map = images["embedded"]
+    seconds = report["stage_seconds"]
+    return {
+        "kind": "update",
+        "photos_before": on_map - images["added_to_map"] + images["removed_from_map"],
+        "photos_after": on_map, "new_photos": added["count"], "images": images,
+        "map_changed": report.get("map_changed"),
+        "wall_s": round(wall, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+        "stages": {name: {"s": s, "ms_per_new_photo": round(1000 * s / new, 1)}
+                   for name, s in seconds.items()},
+        # Process start to the scan's first progress bar: imports, opening the library and
+        # reading its map; and every second outside the timed stages.
+        "start_to_scan_s": round(watch.stage_start["scan"], 1)
+        if "scan" in watch.stage_start else None,
+        "outside_stages_s": round(wall - sum(seconds.values()), 1),
+        "cpu_by_stage_s": {k: round(v, 1) for k, v in watch.cpu_by_stage.items()},
+        "stage_start_s": {k: round(v, 1) for k, v in watch.stage_start.items()},
+        "peak_rss_bytes": usage.ru_maxrss * 1024,
+        "peak_rss_by_stage_bytes": watch.peak_by_stage,
+        "library_bytes_before": sum(before.values()),
+        "library_bytes": sum(after.values()),
+        "library_bytes_added": sum(after.values()) - sum(before.values()),
+        "library_bytes_per_photo": round(sum(after.values()) / max(1, on_map)),
+        "library_breakdown": after,
+        "generation": added,  # not a PhotoAtlas cost
+        "command": " ".join(cmd),
+        "load_1min": {"min": min(watch.loads, default=None),
+                      "mean": round(sum(watch.loads) / len(watch.loads), 2) if watch.loads
+                      else None, "max": max(watch.loads, default=None)},
+        "nice": os.nice(0),
+    }
+
+
+def markdown_update(results: list[dict]) -> str:
+    """Update figures (JSON of ``update``) as a Markdown table."""
+    lines = ["| rescan with new photos | " + " | ".join(
+        f"{r['photos_before']:,} + {r['images']['added_to_map']:,}" for r in results) + " |",
+        "|---" * (len(results) + 1) + "|"]
+
+    def row(label: str, fn) -> None:
+        lines.append(f"| {label} | " + " | ".join(fn(r) for r in results) + " |")
+
+    row("**whole update (wall)**", lambda r: f"**{r['wall_s']:.1f} s**")
+    names = [n for n in UPDATE_STAGES if any(n in r["stages"] for r in results)]
+    for n in names:
+        row(n, lambda r, n=n: "-" if n not in r["stages"] else
+            f"{r['stages'][n]['s']:.1f} s ({r['stages'][n]['ms_per_new_photo']:.0f} ms/new photo)")
+    row("outside the stages (start-up: imports, opening the library and its map)",
+        lambda r: "-" if r.get("outside_stages_s") is None else f"{r['outside_stages_s']:.1f} s")
+    row("CPU seconds (all threads)", lambda r: f"{r['cpu_s']:.0f} s")
+    row("CPU seconds by stage (from its progress bars)", lambda r: ", ".join(
+        f"{k} {v:.0f}" for k, v in r["cpu_by_stage_s"].items()) or "-")
+    row("new or changed / added to the map / failed", lambda r: (
+        f"{r['images']['new_or_changed']} / {r['images']['added_to_map']} / "
+        f"{r['images']['failed']}"))
+    row("peak RSS", lambda r: f"{r['peak_rss_bytes'] / 2**30:.2f} GiB")
+    row("library size after", lambda r: f"{r['library_bytes'] / 1e9:.2f} GB "
+        f"({r['library_bytes_per_photo'] / 1e3:.0f} KB/photo)")
+    row("library bytes added per new photo", lambda r: (
+        f"{r['library_bytes_added'] / max(1, r['images']['added_to_map']) / 1e3:.0f} KB"))
+    row("load average (1 min) mean / max", lambda r: (
+        "-" if r["load_1min"]["mean"] is None else
+        f"{r['load_1min']['mean']:.1f} / {r['load_1min']['max']:.1f}"))
+    row("generating the new photos (not PhotoAtlas)", lambda r: (
+        f"{r['generation']['seconds']:.0f} s for {r['generation']['made']}"))
+    return "\n".join(lines)
+
+
+# --- similar: the first "Find similar" after opening the library ----------------------------
+DROP_CACHES = Path("/proc/sys/vm/drop_caches")
+
+
+def drop_page_cache() -> str:
+    """``sync; echo 3 > /proc/sys/vm/drop_caches``: "dropped", or why it could not be."""
+    if os.geteuid() != 0:
+        return "not permitted (not root)"
+    try:
+        os.sync()
+        DROP_CACHES.write_text("3\n")
+    except OSError as exc:
+        return f"not permitted ({exc.strerror or exc})"
+    return "dropped"
+
+
+def similar_child(library_root: Path, photo: Path | None, k: int, by: str | None) -> dict:
+    """In a fresh process: open the library and answer one "similar" for a catalogued photo
+    as the window does (app/session.py: Session.open_library -> reload_map -> _derive, then
+    SimilarPanel.show_row -> Session.similar -> _index_of: an exact NeighborIndex built on
+    first use, one query), timing each step. Stamps are time.monotonic() (one clock for every
+    process), so the parent can count from its own start of this process."""
+    stamps = {"start": time.monotonic()}
+    import numpy as np
+
+    from photoatlas.core.atlas.layout import representatives
+    from photoatlas.core.atlas.search import EXACT_LIMIT, NeighborIndex
+    from photoatlas.core.library.library import Library
+    from photoatlas.core.organize.describe import cluster_names
+
+    stamps["imported"] = time.monotonic()
+    # The window opens with create=True: the same work for a library that exists.
+    library = Library(library_root, create=False)
+    stamps["opened"] = time.monotonic()
+    run = library.current_run()
+    stamps["map_read"] = time.monotonic()
+    # What Session.reload_map and _derive compute before the map is shown.
+    names = cluster_names(library, run.run_id)
+    mtimes = {r.id: r.mtime_ns for r in library.catalog.images()}
+    when = np.array([mtimes.get(int(i), 0) for i in run.image_ids], np.float64) / 1e9
+    parents = [str(Path(str(p)).parent) for p in run.paths]
+    lookup = {f: i for i, f in enumerate(sorted(set(parents)))}
+    folder = np.array([lookup[p] for p in parents], np.int64)
+    reps = representatives(run.embeddings, run.cluster, per_cluster=4)
+    derived = {"named": len(names), "dated": int((when > 0).sum()), "folders": len(lookup),
+               "clusters": len(reps), "rows": len(folder)}
+    stamps["derived"] = time.monotonic()
+    by = by or ("scene" if run.scene is not None else "kind")
+    if photo is None:
+        row = len(run.paths) // 2
+    else:
+        found = np.flatnonzero(run.paths == str(photo.resolve()))
+        if not len(found):
+            raise SystemExit(f"{photo} is not on the library's map")
+        row = int(found[0])
+    vectors = run.descriptors(by)
+    index = NeighborIndex(vectors, exact_limit=None)
+    stamps["indexed"] = time.monotonic()
+    idx, scores = index.query(vectors[row:row + 1], k + 1)
+    pairs = [(int(i), float(s)) for i, s in zip(idx[0], scores[0], strict=True) if i != row][:k]
+    stamps["answered"] = time.monotonic()
+    result = {"photos": len(run.paths), "by": by, "k": k, "row": row, "map": derived,
+              "photo": str(run.paths[row]), "exact": index.exact,
+              "matches": [{"path": str(run.paths[i]), "score": round(s, 6)} for i, s in pairs],
+              "stamps": stamps}
+    if len(vectors) > EXACT_LIMIT:
+        # The window also builds an approximate index for maps this big, off the GUI thread,
+        # and answers with it once built (not on the way to the first answer).
+        t = time.monotonic()
+        ivf = NeighborIndex(vectors)
+        result["ivf_build_s"] = round(time.monotonic() - t, 3)
+        t = time.monotonic()
+        ivf.query(vectors[row:row + 1], k + 1)
+        result["ivf_query_ms"] = round(1000 * (time.monotonic() - t), 2)
+    library.close()
+    return result
+
+
+def _timed_child(cmd: list[str]) -> tuple[float, float, str, object]:
+    """Runs ``cmd`` to its end: (its start on the monotonic clock, wall seconds, its stdout,
+    its rusage from wait4: the child's own peak resident set)."""
+    with tempfile.TemporaryFile() as err:
+        t0 = time.monotonic()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err)
+        out = proc.stdout.read().decode("utf-8", "replace")
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.monotonic() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            err.seek(0)
+            raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n"
+                             f"{err.read().decode('utf-8', 'replace')[-3000:]}")
+    return t0, wall, out, usage
+
+
+def similar(library: Path, photo: Path | None, k: int, by: str | None, drop: bool,
+            out_json: Path | None) -> dict:
+    """The first "Find similar" in a fresh process, broken down (similar_child), and the
+    whole ``photoatlas similar PHOTO`` command's wall time; each cold (page cache dropped
+    first when ``drop`` and permitted) and then again warm."""
+    result: dict = {"kind": "similar", "library": str(library), "drop_caches": "not asked"}
+    for cache in ("cold", "warm"):
+        if cache == "cold" and drop:
+            result["drop_caches"] = drop_page_cache()
+        cmd = [sys.executable, str(Path(__file__).resolve()), "similar-child",
+               "--library", str(library), "-k", str(k),
+               *(["--photo", str(photo)] if photo else []), *(["--by", by] if by else [])]
+        t0, wall, out, usage = _timed_child(cmd)
+        child = json.loads(out.strip().splitlines()[-1])
+        st = child.pop("stamps")
+        photo, by = Path(child["photo"]), child["by"]
+        child.update(
+            process_start_to_first_result_s=round(st["answered"] - t0, 3),
+            import_s=round(st["imported"] - st["start"], 3),
+            python_start_s=round(st["start"] - t0, 3),  # interpreter + this script's imports
+            open_library_s=round(st["opened"] - st["imported"], 3),
+            read_map_s=round(st["map_read"] - st["opened"], 3),
+            derive_s=round(st["derived"] - st["map_read"], 3),
+            build_index_s=round(st["indexed"] - st["derived"], 3),
+            query_ms=round(1000 * (st["answered"] - st["indexed"]), 2),
+            open_to_first_result_s=round(st["answered"] - st["imported"], 3),
+            wall_s=round(wall, 3), peak_rss_bytes=usage.ru_maxrss * 1024)
+        result.update(photos=child["photos"], by=by, k=k, photo=str(photo))
+        result[f"window_path_{cache}"] = child
+        if cache == "cold" and drop:
+            result["drop_caches_cli"] = drop_page_cache()
+        cli = [sys.executable, "-m", "photoatlas.core.cli", "similar", str(photo),
+               "--library", str(library), "-k", str(k), "--by", by, "--json"]
+        _, wall, out, usage = _timed_child(cli)
+        matches = json.loads(out)
+        result[f"cli_{cache}"] = {"wall_s": round(wall, 3),
+                                  "peak_rss_bytes": usage.ru_maxrss * 1024,
+                                  "matches": len(matches), "command": " ".join(cli),
+                                  "same_top": [m["path"] for m in matches[:3]] == [
+                                      m["path"] for m in child["matches"][:3]]}
+    result["load_1min"] = os.getloadavg()[0]
+    print(markdown_similar([result]))
+    _write_json(out_json, result)
+    return result
+
+
+def markdown_similar(results: list[dict]) -> str:
+    """Cold "Find similar" figures (JSON of ``similar``) as a Markdown table."""
+    lines = ["| first Find similar | " + " | ".join(
+        f"N = {r['photos']:,}, by {r['by']}, k = {r['k']}" for r in results) + " |",
+        "|---" * (len(results) + 1) + "|"]
+
+    def row(label: str, fn) -> None:
+        lines.append(f"| {label} | " + " | ".join(fn(r) for r in results) + " |")
+
+    row("page cache dropped first", lambda r: r["drop_caches"])
+    for cache in ("cold", "warm"):
+        def w(key: str, fmt: str, cache: str = cache):
+            return lambda r: fmt.format(r[f"window_path_{cache}"][key])
+
+        row(f"{cache}: python start + imports (core, torch)", lambda r, c=cache: (
+            f"{r[f'window_path_{c}']['python_start_s'] + r[f'window_path_{c}']['import_s']:.2f} s"))
+        row(f"{cache}: open library", w("open_library_s", "{:.2f} s"))
+        row(f"{cache}: read the map (current_run)", w("read_map_s", "{:.2f} s"))
+        row(f"{cache}: the window's derived data", w("derive_s", "{:.2f} s"))
+        row(f"{cache}: build the neighbour index", w("build_index_s", "{:.3f} s"))
+        row(f"{cache}: query", w("query_ms", "{:.1f} ms"))
+        row(f"**{cache}: open library to first result**",
+            w("open_to_first_result_s", "**{:.2f} s**"))
+        row(f"{cache}: process start to first result",
+            w("process_start_to_first_result_s", "{:.2f} s"))
+        row(f"{cache}: `photoatlas similar` command (wall)",
+            lambda r, c=cache: f"{r[f'cli_{c}']['wall_s']:.2f} s")
+    row("peak RSS: window path / command", lambda r: (
+        f"{r['window_path_cold']['peak_rss_bytes'] / 2**30:.2f} / "
+        f"{r['cli_cold']['peak_rss_bytes'] / 2**30:.2f} GiB"))
+    row("approximate index (built after, off the GUI thread)", lambda r: (
+        "- (exact up to 20,000)" if "ivf_build_s" not in r["window_path_warm"] else
+        f"{r['window_path_warm']['ivf_build_s']:.1f} s build, "
+        f"{r['window_path_warm']['ivf_query_ms']:.1f} ms query"))
+    return "\n".join(lines)
 
 
 def map_twice(count: int) -> None:
@@ -528,20 +899,50 @@ def _size(text: str) -> tuple[int, int]:
     return int(w), int(h)
 
 
+def generation_options(parser: argparse.ArgumentParser) -> None:
+    """generate's options for the photos' look (also ``update``'s and window_latency's)."""
+    parser.add_argument("--size", type=_size, default=CAMERA_SIZE, help="landscape WxH")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--no-heic", action="store_true")
+    parser.add_argument("--heic-every", type=int, default=20,
+                        help="one photo in this many is HEIC (about 5 s of CPU each to encode)")
+    parser.add_argument("--sources", type=Path, nargs="+",
+                        help="folders of source photos (default: the shared imagenette-dev, "
+                        "flickr-dev and paris-dev)")
+
+
+def generation_kwargs(args: argparse.Namespace) -> dict:
+    return {"size": args.size, "workers": args.workers,
+            "heic": False if args.no_heic else None, "folders": args.sources,
+            "heic_every": args.heic_every}
+
+
+def table(results: list[dict]) -> str:
+    """Markdown tables of any figures this bench (and window_latency) writes, one per kind."""
+    renderers: dict[str, Callable[[list[dict]], str]] = {
+        "index": markdown, "update": markdown_update, "similar": markdown_similar}
+    kinds: dict[str, list[dict]] = {}
+    for r in results:
+        kinds.setdefault(r.get("kind", "index"), []).append(r)
+    out = []
+    for kind, group in kinds.items():
+        if kind == "window":
+            sys.path.insert(0, str(ROOT))
+            from bench.window_latency import markdown as markdown_window
+
+            out += [markdown_window(r) for r in group]
+        else:
+            out.append(renderers[kind](group))
+    return "\n\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     gen = sub.add_parser("generate", help="make N distinct camera-size photos")
     gen.add_argument("out", type=Path)
     gen.add_argument("--count", type=int, required=True)
-    gen.add_argument("--size", type=_size, default=CAMERA_SIZE, help="landscape WxH")
-    gen.add_argument("--workers", type=int, default=os.cpu_count() or 2)
-    gen.add_argument("--no-heic", action="store_true")
-    gen.add_argument("--heic-every", type=int, default=20,
-                     help="one photo in this many is HEIC (about 5 s of CPU each to encode)")
-    gen.add_argument("--sources", type=Path, nargs="+",
-                     help="folders of source photos (default: the shared imagenette-dev, "
-                     "flickr-dev and paris-dev)")
+    generation_options(gen)
     ru = sub.add_parser("run", help="index PHOTOS into a new library and time each stage")
     ru.add_argument("photos", type=Path, nargs="+", help="photo folders")
     ru.add_argument("--library", type=Path, required=True, help="a new (or empty) folder")
@@ -552,19 +953,49 @@ def main(argv: list[str] | None = None) -> int:
     ru.add_argument("--index-args", default="",
                     help="more options for photoatlas index, as one string "
                     "(--index-args='--seed 1')")
+    up = sub.add_parser("update", help="add N generated photos in a new folder under PHOTOS, "
+                        "then time photoatlas update (a rescan) on LIB")
+    up.add_argument("photos", type=Path, help="the photo folder the library was indexed from")
+    up.add_argument("--library", type=Path, required=True)
+    up.add_argument("--count", type=int, default=100, help="new photos")
+    up.add_argument("--device", default="cpu", help="photoatlas update --device (run: cpu)")
+    up.add_argument("--json", type=Path, help="write the figures here")
+    generation_options(up)
+    si = sub.add_parser("similar", help="the first Find similar in a fresh process, broken "
+                        "down, and the photoatlas similar command; cold, then warm")
+    si.add_argument("--library", type=Path, required=True)
+    si.add_argument("--photo", type=Path, help="a photo on the map (default: its middle row)")
+    si.add_argument("-k", type=int, default=12, help="matches (the window's default: 12)")
+    si.add_argument("--by", choices=("scene", "kind"),
+                    help="default: scene where the map has scene descriptors, as the window")
+    si.add_argument("--drop-caches", action="store_true",
+                    help="sync; echo 3 > /proc/sys/vm/drop_caches before each cold child "
+                    "(root only; the JSON says whether it was possible)")
+    si.add_argument("--json", type=Path, help="write the figures here")
+    sc = sub.add_parser("similar-child", help="(internal) one timed Find similar, as JSON")
+    sc.add_argument("--library", type=Path, required=True)
+    sc.add_argument("--photo", type=Path)
+    sc.add_argument("-k", type=int, default=12)
+    sc.add_argument("--by", choices=("scene", "kind"))
     mt = sub.add_parser("map-twice", help="the map's layout of N vectors, twice in a process")
     mt.add_argument("--count", type=int, required=True)
-    ta = sub.add_parser("table", help="Markdown tables of run figures (JSON files)")
+    ta = sub.add_parser("table", help="Markdown tables of figures (JSON files of run, update, "
+                        "similar and window_latency.py)")
     ta.add_argument("figures", type=Path, nargs="+")
     args = parser.parse_args(argv)
     if args.command == "map-twice":
         map_twice(args.count)
     elif args.command == "table":
-        print(markdown([json.loads(p.read_text()) for p in args.figures]))
+        print(table([json.loads(p.read_text()) for p in args.figures]))
     elif args.command == "generate":
-        generate(args.out, args.count, args.size, args.workers,
-                 heic=False if args.no_heic else None, folders=args.sources,
-                 heic_every=args.heic_every)
+        generate(args.out, args.count, **generation_kwargs(args))
+    elif args.command == "update":
+        update(args.photos, args.library, args.count, generation_kwargs(args), args.device,
+               args.json)
+    elif args.command == "similar":
+        similar(args.library, args.photo, args.k, args.by, args.drop_caches, args.json)
+    elif args.command == "similar-child":
+        print(json.dumps(similar_child(args.library, args.photo, args.k, args.by)))
     else:
         extra = ["--map-only"] if args.map_only else []
         run(args.photos, args.library, args.minutes, args.json,
