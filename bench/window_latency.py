@@ -40,7 +40,7 @@ lateness and the stalls over 100 ms. The phases, in this order:
 Entry points used: MainWindow(library_dir=, settings=), its map view (``window.map``: a
 QWidget with ``xy``, ``paths``, ``selected``, ``to_screen``), the Similar panel's
 ``window.similar_panel.result_count()`` and ``.grid``, ``window.thumbnails.loaded``,
-``window.workers.current()`` (the running jobs: Worker ``name``, ``finished``, ``cancel``),
+``window.session.jobs.current()`` (the running jobs: Worker ``name``, ``finished``, ``cancel``),
 and controls found by their label (QAction or button text: Rescan, Find duplicates,
 Rectangle, Pan, Fit map).
 
@@ -257,7 +257,7 @@ class WindowBench:
         return done()
 
     def running_jobs(self) -> list:
-        return list(self.window.workers.current())
+        return list(self.window.session.jobs.current())
 
     def job_names(self) -> list[str]:
         return [w.name for w in self.running_jobs()]
