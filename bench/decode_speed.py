@@ -1,5 +1,5 @@
 """Decode speed of 12-megapixel camera photos at the pixel cache's size: this branch's
-``load_rgb`` against the one it started from (``git show BASE:core/decode.py``), in one run.
+``load_rgb`` against the one it started from (``git show BASE:core/library/decode.py``), in one run.
 
     python bench/decode_speed.py [--sources 2] [--reps 4] [--base main] [--dir /tmp/decode/bench]
     python bench/decode_speed.py --scaling [--photos 8] [--reps 4]
@@ -61,8 +61,8 @@ SIZE = (4032, 3024)
 
 
 def _base_load_rgb(base: str):
-    """``load_rgb`` of core/decode.py as committed at ``base``."""
-    source = subprocess.run(["git", "show", f"{base}:core/decode.py"], cwd=ROOT, check=True,
+    """``load_rgb`` of core/library/decode.py as committed at ``base``."""
+    source = subprocess.run(["git", "show", f"{base}:core/library/decode.py"], cwd=ROOT, check=True,
                             capture_output=True, text=True).stdout
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
         f.write(source)

@@ -1,4 +1,4 @@
-"""The GPU path, measured in one command (issue 13; docs/gpu.md): training and embedding
+"""The GPU path, measured in one command (docs/measurements.md): training and embedding
 throughput, and 1-NN before/after adaptation for three recipes on a photo set and its 32 px
 copy, each with a short fixed time budget.
 
@@ -70,11 +70,11 @@ from photoatlas.core.pipeline.run import Prepared, StageTimer, begin_run, prepar
 # of it (the device machine receives the checkout's shared/ folder).
 DATA_CANDIDATES = (REPO.parent / "shared" / "data" / "imagenette-dev",
                    REPO / "shared" / "data" / "imagenette-dev")
-# (name, TrainConfig changes): the three recipes of issue 13.
+# (name, TrainConfig changes): the three recipes compared on a GPU.
 RECIPES: tuple[tuple[str, dict], ...] = (
     ("adapter (default)", {}),
     ("pixel fine-tuning, last stages (--no-adapter)", {"adapter": False}),
-    # p = 1 (the adapter's default before issue 15): every second view is a neighbour's.
+    # p = 1 (as the adapter's default): a photo's positive is one of its neighbours.
     ("pixel fine-tuning + neighbour positives (p=1)",
      {"adapter": False, "neighbor_positives": 1.0}),
 )

@@ -1,5 +1,5 @@
 #!/bin/sh
-# bench/gpu_check.py on a lent GPU machine (docs/gpu.md), in two steps from the repository root.
+# bench/gpu_check.py on a lent GPU machine (docs/measurements.md), in two steps from the repository root.
 #
 #   sh bench/gpu_check.sh prepare     # here, once: wheels the GPU machine lacks into .whl/,
 #                                     # imagenette-dev into shared/data/ (both git-ignored)

@@ -1,4 +1,4 @@
-"""Library scale (issue 10's acceptance): index N camera-size photos as a user would and time
+"""Library scale: index N camera-size photos as a user would and time
 each stage.
 
     python bench/library_scale.py generate OUT --count N [--size 4032x3024] [--workers 2]

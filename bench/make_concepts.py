@@ -1,6 +1,6 @@
 """Generate resources/concepts.json: the 1,000 ImageNet-1k classes of the encoder's shipped
 classifier head as WordNet 3.0 concepts, with the WordNet hierarchy above them, so a word
-finds photos with no network (core/vocabulary.py reads it).
+finds photos with no network (core/organize/vocabulary.py reads it).
 
     apt-get download wordnet-base && dpkg-deb -x wordnet-base_*_all.deb /tmp/wn
     pip download --no-deps timm -d /tmp/timm && unzip -o /tmp/timm/timm-*.whl \

@@ -1,4 +1,4 @@
-"""The compressed pixel cache against the raw one (issue 23): bytes per row, the time to
+"""The compressed pixel cache against the raw one: bytes per row, the time to
 write a row, the time to read a batch of rows in training order (random rows), and the
 frozen encoder's passes over both (the embedding pass, the training views' pass) on a
 device, so that the decode cost reads against the encoder's.

@@ -1,4 +1,5 @@
-"""Measure "find photos by words" (core/word_search.py) on libraries of the shared dev sets.
+"""Measure "find photos by words" (core/organize/word_search.py) on libraries of the shared
+dev sets.
 
     photoatlas index ../shared/data/imagenette-dev --library /tmp/w/imagenette --map-only
     photoatlas index ../shared/data/paris-dev --library /tmp/w/paris --map-only

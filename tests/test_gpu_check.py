@@ -1,4 +1,4 @@
-"""bench/gpu_check.py, the GPU path's one-command check (docs/gpu.md), keeps working: its
+"""bench/gpu_check.py, the GPU path's one-command check (docs/measurements.md), keeps working: its
 CPU mode (--tiny, generated photos) runs every row of the table with finite figures."""
 
 from __future__ import annotations

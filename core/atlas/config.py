@@ -16,13 +16,13 @@ class MapConfig:
     min_samples: int = 10
     # No cluster may hold more than this share of the photos: a bigger one is replaced by
     # its sub-clusters in HDBSCAN's tree. On blurry embeddings (32 px photos) plain HDBSCAN
-    # found a few clusters of ~1,000 photos that organize nothing (docs/clusters.md).
+    # found a few clusters of ~1,000 photos that organize nothing (docs/measurements.md).
     # None: no cap (HDBSCAN's own excess-of-mass choice).
     max_cluster_share: float | None = 0.25
     # A noise photo joins the cluster of its nearest clustered photo when within this many
     # times that cluster's spacing (its photos' median distance to their min_samples-th
     # neighbour): the edges of clusters on blurry embeddings. 32 px photos: 21 % noise -> 4 %
-    # (docs/clusters.md). None: HDBSCAN's noise stays noise.
+    # (docs/measurements.md). None: HDBSCAN's noise stays noise.
     noise_reach: float | None = 3.0
     cluster_selection: str = "eom"  # HDBSCAN's "eom" or "leaf" (finest clusters of its tree)
     # Dimensions of the space HDBSCAN runs in: 2 = the map itself (what the user sees); more

@@ -12,8 +12,8 @@ import numpy as np
 from photoatlas.core.library.library import Library
 from photoatlas.core.library.selection import PhotoRef, run_rows
 
-# How much the negatives' direction is subtracted (measured on imagenette-dev: README,
-# "Query by examples").
+# How much the negatives' direction is subtracted (measured on imagenette-dev:
+# docs/measurements.md).
 NEGATIVE_WEIGHT = 0.5
 
 

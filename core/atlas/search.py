@@ -11,7 +11,7 @@ import torch
 
 # Above this many rows the index is approximate: one exact query reads every 512-D row, 2.6 ms
 # at 20,000 rows and 13.7 ms at 100,000 on a quiet 2-core CPU, where an IVF query took 0.3 ms
-# at 100,000 (bench/search_scale.py, README "Search at scale").
+# at 100,000 (bench/search_scale.py, docs/measurements.md).
 EXACT_LIMIT = 20_000
 
 

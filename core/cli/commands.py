@@ -92,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="write the starting encoder's map and stop (no adaptation)")
     ix.add_argument("--neighbor-positives", type=float, metavar="P",
                     help="probability that a photo's positive is one of its nearest "
-                    "neighbours under the starting encoder (default 0: its own views)")
+                    "neighbours under the starting encoder (default: 1 for the adapter, "
+                    "0 for pixel training: its own views)")
     ix.add_argument("--lr", type=float, help="peak learning rate")
     ix.add_argument("--optimizer", choices=OPTIMIZERS, default=TrainConfig.optimizer)
     ix.add_argument("--objective", choices=OBJECTIVES, default=TrainConfig.objective)
@@ -241,7 +242,7 @@ def _similar(args: argparse.Namespace) -> int:
 
 
 def _add_organize_commands(sub: argparse._SubParsersAction) -> None:
-    """Duplicates, tags, query by examples and cluster descriptions (issue 5)."""
+    """Duplicates, tags, query by examples and cluster descriptions."""
     du = sub.add_parser("duplicates", help="exact copies, near-duplicates and bursts, each "
                         "with a suggested photo to keep (nothing is deleted)")
     _library_arg(du, required=True)
@@ -448,7 +449,7 @@ _ORGANIZE_HANDLERS = {"duplicates": _duplicates, "tag": _tag, "suggest": _sugges
 
 
 def _add_export_commands(sub: argparse._SubParsersAction) -> None:
-    """Albums, XMP sidecars and events (issue 14)."""
+    """Albums, XMP sidecars and events."""
     from photoatlas.core.organize.albums import GROUPINGS, LINKS
     from photoatlas.core.organize.events import DEFAULT_GAP_HOURS
 

@@ -1,4 +1,4 @@
-"""``photoatlas search --library DIR WORDS...``: photos by words (core/word_search.py).
+"""``photoatlas search --library DIR WORDS...``: photos by words (core/organize/word_search.py).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from photoatlas.core.library.library import CACHE_SIZE, Library
 from photoatlas.core.storage import save_npz_atomic
 
 # Classes kept per photo: the rest of the probability is spread thin (the top 10 hold a
-# median photo's 0.88 on imagenette-dev, 0.61 on flickr-dev, 0.51 at 32 px: docs/words.md).
+# median photo's 0.88 on imagenette-dev, 0.61 on flickr-dev, 0.51 at 32 px: docs/measurements.md).
 TOP_K = 10
 
 

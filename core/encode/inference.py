@@ -3,7 +3,7 @@ ONNX (cached on disk, keyed by its weights and the resolution) and run by ONNX R
 eager torch in float32 when that cannot be done, with the reason logged.
 
 On a CPU where torch would run in float32 anyway (no AVX512-BF16/AMX, or ``--precision
-fp32``) ONNX Runtime computes the same features several times faster (docs/inference.md).
+fp32``) ONNX Runtime computes the same features several times faster (docs/measurements.md).
 Only the encoder goes to ONNX; an adapter on its features stays in torch.
 """
 

@@ -44,7 +44,7 @@ class TrainConfig:
     temperature: float | None = None
     objective: str = "ntxent"
     # Robinson et al. 2021 hard-negative weighting of NT-Xent; 0 = plain NT-Xent (see the
-    # README, "Hard negatives", for why it is not on by default).
+    # docs/measurements.md for why it is not on by default).
     hard_negative_beta: float = 0.0
     # Probability that a photo's second view comes from one of its nearest neighbours under
     # the starting encoder instead of itself (NNCLR-style positives; pretrained starts only).
@@ -54,7 +54,7 @@ class TrainConfig:
     mutual_neighbors: bool = False
     # Train a linear adapter on the frozen pretrained encoder, from a bank of its features of
     # ``bank_views`` augmented views per sampled photo, instead of fine-tuning its last
-    # stages (the default on every device: docs/adaptation.md).
+    # stages (the default on every device: docs/measurements.md).
     adapter: bool | None = None
     bank_views: int | None = None
     # Within a time budget the adapter stops after this many epochs: more did not help
@@ -135,11 +135,11 @@ class TrainConfig:
         backbone = self.backbone or (
             "efficientnet_lite0" if self.pretrained else "resnet18" if fast else "resnet18_half")
         # The adapter is the default on every device until a GPU measurement says otherwise:
-        # it is the recipe measured to help (docs/adaptation.md); pixel fine-tuning of the
+        # it is the recipe measured to help (docs/measurements.md); pixel fine-tuning of the
         # last stages (adapter=False) was never measured on a GPU.
         adapter = self.pretrained if self.adapter is None else self.adapter
         if adapter:
-            # Measured on a 2-core CPU (docs/adaptation.md): fine-tuning even the last stages
+            # Measured on a 2-core CPU (docs/measurements.md): fine-tuning even the last stages
             # buys a few epochs in minutes and barely moves k-NN accuracy; a linear adapter on
             # cached features of augmented views gets hundreds of epochs. A GPU encodes more
             # views in the same minutes. The adapter learns "same kind", so its positives are

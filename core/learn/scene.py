@@ -12,7 +12,7 @@ made from the starting encoder's pooled features of every photo (no second encod
    crops and colour changes, which is what "same scene" asks).
 
 GeM, regional (R-MAC) and multi-scale pooling of the encoder's last feature map were
-measured against the pooled features and did not pay here (docs/adaptation.md).
+measured against the pooled features and did not pay here (docs/measurements.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Decode every photo once into a uint8 pixel cache (memmap, N x 3 x S x S) and thumbnails;
+"""Decode every photo once into the pixel cache (N x 3 x S x S uint8 rows: JPEG rows,
+core.library.rowstore, or the raw rows of older libraries) and thumbnails;
 hash each new or changed file first, so that moved and touched-only photos are not decoded
 again.
 """

@@ -8,7 +8,7 @@ rest of the map), divided by ``1 + SPECIFIC * log(classes it covers)`` so that "
 beats "geological formation" unless the broader word holds much more; only concepts holding
 ``MIN_MASS`` of the cluster at ``MIN_RATIO`` times their mass elsewhere count as clear, so a
 cluster of mixed photos gets none. (Set by looking at flickr-dev's clusters:
-docs/words.md.)
+docs/measurements.md.)
 """
 
 from __future__ import annotations

@@ -6,12 +6,12 @@ Why two stages for near-duplicates: on imagenette-dev the embedding cosine of a 
 or 80 %-cropped copy to its original (5th percentile 0.79 / 0.82) overlaps that of distinct
 photos of the same kind (95th percentile 0.85, max 0.92: two golf balls on grass), so the
 embedding only nominates candidates and an aligned pixel comparison of the two thumbnails
-decides (README, "Duplicates, tags, query by examples, clusters", for figures and command).
+decides (docs/measurements.md for figures and command).
 That comparison is a template match (shifts and scales: resized and cropped copies), then,
 for pairs it rejects, a keypoint alignment (core.organize.align: copies turned by quarter turns or
 straightened by a few degrees, mirrored, cropped). A copy turned by 90 degrees embeds far
 from its original, so each photo's quarter turns are embedded too and their neighbours
-become candidates (docs/duplicates.md for figures, cost and command).
+become candidates (docs/measurements.md for figures, cost and command).
 
 A RAW file beside a JPEG (or HEIC...) of the same name is one shot saved twice by the camera:
 it is that photo's second file, never a duplicate of it. The user's answers ("keep this one",
@@ -85,14 +85,14 @@ class DuplicateConfig:
     candidate_similarity: float = 0.6  # embedding cosine for a pair to be compared at all
     pixel_match: float = 0.87  # template-matched band-passed correlation that makes it a copy
     # Band-passed correlation after keypoint alignment that makes it a copy. On the dev
-    # bench (docs/duplicates.md) copies scored 0.919 and up, distinct candidate pairs 0.855
+    # bench (docs/measurements.md) copies scored 0.919 and up, distinct candidate pairs 0.855
     # at most, except photos taken from one spot with one framing (up to 0.96).
     aligned_match: float = 0.9
     # Each photo is also embedded turned by these many quarter turns (90 degrees each) and
     # its neighbours become candidates. One quarter turn finds copies turned either way
     # (the copy turned by it is the original, or the original turned by it is the copy);
     # 2 would add upside-down copies. Each costs one embedding pass over the library, made
-    # once and saved with the run (docs/duplicates.md).
+    # once and saved with the run (docs/measurements.md).
     quarter_turns: tuple[int, ...] = (1,)
     burst_similarity: float = 0.75  # embedding cosine of two shots of one burst
     burst_gap_s: float = 3.0  # longest pause between consecutive shots of a burst

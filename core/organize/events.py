@@ -20,7 +20,7 @@ from photoatlas.core.library.library import Library, RunArtifacts
 
 # iPhoto offered "2-hour gaps" and "8-hour gaps" to split events; 3 hours keeps a morning
 # and an afternoon outing of one day apart, a dinner with its evening together (no real
-# capture times were at hand to tune it: see docs/organize.md).
+# capture times were at hand to tune it: see docs/measurements.md).
 DEFAULT_GAP_HOURS = 3.0
 
 

@@ -25,7 +25,7 @@ SOURCES = ("user", "accepted", "rejected")
 POSITIVE_SOURCES = ("user", "accepted")
 
 
-# Measured on imagenette-dev with 5 tagged photos of one class (README, "Few-shot tags").
+# Measured on imagenette-dev with 5 tagged photos of one class (docs/measurements.md).
 DEFAULT_MIN_CONFIDENCE = 0.5
 
 

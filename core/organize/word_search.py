@@ -35,7 +35,7 @@ NEAR_FLOOR = 0.5  # cosine to a seed at and below which a photo takes nothing fr
 
 
 # IVF cells probed for the seeds' neighbours (above 20,000 photos): approximate neighbours
-# do here, and 20 seeds at the index's 32 took 80 ms at 100,000 photos (docs/words.md).
+# do here, and 20 seeds at the index's 32 took 80 ms at 100,000 photos (docs/measurements.md).
 NEAR_NPROBE = 8
 
 

@@ -46,7 +46,7 @@ ROOT = "PhotoAtlas"
 AUTO = "auto"  # the mark of keywords PhotoAtlas guessed rather than the user gave
 
 
-# Least probability of a class to be written as an automatic keyword (docs/words.md).
+# Least probability of a class to be written as an automatic keyword (docs/measurements.md).
 AUTO_MIN = 0.5
 
 

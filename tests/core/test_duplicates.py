@@ -33,7 +33,7 @@ from photoatlas.core.organize.duplicates import (
 
 T0 = datetime(2024, 5, 1, 10, 0, 0)
 # Two photos of the Invalides by different people from nearly the same spot (paris-dev):
-# the hardest distinct pair of the dev bench (docs/duplicates.md), mirror images of each
+# the hardest distinct pair of the dev bench (docs/measurements.md), mirror images of each
 # other but for the sky, the people and the light.
 PARIS_PAIR = ("invalides/paris_invalides_000141.jpg", "invalides/paris_invalides_000128.jpg")
 

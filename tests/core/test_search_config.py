@@ -167,7 +167,7 @@ def test_train_config_device_defaults_differ():
 def test_pretrained_start_on_a_gpu_takes_the_measured_recipe(device):
     # A GPU runs the recipe measured on the CPU and kept by the check on an H200 (the
     # adapter on the frozen encoder's bank, neighbours as the "same kind" positives:
-    # docs/gpu.md), spending its speed on more bank views; pixel fine-tuning stays one flag
+    # docs/measurements.md), spending its speed on more bank views; pixel fine-tuning stays one flag
     # away (--no-adapter).
     cfg = TrainConfig().resolved(device)
     cpu = TrainConfig().resolved("cpu")
