@@ -496,10 +496,14 @@ class Session(QObject):
         else:
             raise ValueError(f"unknown selection mode {mode!r}")
         self.selection = selection.astype(np.int64)
-        self.selection_changed.emit()
         current = int(rows[0]) if len(rows) == 1 and rows[0] in self.selection else (
             int(self.selection[0]) if len(self.selection) == 1 else -1)
-        self.set_current(current)
+        # The current photo is set before anyone hears of the new selection: a view that
+        # draws the selection draws its current photo with it.
+        previous, self.current = self.current, current
+        self.selection_changed.emit()
+        if current != previous:
+            self.current_changed.emit(current)
 
     def set_current(self, row: int) -> None:
         if row != self.current:

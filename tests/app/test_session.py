@@ -115,6 +115,19 @@ def test_the_selection_is_recorded_for_csv_with_its_cluster_names(session: Sessi
     assert set(records[0]) == {"path", "cluster", "cluster_name", "x", "y"}
 
 
+def test_the_current_photo_is_known_when_the_selection_is_told(session: Session) -> None:
+    """A view drawing the new selection draws its current photo with it, not the last one."""
+    seen: list[tuple[list[int], int]] = []
+    session.selection_changed.connect(
+        lambda: seen.append((session.selection.tolist(), session.current)))
+    currents: list[int] = []
+    session.current_changed.connect(currents.append)
+    session.select([4])
+    session.select([2])
+    session.select([1, 3])
+    assert seen == [([4], 4), ([2], 2), ([1, 3], -1)] and currents == [4, 2, -1]
+
+
 def test_recent_libraries_keep_the_last_opened_first(qtbot, settings, tmp_path: Path) -> None:
     recent = RecentLibraries(settings)
     assert recent.paths() == [] and recent.last() is None
