@@ -91,6 +91,9 @@ class MainWindow(QMainWindow):
         self._build_toolbar()
         self._build_status_bar()
         self._connect()
+        # The docks were stacked before they were tabbed: let the layout see them tabbed
+        # before sizing, or the window keeps the stacked minimum height (1,163 px).
+        self.layout().activate()
         self.resize(1400, 900)
         for key, restore in (("window/geometry", self.restoreGeometry),
                              ("window/state", self.restoreState)):

@@ -166,6 +166,17 @@ def test_the_window_hint_follows_a_running_training_job(qtbot, tmp_path: Path, s
     assert "Press Rescan" in window.map.empty_text
 
 
+def test_the_window_fits_a_1600_by_1000_screen(qtbot, tmp_path: Path, settings) -> None:
+    """Its docks are tabbed, so it takes the size asked for; it used to keep the height of
+    the right-hand docks stacked (1,163 px), taller than the screen."""
+    window = MainWindow(tmp_path / "library", settings=settings)
+    qtbot.addWidget(window)
+    window.resize(1600, 1000)
+    window.show()
+    qtbot.waitExposed(window)
+    assert window.size() == QSize(1600, 1000) and window.minimumHeight() < 700
+
+
 def test_at_1600_px_no_tab_title_is_cut_and_similar_photos_fill_three_columns(
         qtbot, tmp_path: Path, settings) -> None:
     window = MainWindow(tmp_path / "library", settings=settings)
