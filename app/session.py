@@ -585,7 +585,7 @@ class Session(QObject):
             return query, np.zeros(0, np.int64)
         run = self.data.run
         if self._concepts is None or self._concepts[0] is not run:
-            backbone = run.report.config.get("backbone", "efficientnet_lite0")
+            backbone = run.report.backbone
             ids, scores, _ = read_concepts(self.library, backbone).aligned(run.cache_rows)
             self._concepts = (run, ConceptIndex.build(ids, scores))
         concept = self._concepts[1].concept_scores(query.matches)
